@@ -1,0 +1,1 @@
+"""Recurring integrations on Azure Functions: the application package."""

@@ -1,0 +1,71 @@
+"""Application settings, read from the environment (Function App settings or local.settings.json)."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_ADMIN_ROLE = "Integrations.Admin"
+DEFAULT_LOCAL_TENANT = "00000000-0000-0000-0000-00000000a11c"
+DEFAULT_LOCAL_AUDIENCE = "api://recurring-integrations-local"
+DEFAULT_LOCAL_KEY_DIR = ".local"
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def get_int(name: str, default: int) -> int:
+    value = get(name)
+    return int(value) if value is not None else default
+
+
+def get_list(name: str) -> list[str]:
+    """A comma- or semicolon-separated setting as a list of trimmed, non-empty items."""
+    raw = get(name, "") or ""
+    return [item.strip() for item in raw.replace(";", ",").split(",") if item.strip()]
+
+
+def auth_mode() -> str:
+    return (get("AUTH_MODE", "entra") or "entra").lower()
+
+
+def tenant_id() -> str | None:
+    return get("AUTH_TENANT_ID")
+
+
+def audiences() -> list[str]:
+    return get_list("AUTH_AUDIENCES")
+
+
+def admin_role() -> str:
+    return get("AUTH_ADMIN_ROLE", DEFAULT_ADMIN_ROLE) or DEFAULT_ADMIN_ROLE
+
+
+def admin_apps() -> list[str]:
+    return [a.lower() for a in get_list("AUTH_ADMIN_APPS")]
+
+
+def local_key_dir() -> str:
+    return get("AUTH_LOCAL_KEY_DIR", DEFAULT_LOCAL_KEY_DIR) or DEFAULT_LOCAL_KEY_DIR
+
+
+def public_base_url() -> str | None:
+    value = get("PUBLIC_BASE_URL")
+    return value.rstrip("/") if value else None
+
+
+def max_enqueue_bytes() -> int:
+    return get_int("MAX_ENQUEUE_BYTES", 100 * 1024 * 1024)
+
+
+def enqueue_dedup_minutes() -> int:
+    return get_int("ENQUEUE_DEDUP_MINUTES", 60)
+
+
+def entity_partition_buckets() -> int:
+    return get_int("ENTITY_PARTITION_BUCKETS", 16)
+
+
+def running_in_azure() -> bool:
+    return bool(get("WEBSITE_INSTANCE_ID"))
