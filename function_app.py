@@ -1,0 +1,13 @@
+"""The Function App: one FunctionApp that registers the blueprints of each area, and nothing else."""
+
+import azure.functions as func
+
+from shared.api import manage_config, root
+from shared.auth.validator import check_auth_mode
+
+check_auth_mode()  # fail at start, not on the first request, when AUTH_MODE is unsafe or wrong
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (root.bp, manage_config.bp):
+    app.register_functions(blueprint)

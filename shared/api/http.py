@@ -1,0 +1,146 @@
+"""HTTP plumbing shared by the blueprints: JSON replies, the error envelope, authentication, ID parsing.
+
+Kept free of heavy imports: blueprints import it at module level, and cold start matters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import AppError, AuthenticationError, ForbiddenError, ValidationError
+
+log = logging.getLogger("shared.api")
+
+JSON = "application/json"
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None, *, mimetype: str = JSON
+):
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        headers=headers,
+        mimetype=mimetype,
+        charset="utf-8",
+    )
+
+
+def error_response(code: str, message: str, status: int, headers: dict[str, str] | None = None):
+    return json_response({"error": {"code": code, "message": message}}, status, headers)
+
+
+def empty_response(status: int = 204):
+    return func.HttpResponse(b"", status_code=status)
+
+
+def app_error_response(exc: AppError):
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+    return error_response(exc.code, exc.message, exc.status, headers)
+
+
+def read_json(req, *, lenient_quotes: bool = False, required: bool = True) -> Any:
+    """The request body as JSON. `lenient_quotes` accepts PSI's single-quoted `{'messageId':'…'}`."""
+    raw = req.get_body() or b""
+    text = raw.decode("utf-8-sig", errors="replace").strip()
+    if not text:
+        if required:
+            raise ValidationError("the request body is empty; send a JSON object", code="EmptyBody")
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if lenient_quotes:
+            import ast
+
+            try:
+                value = ast.literal_eval(text)
+                if isinstance(value, dict | list):
+                    return value
+            except (ValueError, SyntaxError):
+                pass
+        raise ValidationError(
+            f"the request body is not valid JSON: {exc.msg} at position {exc.pos}", code="InvalidJson"
+        ) from exc
+
+
+_ID_JUNK = re.compile(r'^[\s"\'{]+|[\s"\'}]+$')
+
+
+def clean_id(value: str | None) -> str:
+    """IDs come back quoted (RIS keeps `"guid"`), braced or percent-encoded; strip all of that."""
+    text = urllib.parse.unquote(value or "")
+    previous = None
+    while previous != text:
+        previous = text
+        text = _ID_JUNK.sub("", text).replace('\\"', "")
+    return text
+
+
+def parse_guid(value: str | None, what: str) -> str:
+    text = clean_id(value)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError as exc:
+        raise ValidationError(f"{what} {value!r} is not a GUID", code="InvalidId") from exc
+
+
+def bearer_token(req) -> str:
+    header = req.headers.get("Authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("send an Authorization: Bearer <token> header")
+    return token.strip()
+
+
+def authenticate(req):
+    from shared.auth.validator import get_validator
+
+    return get_validator().validate(bearer_token(req))
+
+
+def require_admin(principal) -> None:
+    from shared import settings
+
+    if not principal.is_admin(settings.admin_role(), settings.admin_apps()):
+        raise ForbiddenError(
+            f"application {principal.app_id} is not an administrator: it needs the role "
+            f"{settings.admin_role()} or to be listed in AUTH_ADMIN_APPS",
+            code="NotAdministrator",
+        )
+
+
+def endpoint(*, auth: str = "admin", unknown_status: int | None = None) -> Callable:
+    """Wraps a handler: authenticates (`admin`, `caller` or `anonymous`), maps AppError to the error envelope,
+    and turns anything unexpected into a logged 500 instead of a stack trace on the wire."""
+
+    def decorate(handler: Callable) -> Callable:
+        def wrapper(req: func.HttpRequest):
+            try:
+                if auth == "anonymous":
+                    return handler(req)
+                principal = authenticate(req)
+                if auth == "admin":
+                    require_admin(principal)
+                return handler(req, principal)
+            except AppError as exc:
+                return app_error_response(exc)
+            except Exception:
+                log.exception("unhandled error in %s", handler.__name__)
+                return error_response("InternalError", "an unexpected error occurred; see the logs", 500)
+
+        # No functools.wraps: the worker inspects the signature, and `__wrapped__` would expose `principal`.
+        wrapper.__name__ = handler.__name__
+        wrapper.__qualname__ = handler.__qualname__
+        wrapper.__doc__ = handler.__doc__
+        return wrapper
+
+    return decorate

@@ -1,0 +1,156 @@
+"""The one place that builds Azure SDK clients: a connection string locally, managed identity in Azure.
+
+It reads the same settings as the Functions host: `AzureWebJobsStorage` (a connection string) or
+`AzureWebJobsStorage__accountName` / `__blobServiceUri` / `__queueServiceUri` / `__tableServiceUri`
+with `__credential=managedidentity` and `__clientId`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from functools import cached_property
+from typing import Any
+
+from shared.storage import names
+
+_lock = threading.Lock()
+_clients: dict[tuple, StorageClients] = {}
+
+
+class StorageClients:
+    """Service clients plus idempotent, once-per-process creation of containers, queues and tables."""
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        blob_url: str | None = None,
+        queue_url: str | None = None,
+        table_url: str | None = None,
+        credential: Any = None,
+    ) -> None:
+        self.connection_string = connection_string
+        self._urls = (blob_url, queue_url, table_url)
+        self.credential = credential
+        self._ensured: set[tuple[str, str]] = set()
+        self._ensure_lock = threading.Lock()
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str) -> StorageClients:
+        return cls(connection_string=connection_string)
+
+    @classmethod
+    def from_settings(
+        cls, environ: dict[str, str] | None = None, prefix: str = names.SETTING_STORAGE
+    ) -> StorageClients:
+        env = os.environ if environ is None else environ
+        conn = env.get(prefix)
+        if conn:
+            return cls.from_connection_string(conn)
+        account = env.get(f"{prefix}__accountName")
+        blob = env.get(f"{prefix}__blobServiceUri") or (
+            account and f"https://{account}.blob.core.windows.net"
+        )
+        queue = env.get(f"{prefix}__queueServiceUri") or (
+            account and f"https://{account}.queue.core.windows.net"
+        )
+        table = env.get(f"{prefix}__tableServiceUri") or (
+            account and f"https://{account}.table.core.windows.net"
+        )
+        if not (blob and queue and table):
+            raise RuntimeError(
+                f"storage is not configured: set {prefix} (a connection string) or {prefix}__accountName"
+            )
+        return cls(blob_url=blob, queue_url=queue, table_url=table, credential=_credential(env, prefix))
+
+    # Service clients -------------------------------------------------------------------------
+    @cached_property
+    def blob_service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        if self.connection_string:
+            return BlobServiceClient.from_connection_string(self.connection_string)
+        return BlobServiceClient(self._urls[0], credential=self.credential)
+
+    @cached_property
+    def queue_service(self):
+        from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+        # The Functions host reads queue messages as base64 (host.json messageEncoding).
+        policies = {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+        }
+        if self.connection_string:
+            return QueueServiceClient.from_connection_string(self.connection_string, **policies)
+        return QueueServiceClient(self._urls[1], credential=self.credential, **policies)
+
+    @cached_property
+    def table_service(self):
+        from azure.data.tables import TableServiceClient
+
+        if self.connection_string:
+            return TableServiceClient.from_connection_string(self.connection_string)
+        return TableServiceClient(self._urls[2], credential=self.credential)
+
+    # Resources, created on first use --------------------------------------------------------
+    def _ensure(self, kind: str, name: str, create) -> None:
+        if (kind, name) in self._ensured:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with self._ensure_lock:
+            if (kind, name) in self._ensured:
+                return
+            with contextlib.suppress(ResourceExistsError):
+                create()
+            self._ensured.add((kind, name))
+
+    def container(self, name: str):
+        client = self.blob_service.get_container_client(name)
+        self._ensure("container", name, client.create_container)
+        return client
+
+    def queue(self, name: str):
+        client = self.queue_service.get_queue_client(name)
+        self._ensure("queue", name, client.create_queue)
+        return client
+
+    def table(self, name: str):
+        client = self.table_service.get_table_client(name)
+        self._ensure("table", name, client.create_table)
+        return client
+
+    def forget_table(self, name: str) -> None:
+        """After deleting a table, let the next use create it again."""
+        self._ensured.discard(("table", name))
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+def _credential(env, prefix: str):
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    client_id = env.get(f"{prefix}__clientId")
+    if (env.get(f"{prefix}__credential") or "").lower() == "managedidentity":
+        return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+    return (
+        DefaultAzureCredential(managed_identity_client_id=client_id)
+        if client_id
+        else DefaultAzureCredential()
+    )
+
+
+def get_clients() -> StorageClients:
+    """The process-wide clients for the current settings (re-read when the settings change, as in tests)."""
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(names.SETTING_STORAGE)))
+    with _lock:
+        clients = _clients.get(key)
+        if clients is None:
+            clients = StorageClients.from_settings()
+            _clients[key] = clients
+        return clients

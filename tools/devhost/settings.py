@@ -1,0 +1,179 @@
+"""Read app settings and host.json the way the Functions host does, so local runs see the same configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOCAL_SETTINGS = "local.settings.json"
+EXAMPLE_SETTINGS = "local.settings.example.json"
+
+# The real host polls every 1 minute by default; locally a second keeps tests and demos snappy.
+LOCAL_MAX_POLLING_CAP = 1.0
+
+
+class SettingsError(RuntimeError):
+    """A settings file or host.json is unreadable, or a referenced setting is missing."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise SettingsError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} must hold a JSON object")
+    return data
+
+
+def _values(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    if data.get("IsEncrypted"):
+        raise SettingsError(f"{path} is encrypted; decrypt it (func settings decrypt) or recreate it")
+    values = data.get("Values") or {}
+    if not isinstance(values, dict):
+        raise SettingsError(f'{path}: "Values" must be an object of strings')
+    # App settings are strings on Azure; accept JSON scalars written by hand but present them as strings.
+    return {
+        str(k): (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in values.items() if v is not None
+    }
+
+
+def file_settings(root: Path) -> dict[str, str]:
+    """The "Values" of local.settings.json layered over those of local.settings.example.json."""
+    merged = _values(root / EXAMPLE_SETTINGS)
+    merged.update(_values(root / LOCAL_SETTINGS))
+    return merged
+
+
+def apply_settings(
+    root: Path, environ: MutableMapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Put file settings into the environment without overriding what is already set there.
+
+    Returns (applied, overridden): settings taken from the files, and file settings the
+    environment overrode (so the host can say so).
+    """
+    env = os.environ if environ is None else environ
+    applied: dict[str, str] = {}
+    overridden: dict[str, str] = {}
+    for key, value in file_settings(root).items():
+        if key in env:
+            overridden[key] = env[key]
+        else:
+            env[key] = value
+            applied[key] = value
+    return applied, overridden
+
+
+def local_http_port(root: Path) -> int | None:
+    """Host.LocalHttpPort from local.settings.json, which `func start` also honours."""
+    for name in (LOCAL_SETTINGS, EXAMPLE_SETTINGS):
+        path = root / name
+        if path.is_file():
+            port = (_read_json(path).get("Host") or {}).get("LocalHttpPort")
+            if port is not None:
+                return int(port)
+    return None
+
+
+_PLACEHOLDER = re.compile(r"%([^%]+)%")
+
+
+def resolve_placeholders(text: str, environ: Mapping[str, str] | None = None, *, what: str = "value") -> str:
+    """Replace %SETTING% with the app setting's value, as the host does for binding expressions."""
+    env = os.environ if environ is None else environ
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise SettingsError(
+                f"{what} {text!r} refers to app setting {name!r}, which is not set "
+                f"(add it to {LOCAL_SETTINGS} Values or the environment)"
+            )
+        return env[name]
+
+    return _PLACEHOLDER.sub(lookup, text)
+
+
+_TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>\d+)(?::(?P<s>\d+(?:\.\d+)?))?$")
+
+
+def parse_timespan(value: Any, *, int_unit: float = 1.0) -> float:
+    """Seconds in a .NET TimeSpan string ("d.hh:mm:ss.fff"); bare numbers are scaled by int_unit."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) * int_unit
+    match = _TIMESPAN.match(str(value).strip())
+    if not match:
+        raise SettingsError(f"{value!r} is not a TimeSpan like 00:00:30")
+    return (
+        int(match.group("days") or 0) * 86400
+        + int(match.group("h")) * 3600
+        + int(match.group("m")) * 60
+        + float(match.group("s") or 0)
+    )
+
+
+def _get_ci(section: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    # host.json is bound by .NET configuration, which ignores the case of keys.
+    for k, v in section.items():
+        if k.lower() == key.lower():
+            return v
+    return default
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    batch_size: int = 16
+    new_batch_threshold: int = 8
+    max_polling_interval: float = 2.0
+    visibility_timeout: float = 0.0
+    max_dequeue_count: int = 5
+    message_encoding: str = "base64"
+
+    @property
+    def local_polling_interval(self) -> float:
+        return min(self.max_polling_interval, LOCAL_MAX_POLLING_CAP)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    route_prefix: str = "api"
+    queues: QueueSettings = field(default_factory=QueueSettings)
+
+
+def load_host_config(root: Path) -> HostConfig:
+    """The parts of host.json the local host honours; defaults match the Functions host."""
+    path = root / "host.json"
+    if not path.is_file():
+        return HostConfig()
+    data = _read_json(path)
+    extensions = _get_ci(data, "extensions", {}) or {}
+    http = _get_ci(extensions, "http", {}) or {}
+    route_prefix = _get_ci(http, "routePrefix", "api")
+    route_prefix = "api" if route_prefix is None else str(route_prefix).strip("/")
+
+    q = _get_ci(extensions, "queues", {}) or {}
+    batch_size = int(_get_ci(q, "batchSize", 16))
+    if not 1 <= batch_size <= 32:
+        raise SettingsError(f"host.json extensions.queues.batchSize must be 1..32, not {batch_size}")
+    encoding = str(_get_ci(q, "messageEncoding", "base64")).lower()
+    if encoding not in ("base64", "none"):
+        raise SettingsError(f'host.json extensions.queues.messageEncoding must be "base64" or "none", not {encoding!r}')
+    queues = QueueSettings(
+        batch_size=batch_size,
+        new_batch_threshold=int(_get_ci(q, "newBatchThreshold", batch_size // 2)),
+        # host.json v1 wrote milliseconds as a number; v2 writes a TimeSpan.
+        max_polling_interval=parse_timespan(_get_ci(q, "maxPollingInterval", "00:00:02"), int_unit=0.001),
+        visibility_timeout=parse_timespan(_get_ci(q, "visibilityTimeout", "00:00:00")),
+        max_dequeue_count=int(_get_ci(q, "maxDequeueCount", 5)),
+        message_encoding=encoding,
+    )
+    return HostConfig(route_prefix=route_prefix, queues=queues)
