@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import re
 import signal
@@ -120,10 +121,8 @@ class AzuriteProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.process.wait(timeout)
         self._reader.join(2)
         if self._log_file is not None and not self._log_file.closed:

@@ -39,8 +39,11 @@ param authAdminRole string = 'Integrations.Admin'
 @description('Application (client) IDs that are administrators without holding the role, comma-separated (AUTH_ADMIN_APPS).')
 param authAdminApps string = ''
 
-@description('More application settings for the Function App, such as schedules.')
-param extraAppSettings object = {}
+@description('Public https base URL, when clients come through a custom domain or a gateway (PUBLIC_BASE_URL). Empty: the app\'s default https host name.')
+param publicBaseUrl string = ''
+
+@description('More application settings for the Function App, as [{name, value}], such as schedules.')
+param extraAppSettings array = []
 
 @description('Days after which files in the inbound, outbound, uploads and errors containers are deleted.')
 @minValue(1)
@@ -71,6 +74,9 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('Flex Consumption: spread instances over availability zones (only in regions that offer it for Flex Consumption).')
+param zoneRedundant bool = false
+
 @description('Days to keep logs in the Log Analytics workspace.')
 @minValue(30)
 @maxValue(730)
@@ -85,7 +91,7 @@ var tags = {
   'azd-env-name': environmentName
 }
 var appName = empty(functionAppName) ? '${abbrs.webSitesFunctions}api-${resourceToken}' : toLower(functionAppName)
-var deploymentContainerName = 'app-package-${take(appName, 32)}-${take(resourceToken, 7)}'
+var deploymentContainerName = 'app-package-${resourceToken}'
 var effectiveTenantId = empty(authTenantId) ? tenant().tenantId : authTenantId
 var effectiveAdminRole = empty(authAdminRole) ? 'Integrations.Admin' : authAdminRole
 
@@ -181,11 +187,13 @@ module app 'modules/function-app.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    zoneRedundant: zoneRedundant
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     authTenantId: effectiveTenantId
     authAudiences: authAudiences
     authAdminRole: effectiveAdminRole
     authAdminApps: authAdminApps
+    publicBaseUrl: publicBaseUrl
     extraAppSettings: extraAppSettings
   }
   dependsOn: [
@@ -202,8 +210,9 @@ output AZURE_FUNCTION_APP_NAME string = app.outputs.name
 output AZURE_FUNCTION_APP_URL string = app.outputs.uri
 output SERVICE_API_NAME string = app.outputs.name
 output SERVICE_API_URI string = app.outputs.uri
-// The base URL for D365 clients (RIS "AOS URL"): routes live under /api/connector/... and /data/...
-output CONNECTOR_BASE_URL string = app.outputs.uri
+// The base URL for D365 clients (the RIS instance URL), also the token audience they ask for:
+// the routes live under /api/connector/... and /data/...
+output CONNECTOR_BASE_URL string = app.outputs.publicBaseUrl
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AUTH_TENANT_ID string = effectiveTenantId

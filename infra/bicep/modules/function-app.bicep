@@ -44,6 +44,9 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('Spread the plan\'s instances over availability zones (only in regions where Flex Consumption offers it).')
+param zoneRedundant bool = false
+
 @description('Resource ID of the subnet for VNet integration (empty: no VNet integration).')
 param virtualNetworkSubnetId string = ''
 
@@ -59,8 +62,21 @@ param authAdminRole string
 @description('Application (client) IDs that are administrators without the role, comma-separated (AUTH_ADMIN_APPS).')
 param authAdminApps string = ''
 
-@description('More application settings, merged over the generated ones.')
-param extraAppSettings object = {}
+@description('Public https base URL of the app, used to build download locations (PUBLIC_BASE_URL). Empty: https://<name>.<App Service domain>. Set it when clients come through a custom domain or a gateway.')
+param publicBaseUrl string = ''
+
+@description('More application settings, as name/value pairs.')
+param extraAppSettings array = []
+
+// Default host names per cloud (the app does not opt in to unique default host names).
+var appServiceDomains = {
+  AzureCloud: 'azurewebsites.net'
+  AzureUSGovernment: 'azurewebsites.us'
+  AzureChinaCloud: 'chinacloudsites.cn'
+}
+var appServiceDomain = contains(appServiceDomains, environment().name) ? appServiceDomains[environment().name] : 'azurewebsites.net'
+var defaultBaseUrl = 'https://${name}.${appServiceDomain}'
+var effectiveBaseUrl = empty(publicBaseUrl) ? defaultBaseUrl : publicBaseUrl
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -81,6 +97,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
   properties: {
     reserved: true
+    zoneRedundant: zoneRedundant
   }
 }
 
@@ -108,6 +125,69 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      appSettings: concat([
+        // Functions host and app storage, identity-based (no connection string, no key).
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storage.name
+        }
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: storage.properties.primaryEndpoints.queue
+        }
+        {
+          name: 'AzureWebJobsStorage__tableServiceUri'
+          value: storage.properties.primaryEndpoints.table
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // Telemetry with Entra authentication (the component has local auth disabled).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        // Bearer-token authentication of every caller (PROTOCOL.md section 8). D365 clients ask
+        // for a token whose audience is the base URL, so the base URL is always an audience.
+        {
+          name: 'AUTH_MODE'
+          value: 'entra'
+        }
+        {
+          name: 'AUTH_TENANT_ID'
+          value: authTenantId
+        }
+        {
+          name: 'AUTH_AUDIENCES'
+          value: '${authAudiences},${effectiveBaseUrl}'
+        }
+        {
+          name: 'AUTH_ADMIN_ROLE'
+          value: authAdminRole
+        }
+        {
+          name: 'AUTH_ADMIN_APPS'
+          value: authAdminApps
+        }
+        // Download locations handed to clients are built from this URL.
+        {
+          name: 'PUBLIC_BASE_URL'
+          value: effectiveBaseUrl
+        }
+      ], extraAppSettings)
     }
     functionAppConfig: {
       deployment: {
@@ -149,33 +229,7 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   }
 }
 
-var publicBaseUrl = 'https://${functionApp.properties.defaultHostName}'
-
-resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
-  parent: functionApp
-  name: 'appsettings'
-  properties: union({
-    // Functions host and app storage, identity-based (no connection string, no key).
-    AzureWebJobsStorage__accountName: storage.name
-    AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-    AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
-    AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
-    AzureWebJobsStorage__credential: 'managedidentity'
-    AzureWebJobsStorage__clientId: identityClientId
-    // Telemetry with Entra authentication (the component has local auth disabled).
-    APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
-    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-    // Bearer-token authentication of every caller (PROTOCOL.md section 8).
-    AUTH_MODE: 'entra'
-    AUTH_TENANT_ID: authTenantId
-    AUTH_AUDIENCES: '${authAudiences},${publicBaseUrl}'
-    AUTH_ADMIN_ROLE: authAdminRole
-    AUTH_ADMIN_APPS: authAdminApps
-    // Download locations handed to clients are built from this URL.
-    PUBLIC_BASE_URL: publicBaseUrl
-  }, extraAppSettings)
-}
-
 output id string = functionApp.id
 output name string = functionApp.name
-output uri string = publicBaseUrl
+output publicBaseUrl string = effectiveBaseUrl
+output uri string = 'https://${functionApp.properties.defaultHostName}'

@@ -1,0 +1,241 @@
+"""Messages in Table storage: a partition per job with time-ordered row keys, plus an index by message ID.
+
+Status changes are compare-and-swap on the row's ETag, so two workers (or a worker and the poison
+handler) never both win the same transition.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.errors import ConflictError, NotFoundError
+
+_JSON_PROPS = ("Transitions", "Counts")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
+
+
+def ordered_row_key(message_id: str, at: datetime | None = None) -> str:
+    """Sorts in enqueue order: microseconds since the epoch, zero-padded, then the ID as a tie-break."""
+    micros = int(at.timestamp() * 1_000_000) if at else time.time_ns() // 1000
+    return f"{micros:020d}-{message_id}"
+
+
+def _decode(row: dict) -> dict:
+    out = dict(row)
+    for key in _JSON_PROPS:
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    out["_etag"] = row.metadata.get("etag") if hasattr(row, "metadata") else None
+    return out
+
+
+def _encode(fields: dict) -> dict:
+    out = {}
+    for key, value in fields.items():
+        if key.startswith("_"):
+            continue
+        out[key] = (
+            json.dumps(value, separators=(",", ":")) if key in _JSON_PROPS and value is not None else value
+        )
+    return out
+
+
+class MessageRepository:
+    def __init__(self, messages: TableClient, index: TableClient) -> None:
+        self._messages = messages
+        self._index = index
+
+    # Create and look up -----------------------------------------------------------------------
+    def create_message(self, job_id: str, message_id: str, fields: dict[str, Any]) -> dict:
+        row_key = ordered_row_key(message_id)
+        at = now_utc()
+        status = fields.get("Status")
+        # Index first: a lookup that finds an index row without its message answers "not found"
+        # (the client was never told the ID), never a half-written message.
+        self._index.upsert_entity(
+            {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+        )
+        row = {
+            "PartitionKey": job_id,
+            "RowKey": row_key,
+            "MessageId": message_id,
+            "EnqueuedAt": at,
+            "UpdatedAt": at,
+            "Transitions": [{"status": status, "at": iso(at)}] if status else [],
+            **fields,
+        }
+        self._messages.create_entity(_encode(row))
+        return self.get_message(job_id, row_key)
+
+    def locate(self, message_id: str) -> tuple[str, str] | None:
+        try:
+            idx = self._index.get_entity(message_id, "")
+        except ResourceNotFoundError:
+            return None
+        return idx["JobId"], idx["MessageRowKey"]
+
+    def get_message(self, job_id: str, row_key: str) -> dict:
+        try:
+            return _decode(self._messages.get_entity(job_id, row_key))
+        except ResourceNotFoundError as exc:
+            raise NotFoundError("the message does not exist", code="MessageNotFound") from exc
+
+    def find_by_id(self, message_id: str) -> dict | None:
+        where = self.locate(message_id)
+        if where is None:
+            return None
+        try:
+            return self.get_message(*where)
+        except NotFoundError:
+            return None
+
+    def get_by_id(self, message_id: str) -> dict:
+        msg = self.find_by_id(message_id)
+        if msg is None:
+            raise NotFoundError(f"message {message_id} does not exist", code="MessageNotFound")
+        return msg
+
+    # Lists -------------------------------------------------------------------------------------
+    def list_messages(
+        self,
+        job_id: str,
+        *,
+        statuses: list[str] | None = None,
+        page_size: int = 100,
+        continuation: Any = None,
+        select: list[str] | None = None,
+    ) -> tuple[list[dict], Any]:
+        """One page of a job's messages in enqueue order, with the token for the next page."""
+        query = "PartitionKey eq @job"
+        params: dict[str, Any] = {"job": job_id}
+        if statuses:
+            parts = []
+            for i, status in enumerate(statuses):
+                params[f"s{i}"] = status
+                parts.append(f"Status eq @s{i}")
+            query += " and (" + " or ".join(parts) + ")"
+        pager = self._messages.query_entities(
+            query, parameters=params, results_per_page=page_size, select=select
+        ).by_page(continuation_token=continuation)
+        page = [_decode(row) for row in next(pager, [])]
+        return page, pager.continuation_token
+
+    def iter_messages(
+        self, job_id: str, *, statuses: list[str] | None = None, select: list[str] | None = None
+    ) -> Iterator[dict]:
+        token = None
+        while True:
+            page, token = self.list_messages(job_id, statuses=statuses, continuation=token, select=select)
+            yield from page
+            if not token:
+                return
+
+    # Updates -----------------------------------------------------------------------------------
+    def update_message(
+        self,
+        job_id: str,
+        row_key: str,
+        change: Callable[[dict], dict | None],
+        *,
+        attempts: int = 10,
+    ) -> dict | None:
+        """Read, let `change` compute new fields (or None to leave the row alone), write only if the row is
+        unchanged since the read; retried on a lost race. Returns the updated row, or None."""
+        for _ in range(attempts):
+            current = self.get_message(job_id, row_key)
+            fields = change(current)
+            if fields is None:
+                return None
+            at = now_utc()
+            new_status = fields.get("Status")
+            if new_status and new_status != current.get("Status"):
+                fields["Transitions"] = [
+                    *current.get("Transitions", []),
+                    {"status": new_status, "at": iso(at)},
+                ]
+            fields["UpdatedAt"] = at
+            try:
+                self._messages.update_entity(
+                    {"PartitionKey": job_id, "RowKey": row_key, **_encode(fields)},
+                    mode=UpdateMode.MERGE,
+                    etag=current["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    continue
+                raise
+            merged = {**current, **fields}
+            return merged
+        raise ConflictError("the message is being changed by someone else; try again", code="Busy")
+
+    def transition(
+        self,
+        job_id: str,
+        row_key: str,
+        to_status: str,
+        *,
+        allowed_from: set[str] | None = None,
+        **fields: Any,
+    ) -> dict | None:
+        def change(current: dict) -> dict | None:
+            if allowed_from is not None and current.get("Status") not in allowed_from:
+                return None
+            return {"Status": to_status, **fields}
+
+        return self.update_message(job_id, row_key, change)
+
+    # Idempotent enqueue ------------------------------------------------------------------------
+    def claim_dedup(self, job_id: str, dedup_key: str, message_id: str, window_seconds: int) -> str | None:
+        """Record that `message_id` holds this (external ID, content) for the job. Returns the ID of an
+        earlier message within the window instead, when there is one."""
+        pk = f"dedup-{job_id}"
+        row = {"PartitionKey": pk, "RowKey": dedup_key, "MessageId": message_id, "CreatedAt": now_utc()}
+        for _ in range(5):
+            try:
+                self._index.create_entity(row)
+                return None
+            except ResourceExistsError:
+                try:
+                    existing = self._index.get_entity(pk, dedup_key)
+                except ResourceNotFoundError:
+                    continue
+                age = (now_utc() - existing["CreatedAt"]).total_seconds()
+                if age <= window_seconds:
+                    return existing["MessageId"]
+                try:
+                    self._index.update_entity(
+                        row,
+                        mode=UpdateMode.REPLACE,
+                        etag=existing.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return None
+                except HttpResponseError as exc:
+                    if exc.status_code != 412:
+                        raise
+        raise ConflictError("the same file is being enqueued concurrently; try again", code="Busy")
+
+    def release_dedup(self, job_id: str, dedup_key: str, message_id: str) -> None:
+        """Undo claim_dedup when the enqueue did not complete, so a retry is not answered with a dead ID."""
+        try:
+            existing = self._index.get_entity(f"dedup-{job_id}", dedup_key)
+        except ResourceNotFoundError:
+            return
+        if existing.get("MessageId") == message_id:
+            self._index.delete_entity(f"dedup-{job_id}", dedup_key)

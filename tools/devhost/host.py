@@ -1,0 +1,122 @@
+"""Run a whole FunctionApp locally (HTTP, queue and timer triggers) as one object that starts and stops."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from .app_loader import AppIndex, connection_string, get_functions_once, index_functions, load_app
+from .http_server import DevHttpServer, Router
+from .queue_runner import DEFAULT_LEASE_SECONDS, QueuePoller
+from .settings import HostConfig, apply_settings, load_host_config
+from .timer_runner import TimerRunner, host_timezone
+
+log = logging.getLogger("devhost")
+
+
+class DevHost:
+    """The local Functions host for one app.
+
+    ``start()`` applies settings, imports the app, binds the HTTP server and starts the queue
+    pollers and timers; it returns the bound port (``port=0`` picks a free one). ``stop()``
+    stops accepting work and waits up to ``shutdown_grace`` seconds for running invocations.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = ".",
+        app_module: str = "function_app",
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        functions: Iterable[str] | None = None,
+        queue_lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.app_module = app_module
+        self.port = port
+        self.host = host
+        self.only = {f.lower() for f in functions} if functions else None
+        self.queue_lease_seconds = queue_lease_seconds
+        self.shutdown_grace = shutdown_grace
+        self.config = HostConfig()
+        self.index = AppIndex()
+        self.overridden_settings: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._server: DevHttpServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._pollers: list[QueuePoller] = []
+        self._timers: list[TimerRunner] = []
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> int:
+        # Settings go into the environment before the import, as the worker's are: app modules
+        # often read them at import time.
+        _, self.overridden_settings = apply_settings(self.root)
+        self.config = load_host_config(self.root)
+        app = load_app(self.root, self.app_module)
+        self.index = index_functions(
+            get_functions_once(app), route_prefix=self.config.route_prefix, root=self.root, only=self.only
+        )
+        for queue_function in self.index.queue:
+            connection_string(queue_function.connection)  # fail now, not in a poller thread
+        tz = host_timezone()
+        self._timers = [TimerRunner(f, self._stop, tz) for f in self.index.timer]
+        self._pollers = [
+            QueuePoller(f, self.config.queues, self._stop, lease_seconds=self.queue_lease_seconds)
+            for f in self.index.queue
+        ]
+
+        self._server = DevHttpServer((self.host, self.port), Router(self.index.http))
+        self.port = self._server.server_address[1]
+        self._serve_thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
+        )
+        self._serve_thread.start()
+        for runner in [*self._pollers, *self._timers]:
+            runner.start()
+        return self.port
+
+    def describe(self) -> list[str]:
+        """One line per function, for the startup banner."""
+        lines = [f.describe() for f in [*self.index.http, *self.index.queue, *self.index.timer]]
+        lines += [f"{line} (skipped)" for line in self.index.skipped]
+        return lines
+
+    def stop(self) -> bool:
+        """Stop accepting work and wait for in-flight invocations; True when all of them finished."""
+        if self._stop.is_set():
+            return True
+        self._stop.set()
+        deadline = time.monotonic() + self.shutdown_grace
+        clean = True
+        if self._server is not None:
+            self._server.stopping = True
+            self._server.shutdown()  # no new connections or requests are accepted after this
+            clean &= self._server.wait_idle(max(0.0, deadline - time.monotonic()))
+            self._server.server_close()
+        for poller in self._pollers:
+            clean &= poller.join(max(0.0, deadline - time.monotonic()))
+        for timer in self._timers:
+            clean &= timer.join(max(0.0, deadline - time.monotonic()))
+        if not clean:
+            log.warning("some invocations were still running after %.0fs; abandoning them", self.shutdown_grace)
+        return clean
+
+    def __enter__(self) -> DevHost:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
