@@ -34,7 +34,9 @@ ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 HOST = "127.0.0.1"
 
-_LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at https?://[^\s:]+:(\d+)")
+_LISTENING = re.compile(
+    r"Azurite (Blob|Queue|Table) service is successfully listening at https?://[^\s:]+:(\d+)"
+)
 
 
 class AzuriteError(RuntimeError):
@@ -113,11 +115,9 @@ class AzuriteProcess:
         """Terminate Azurite's process group and wait for it; safe to call twice."""
         atexit.unregister(self.stop)
         if self.process.poll() is None:
-            try:
-                # Azurite runs under node through a shell shim: signal the whole group.
+            # Azurite runs under node through a shell shim: signal the whole group.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -161,7 +161,9 @@ def start_azurite(
     already taken (typically another Azurite on 10000-10002) falls back to a free one.
     """
     if not AZURITE_BIN.exists():
-        raise AzuriteError(f"Azurite is not installed ({AZURITE_BIN} is missing): run `npm ci` in {REPO_ROOT}")
+        raise AzuriteError(
+            f"Azurite is not installed ({AZURITE_BIN} is missing): run `npm ci` in {REPO_ROOT}"
+        )
 
     wanted = ports or (0, 0, 0)
     actual: list[int] = []
@@ -225,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 1
     where = "in memory" if location is None else str(Path(location).resolve())
-    print(f"Azurite ready ({where}); blob {azurite.blob_port}, queue {azurite.queue_port}, table {azurite.table_port}")
+    print(
+        f"Azurite ready ({where}); blob {azurite.blob_port}, queue {azurite.queue_port}, table {azurite.table_port}"
+    )
     print(f"AzureWebJobsStorage={azurite.connection_string}", flush=True)
 
     stop = threading.Event()

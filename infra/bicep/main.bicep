@@ -215,4 +215,3 @@ output SERVICE_API_URI string = app.outputs.uri
 output CONNECTOR_BASE_URL string = app.outputs.publicBaseUrl
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
-output AUTH_TENANT_ID string = effectiveTenantId

@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="how long a queue message stays hidden per lease while it runs (renewed at half-time)",
     )
-    parser.add_argument("--grace", type=float, default=5.0, help="seconds to let invocations finish on shutdown")
+    parser.add_argument(
+        "--grace", type=float, default=5.0, help="seconds to let invocations finish on shutdown"
+    )
     return parser.parse_args(argv)
 
 
@@ -92,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         host.stop()
         return 1
     except OSError as error:
-        print(f"Host failed to listen on {args.host}:{port}: {error} (try --port 0)", file=sys.stderr, flush=True)
+        print(
+            f"Host failed to listen on {args.host}:{port}: {error} (try --port 0)",
+            file=sys.stderr,
+            flush=True,
+        )
         host.stop()
         return 1
     except Exception:

@@ -163,7 +163,9 @@ def load_app(root: Path, app_spec: str) -> Any:
     try:
         app = getattr(module, attribute)
     except AttributeError as error:
-        raise AppLoadError(f"{module_name} has no attribute {attribute!r} (expected a func.FunctionApp)") from error
+        raise AppLoadError(
+            f"{module_name} has no attribute {attribute!r} (expected a func.FunctionApp)"
+        ) from error
     if not hasattr(app, "get_functions"):
         raise AppLoadError(f"{module_name}.{attribute} is not a FunctionApp")
     return app

@@ -109,7 +109,9 @@ class DevHost:
         for timer in self._timers:
             clean &= timer.join(max(0.0, deadline - time.monotonic()))
         if not clean:
-            log.warning("some invocations were still running after %.0fs; abandoning them", self.shutdown_grace)
+            log.warning(
+                "some invocations were still running after %.0fs; abandoning them", self.shutdown_grace
+            )
         return clean
 
     def __enter__(self) -> DevHost:

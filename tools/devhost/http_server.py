@@ -39,7 +39,9 @@ class Router:
         # Stable order for ties: precedence, then template text, as the host sorts its route table.
         self.functions = sorted(functions, key=lambda f: (f.route.precedence, f.route.template.lower()))
 
-    def resolve(self, method: str, segments: list[str]) -> tuple[HttpFunction | None, dict[str, str], set[str]]:
+    def resolve(
+        self, method: str, segments: list[str]
+    ) -> tuple[HttpFunction | None, dict[str, str], set[str]]:
         """(function, route values, methods allowed on the path); no function and no methods means 404."""
         allowed: set[str] = set()
         for function in self.functions:
@@ -275,4 +277,3 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         self._send(status, headers, payload)
         return status
-

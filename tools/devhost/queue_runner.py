@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import azure.functions as func
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 from .app_loader import QueueFunction, connection_string
@@ -97,7 +97,9 @@ class QueuePoller:
         self._leases: dict[str, _Lease] = {}
         self._inflight = 0
         self._cond = threading.Condition()
-        self._executor = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix=f"queue-{function.name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.capacity, thread_name_prefix=f"queue-{function.name}"
+        )
         self._thread = threading.Thread(target=self._run, name=f"poll-{function.name}", daemon=True)
         self._last_error: tuple[str, float] | None = None
 
@@ -120,7 +122,11 @@ class QueuePoller:
         # Storage outages would otherwise log on every poll.
         text = f"{what}: {type(error).__name__}: {error}".splitlines()[0]
         now = time.monotonic()
-        if self._last_error is None or self._last_error[0] != text or now - self._last_error[1] > _ERROR_LOG_EVERY:
+        if (
+            self._last_error is None
+            or self._last_error[0] != text
+            or now - self._last_error[1] > _ERROR_LOG_EVERY
+        ):
             log.error("%s (queue %s, function %s)", text, self.function.queue_name, self.function.name)
             self._last_error = (text, now)
 
@@ -207,8 +213,9 @@ class QueuePoller:
         ok = False
         try:
             body = decode_content(message.content, self.settings.message_encoding)
+            # The worker's QueueMessage (azure.functions.queue), which carries the dequeue count.
             self.function.invoke(
-                func.QueueMessage(
+                QueueMessage(
                     id=message.id,
                     body=body,
                     pop_receipt=lease.pop_receipt,
@@ -219,6 +226,8 @@ class QueuePoller:
                 )
             )
             ok = True
+        except MessageDecodeError as error:
+            print(f"Message {message.id} on {self.function.queue_name}: {error}", file=sys.stderr, flush=True)
         except Exception:
             print(
                 f"Function {self.function.name} failed on message {message.id} "

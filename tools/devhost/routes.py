@@ -87,8 +87,10 @@ def _constraint(name: str, raw_args: str | None) -> Validator:
     if key in ("min", "max"):
         (n,) = _args(raw_args, 1, name)
         bound = int(n)
-        return (lambda v: _INT.match(v) is not None and int(v) >= bound) if key == "min" else (
-            lambda v: _INT.match(v) is not None and int(v) <= bound
+        return (
+            (lambda v: _INT.match(v) is not None and int(v) >= bound)
+            if key == "min"
+            else (lambda v: _INT.match(v) is not None and int(v) <= bound)
         )
     if key == "range":
         low, high = (int(x) for x in _args(raw_args, 2, name))

@@ -166,7 +166,9 @@ def load_host_config(root: Path) -> HostConfig:
         raise SettingsError(f"host.json extensions.queues.batchSize must be 1..32, not {batch_size}")
     encoding = str(_get_ci(q, "messageEncoding", "base64")).lower()
     if encoding not in ("base64", "none"):
-        raise SettingsError(f'host.json extensions.queues.messageEncoding must be "base64" or "none", not {encoding!r}')
+        raise SettingsError(
+            f'host.json extensions.queues.messageEncoding must be "base64" or "none", not {encoding!r}'
+        )
     queues = QueueSettings(
         batch_size=batch_size,
         new_batch_threshold=int(_get_ci(q, "newBatchThreshold", batch_size // 2)),

@@ -11,7 +11,7 @@ import time
 import traceback
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from .app_loader import TimerFunction
@@ -68,7 +68,9 @@ class Schedule:
         if self.interval is not None:
             return when + self.interval
         local = when.astimezone(self.tz)
-        following = croniter(self.expression, local, second_at_beginning=self.with_seconds).get_next(dt.datetime)
+        following = croniter(self.expression, local, second_at_beginning=self.with_seconds).get_next(
+            dt.datetime
+        )
         return following.astimezone(dt.UTC)
 
 
@@ -106,22 +108,27 @@ class TimerRunner:
             scheduled = self.schedule.next_after(max(dt.datetime.now(dt.UTC), scheduled))
 
     def _fire(self, occurrence: dt.datetime, following: dt.datetime, *, past_due: bool) -> None:
-        request = func.TimerRequest(
-            past_due=past_due,
-            schedule_status={
-                "Last": self._last.isoformat() if self._last else None,
-                "Next": following.isoformat(),
-                "LastUpdated": occurrence.isoformat(),
-            },
-            schedule={"AdjustForDST": True},
-        )
         started = time.perf_counter()
         ok = False
         try:
+            # azure.functions.TimerRequest is the abstract type; the worker builds this concrete one.
+            request = TimerRequest(
+                past_due=past_due,
+                schedule_status={
+                    "Last": self._last.isoformat() if self._last else None,
+                    "Next": following.isoformat(),
+                    "LastUpdated": occurrence.isoformat(),
+                },
+                schedule={"AdjustForDST": True},
+            )
             self.function.invoke(request)
             ok = True
         except Exception:
-            print(f"Function {self.function.name} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            print(
+                f"Function {self.function.name} failed:\n{traceback.format_exc()}",
+                file=sys.stderr,
+                flush=True,
+            )
         finally:
             self._last = occurrence
             elapsed = (time.perf_counter() - started) * 1000

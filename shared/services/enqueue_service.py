@@ -1,0 +1,141 @@
+"""Enqueue (PROTOCOL §2): authorize the caller on the job, store the file durably, record the message.
+
+Nothing else happens in the request: processing is the workers' job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from shared import settings
+from shared.auth.principal import Principal
+from shared.domain import statuses
+from shared.domain.config import Job
+from shared.errors import AppError, ForbiddenError, TooLargeError, ValidationError
+from shared.services.config_service import ConfigService
+from shared.services.dispatch import Dispatcher
+from shared.storage.message_repo import MessageRepository
+
+UPLOAD_PATH_HINT = (
+    "POST /data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.GetAzureWriteUrl, "
+    "PUT the file to the returned BlobUrl, then call ImportFromPackage"
+)
+
+
+class UnknownActivityError(AppError):
+    # D365 answers 500 here, and RIS's connection check relies on it (PROTOCOL §1).
+    status = 500
+    code = "UnknownActivity"
+
+
+def inbound_blob_name(job_id: str, message_id: str) -> str:
+    return f"{job_id}/{message_id}"
+
+
+class EnqueueService:
+    def __init__(
+        self, config: ConfigService, messages: MessageRepository, inbound, dispatcher: Dispatcher
+    ) -> None:
+        self._config = config
+        self._messages = messages
+        self._inbound = inbound
+        self._dispatcher = dispatcher
+
+    def get_job_for_caller(self, activity_id: str, principal: Principal) -> Job:
+        job = self._config.find_job(activity_id)
+        if job is None:
+            raise UnknownActivityError(f"no recurring job has the activity ID {activity_id}")
+        if not job.allows(principal.app_id):
+            raise ForbiddenError(
+                f"application {principal.app_id} is not mapped to the job {job.name!r}: add it, enabled, "
+                "to the job's authorization policy",
+                code="ApplicationNotAuthorized",
+            )
+        return job
+
+    def enqueue(
+        self,
+        activity_id: str,
+        principal: Principal,
+        body: bytes,
+        *,
+        entity: str | None,
+        company: str | None,
+        external_id: str | None,
+    ) -> str:
+        job = self.get_job_for_caller(activity_id, principal)
+        if not job.enabled:
+            raise ValidationError(
+                f"the job {job.name!r} is disabled; enable it to accept files", code="JobDisabled"
+            )
+        project = self._config.get_project(job.project)
+        if project.operation != "import":
+            raise ValidationError(
+                f"the job {job.name!r} is an export job; dequeue from it instead", code="NotAnImportJob"
+            )
+        entity_name = None
+        if job.mode == "file":
+            if not entity:
+                names = ", ".join(e.entity for e in project.entities)
+                raise ValidationError(
+                    f"the entity query parameter is required for this job; use one of: {names}",
+                    code="EntityRequired",
+                )
+            found = self._config.find_entity(entity)
+            if found is None or all(pe.entity.lower() != found.name.lower() for pe in project.entities):
+                names = ", ".join(e.entity for e in project.entities)
+                raise ValidationError(
+                    f"entity {entity!r} is not in the job's project; use one of: {names}",
+                    code="UnknownEntity",
+                )
+            entity_name = found.name
+        limit = settings.max_enqueue_bytes()
+        if len(body) > limit:
+            raise TooLargeError(
+                f"the file has {len(body)} bytes; the limit for enqueue is {limit} bytes. "
+                f"Send larger files through the package API: {UPLOAD_PATH_HINT}",
+            )
+        if not body:
+            raise ValidationError("the request body is empty; send the file's bytes", code="EmptyBody")
+
+        message_id = str(uuid.uuid4())
+        content_hash = hashlib.sha256(body).hexdigest()
+        dedup_key = None
+        if external_id:
+            dedup_key = hashlib.sha256(f"{external_id}\n{content_hash}".encode()).hexdigest()
+            earlier = self._messages.claim_dedup(
+                job.activity_id, dedup_key, message_id, settings.enqueue_dedup_minutes() * 60
+            )
+            if earlier and self._messages.find_by_id(earlier) is not None:
+                return earlier
+        try:
+            blob = inbound_blob_name(job.activity_id, message_id)
+            self._inbound.upload_blob(blob, body, overwrite=True, max_concurrency=4)
+            message = self._messages.create_message(
+                job.activity_id,
+                message_id,
+                {
+                    "Status": statuses.ENQUEUED,
+                    "Direction": "import",
+                    "ExternalIdentifier": external_id,
+                    "Entity": entity_name,
+                    "Company": (company or job.company or "").lower() or None,
+                    "BlobName": blob,
+                    "Size": len(body),
+                    "ContentSha256": content_hash,
+                    "Mode": job.mode,
+                },
+            )
+        except Exception:
+            if dedup_key:
+                self._messages.release_dedup(job.activity_id, dedup_key, message_id)
+            raise
+        if job.process_on_arrival:
+            try:
+                self._dispatcher.dispatch_message(job, message, statuses.TRIGGER_ON_ARRIVAL)
+            except Exception:  # the file is stored; the scheduler will dispatch it
+                import logging
+
+                logging.getLogger(__name__).exception("on-arrival dispatch failed for %s", message_id)
+        return message_id

@@ -1,0 +1,279 @@
+"""The import worker: claims a message, runs the pipeline for its entity file(s), records the outcome.
+
+Retries are safe: upserts are idempotent (same key, same row), and a message claimed by a queue item
+that the host redelivers is claimed again by that same item. Process-in-order jobs are drained one
+message at a time under a per-job lease, so no message overtakes another across instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from datetime import timedelta
+
+from shared import settings
+from shared.domain import statuses
+from shared.domain.config import Job
+from shared.errors import FormatError, NotFoundError
+from shared.services import work_items
+from shared.services.import_pipeline import (
+    EntityInput,
+    EntityOutcome,
+    ErrorFile,
+    modified_now,
+    preprocess,
+    process,
+)
+from shared.storage.blob_io import open_blob
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+NOT_TERMINAL = [statuses.ENQUEUED, statuses.PREPROCESSING, statuses.PROCESSING]
+
+
+class ImportWorker:
+    def __init__(self, *, config, messages, runs, entities, inbound, errors, dispatcher, leases) -> None:
+        self._config = config
+        self._messages = messages
+        self._runs = runs
+        self._entities = entities
+        self._inbound = inbound
+        self._errors = errors
+        self._dispatcher = dispatcher
+        self._leases = leases
+
+    # Entry points ----------------------------------------------------------------------------
+    def handle(self, item: dict, *, claim_token: str) -> None:
+        try:
+            job = self._config.get_job(item["jobId"], fresh=True)
+        except NotFoundError:
+            log.warning("work item for a deleted job %s", item["jobId"])
+            self._fail_orphans(item, "the job was deleted before the message was processed")
+            return
+        trigger = item.get("trigger") or statuses.TRIGGER_RECURRENCE
+        if item["kind"] == work_items.KIND_DRAIN:
+            self.drain(job, claim_token=claim_token, trigger=trigger)
+        elif item["kind"] == work_items.KIND_MESSAGE:
+            message = self._claim(job, item["rowKey"], claim_token, any_active=False)
+            if message is None:
+                return
+            run_id = self._start_run(job, trigger, item.get("runId"))
+            status = self.process_message(job, message, run_id)
+            self._end_run(run_id, status)
+
+    def drain(self, job: Job, *, claim_token: str, trigger: str) -> None:
+        while True:
+            if not self._leases.acquire(job.activity_id, claim_token, LEASE):
+                return  # another worker is draining this job; it picks up what is waiting
+            run_id = None
+            try:
+                while True:
+                    message = self._next_in_order(job)
+                    if message is None:
+                        break
+                    message = self._claim(job, message["RowKey"], claim_token, any_active=True)
+                    if message is None:
+                        continue
+                    run_id = run_id or self._start_run(job, trigger, None)
+                    self.process_message(job, message, run_id)
+                    self._leases.renew(job.activity_id, claim_token, LEASE)
+            except BaseException:
+                if run_id:
+                    self._runs.end_run(run_id, statuses.RUN_ERROR)
+                raise
+            finally:
+                self._leases.release(job.activity_id, claim_token)
+            if run_id:
+                self._end_run(run_id, statuses.PROCESSED)
+            # A message may have arrived between the last look and the release.
+            if self._next_in_order(job) is None:
+                return
+
+    def handle_poison(self, item: dict) -> None:
+        """The host gave up on a work item: end its message in a terminal status, never leave it hanging."""
+        job_id = item["jobId"]
+        if item["kind"] == work_items.KIND_MESSAGE:
+            self._fail_message(job_id, item["rowKey"])
+        elif item["kind"] == work_items.KIND_DRAIN:
+            try:
+                job = self._config.get_job(job_id, fresh=True)
+            except NotFoundError:
+                return
+            message = self._next_in_order(job)
+            if message is not None:
+                self._fail_message(job_id, message["RowKey"])
+            for holder in [self._leases.holder(job_id)]:
+                if holder:
+                    self._leases.release(job_id, holder)
+            if self._next_in_order(job) is not None:
+                self._dispatcher.dispatch_drain(job, statuses.TRIGGER_RETRY)
+
+    # Steps -----------------------------------------------------------------------------------
+    def _next_in_order(self, job: Job) -> dict | None:
+        for message in self._messages.iter_messages(job.activity_id, statuses=NOT_TERMINAL):
+            if message.get("Direction") == "import":
+                return message
+        return None
+
+    def _claim(self, job: Job, row_key: str, claim_token: str, *, any_active: bool) -> dict | None:
+        def change(current: dict) -> dict | None:
+            status = current.get("Status")
+            if status == statuses.ENQUEUED:
+                pass
+            elif status in statuses.IMPORT_ACTIVE and (
+                any_active or current.get("ClaimToken") == claim_token
+            ):
+                pass  # a retry after a crash: start the message again
+            else:
+                return None
+            return {
+                "Status": statuses.PREPROCESSING,
+                "ClaimToken": claim_token,
+                "Attempts": int(current.get("Attempts") or 0) + 1,
+            }
+
+        return self._messages.update_message(job.activity_id, row_key, change)
+
+    def _start_run(self, job: Job, trigger: str, run_id: str | None) -> str:
+        run_id = run_id or str(uuid.uuid4())
+        self._runs.create_run(job.activity_id, run_id, trigger=trigger, operation="import")
+        return run_id
+
+    def _end_run(self, run_id: str, final_status: str) -> None:
+        ok = final_status in (statuses.PROCESSED, statuses.PROCESSED_WITH_ERRORS)
+        self._runs.end_run(run_id, statuses.RUN_ENDED if ok else statuses.RUN_ERROR)
+
+    def _inputs(self, job: Job, message: dict) -> list[EntityInput]:
+        project = self._config.get_project(job.project)
+        wanted = (message.get("Entity") or "").lower()
+        for pe in project.ordered_entities():
+            if pe.entity.lower() != wanted:
+                continue
+            entity = self._config.get_entity(pe.entity)
+            fmt = self._config.get_format(pe.format)
+            transforms = [self._transform(name) for name in pe.transforms]
+            return [
+                EntityInput(
+                    entity=entity,
+                    fmt=fmt,
+                    open_stream=lambda: open_blob(self._inbound, message["BlobName"]),
+                    mapping=[
+                        {"source": m.source, "target": m.target, "default": m.default} for m in pe.mapping
+                    ],
+                    transforms=transforms,
+                    sheet=pe.sheet,
+                    source_name=entity.label,
+                )
+            ]
+        raise FormatError(f"entity {message.get('Entity')!r} is no longer in the project {project.name!r}")
+
+    def _transform(self, name: str):
+        from shared.formats.xslt import apply_transform, compile_transform
+
+        compiled = compile_transform(self._config.get_transform(name))
+        return lambda data: apply_transform(compiled, data)
+
+    def process_message(self, job: Job, message: dict, run_id: str) -> str:
+        job_id, row_key, message_id = job.activity_id, message["RowKey"], message["MessageId"]
+        self._messages.update_message(job_id, row_key, lambda _: {"RunId": run_id})
+        self._runs.add_message(run_id, message_id)
+        company = message.get("Company") or job.company
+        errors = ErrorFile()
+        outcomes: list[EntityOutcome] = []
+        try:
+            try:
+                inputs = self._inputs(job, message)
+                modified = modified_now()
+                staged = []
+                for inp in inputs:
+                    encode = lambda record, e=inp.entity: self._entities.encode(e, record, company, modified)  # noqa: E731
+                    staged.append(preprocess(inp, encode=encode, errors=errors))
+            except FormatError as exc:
+                return self._finish(
+                    job_id,
+                    row_key,
+                    statuses.PREPROCESSING_ERROR,
+                    outcomes,
+                    errors,
+                    message_id,
+                    reason=str(exc),
+                )
+            self._messages.transition(
+                job_id, row_key, statuses.PROCESSING, Counts={o.entity: o.counts() for o, _ in staged}
+            )
+            for inp, (outcome, spool) in zip(inputs, staged, strict=True):
+                process(
+                    spool,
+                    outcome,
+                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(e, rows),
+                    errors=errors,
+                    after_chunk=lambda n: _maybe_inject_fault(message_id, n),
+                )
+                outcomes.append(outcome)
+            final = statuses.PROCESSED_WITH_ERRORS if errors.count else statuses.PROCESSED
+            return self._finish(job_id, row_key, final, outcomes, errors, message_id)
+        except Exception:
+            # Recorded for the poison handler's reason; the host retries the work item.
+            self._messages.update_message(
+                job_id, row_key, lambda _: {"LastError": f"{type(exc).__name__}: {exc}"[:2000]}
+            )
+            raise
+        finally:
+            errors.close()
+
+    def _finish(self, job_id, row_key, status, outcomes, errors: ErrorFile, message_id, reason=None) -> str:
+        fields: dict = {"Counts": {o.entity: o.counts() for o in outcomes}}
+        summary = list(errors.summary)
+        if reason:
+            summary.insert(0, reason)
+        if summary:
+            fields["ErrorSummary"] = "\n".join(summary)[:8000]
+        if errors.count:
+            name = f"{message_id}.csv"
+            errors.upload(self._errors, name)
+            fields["ErrorFile"] = name
+            fields["ErrorCount"] = errors.count
+        self._messages.transition(job_id, row_key, status, allowed_from=set(statuses.IMPORT_ACTIVE), **fields)
+        return status
+
+    def _fail_message(self, job_id: str, row_key: str) -> None:
+        def change(current: dict) -> dict | None:
+            if current.get("Status") not in NOT_TERMINAL:
+                return None
+            last = current.get("LastError") or "the worker stopped without reporting an error"
+            attempts = current.get("Attempts") or 0
+            return {
+                "Status": statuses.POSTPROCESSING_FAILED,
+                "ErrorSummary": f"the import failed after {attempts} attempt(s); last error: {last}"[:8000],
+            }
+
+        updated = self._messages.update_message(job_id, row_key, change)
+        if updated and updated.get("RunId"):
+            try:
+                self._runs.end_run(updated["RunId"], statuses.RUN_ERROR)
+            except NotFoundError:
+                pass
+
+    def _fail_orphans(self, item: dict, reason: str) -> None:
+        if item["kind"] != work_items.KIND_MESSAGE:
+            return
+        self._messages.transition(
+            item["jobId"],
+            item["rowKey"],
+            statuses.POSTPROCESSING_FAILED,
+            allowed_from=set(NOT_TERMINAL),
+            ErrorSummary=reason,
+        )
+
+
+def _maybe_inject_fault(message_id: str, chunks_done: int) -> None:
+    """Test hook, local mode only: fail once after the first chunk, to prove retries leave no duplicates."""
+    directory = os.environ.get("DEV_FAULT_FAIL_ONCE_DIR")
+    if not directory or settings.auth_mode() != "local" or settings.running_in_azure():
+        return
+    marker = os.path.join(directory, message_id)
+    if chunks_done == 1 and os.path.exists(os.path.join(directory, "armed")) and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("injected fault after the first chunk (DEV_FAULT_FAIL_ONCE_DIR)")
