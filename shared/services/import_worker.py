@@ -214,11 +214,10 @@ class ImportWorker:
                 outcomes.append(outcome)
             final = statuses.PROCESSED_WITH_ERRORS if errors.count else statuses.PROCESSED
             return self._finish(job_id, row_key, final, outcomes, errors, message_id)
-        except Exception:
+        except Exception as exc:
             # Recorded for the poison handler's reason; the host retries the work item.
-            self._messages.update_message(
-                job_id, row_key, lambda _: {"LastError": f"{type(exc).__name__}: {exc}"[:2000]}
-            )
+            last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            self._messages.update_message(job_id, row_key, lambda _: {"LastError": last_error})
             raise
         finally:
             errors.close()
