@@ -2,12 +2,20 @@
 
 import azure.functions as func
 
-from shared.api import manage_config, root
+from shared.api import connector, manage_config, manage_messages, odata_actions, root, scheduler, workers
 from shared.auth.validator import check_auth_mode
 
 check_auth_mode()  # fail at start, not on the first request, when AUTH_MODE is unsafe or wrong
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (root.bp, manage_config.bp):
+for blueprint in (
+    root.bp,
+    manage_config.bp,
+    manage_messages.bp,
+    connector.bp,
+    odata_actions.bp,
+    workers.bp,
+    scheduler.bp,
+):
     app.register_functions(blueprint)

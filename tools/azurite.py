@@ -233,15 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"AzureWebJobsStorage={azurite.connection_string}", flush=True)
 
     stop = threading.Event()
+    # Explicit handlers: a shell starting us in the background would otherwise leave SIGINT ignored.
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            if azurite.process.poll() is not None:
-                print(f"Azurite exited unexpectedly:\n{azurite.output}", file=sys.stderr)
-                return 1
-    except KeyboardInterrupt:
-        pass
+    while not stop.wait(0.5):
+        if azurite.process.poll() is not None:
+            print(f"Azurite exited unexpectedly:\n{azurite.output}", file=sys.stderr)
+            return 1
     azurite.stop()
+    print("Azurite stopped.", file=sys.stderr)
     return 0
 
 

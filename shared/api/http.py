@@ -144,3 +144,67 @@ def endpoint(*, auth: str = "admin", unknown_status: int | None = None) -> Calla
         return wrapper
 
     return decorate
+
+
+def public_base_url(req) -> str:
+    """The URL partners reach us at: the configured one, else the proxy's forwarded host and scheme, else the
+    request's own. In Azure a TLS-terminating front end forwards http internally; clients need https."""
+    from shared import settings
+
+    configured = settings.public_base_url()
+    if configured:
+        return configured
+    parsed = urllib.parse.urlsplit(req.url)
+    scheme = (req.headers.get("X-Forwarded-Proto") or parsed.scheme or "http").split(",")[0].strip()
+    host = (
+        (req.headers.get("X-Forwarded-Host") or req.headers.get("Host") or parsed.netloc)
+        .split(",")[0]
+        .strip()
+    )
+    if settings.running_in_azure():
+        scheme = "https"
+    return f"{scheme}://{host}"
+
+
+def encode_continuation(token: Any) -> str | None:
+    if not token:
+        return None
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+def decode_continuation(text: str | None) -> Any:
+    if not text:
+        return None
+    import base64
+
+    try:
+        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ValidationError(
+            "the continuation token is not valid; follow nextLink as given", code="InvalidContinuation"
+        ) from exc
+
+
+def next_link(req, token: Any) -> str | None:
+    encoded = encode_continuation(token)
+    if not encoded:
+        return None
+    parsed = urllib.parse.urlsplit(req.url)
+    params = {k: v for k, v in req.params.items() if k != "continuation"}
+    params["continuation"] = encoded
+    return f"{public_base_url(req)}{parsed.path}?{urllib.parse.urlencode(params)}"
+
+
+def int_param(req, name: str, default: int, *, minimum: int = 1, maximum: int = 1000) -> int:
+    raw = req.params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValidationError(f"{name} must be an integer", code="InvalidParameter") from exc
+    if not minimum <= value <= maximum:
+        raise ValidationError(f"{name} must be between {minimum} and {maximum}", code="InvalidParameter")
+    return value

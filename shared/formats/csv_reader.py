@@ -61,7 +61,8 @@ def read_csv_rows(
     """Yield (line number, {column: value}) for each data row of a delimited text file.
 
     A row whose value count differs from the header's is yielded with an ERROR_KEY reason (and
-    the values it does have), so that it is rejected alone. Structural problems (a row wider
+    the values it does have; every header column is a key of every row), so that it is
+    rejected alone. Structural problems (a row wider
     than `limits.max_columns`, an over-long field or line, undecodable bytes) raise FormatError.
     """
     dialect = _dialect_args(fmt)
@@ -119,9 +120,10 @@ def _rows(lines: LineSplitter, dialect: dict, header_row: bool, limits: ReaderLi
             else:
                 yield start, {header[i]: values[i] for i in keep}
             continue
-        row: dict[str, str | None] = {
-            name: value for name, value in zip(header, values, strict=False) if name
-        }
+        # Every header column is present (None when the row is short), so the keys of any row
+        # are the file's columns.
+        row: dict[str, str | None] = {name: None for name in header if name}
+        row.update((name, value) for name, value in zip(header, values, strict=False) if name)
         row[ERROR_KEY] = f"row has {len(values)} values but the header has {width} columns"
         yield start, row
 

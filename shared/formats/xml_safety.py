@@ -8,6 +8,7 @@ outright, because no legitimate D365 file has one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -16,6 +17,8 @@ from lxml import etree
 from shared.errors import FormatError
 
 DTD_NOT_ALLOWED = "the file declares a DTD/entities, which are not allowed"
+
+_TRAILING_POSITION = re.compile(r"(?:,? line \d+)?(?:, column \d+)?\s*$")
 
 HARDENED_OPTIONS: dict[str, Any] = {
     "resolve_entities": False,
@@ -49,7 +52,10 @@ def check_docinfo(docinfo: Any) -> None:
 def describe_syntax_error(exc: etree.XMLSyntaxError) -> str:
     """A reason for people: where the XML is broken and how."""
     line, column = exc.position if exc.position else (exc.lineno, None)
-    message = (exc.msg or str(exc)).strip()
+    # libxml2 messages often end with their own ", line N, column M"; we say where ourselves.
+    message = _TRAILING_POSITION.sub("", (exc.msg or str(exc)).strip())
+    if not line:
+        return f"the XML is not well-formed: {message}"
     lowered = message.lower()
     if "amplification" in lowered or ("entity" in lowered and "loop" in lowered):
         # libxml2's own entity-expansion guards fired: say so in our words.

@@ -33,3 +33,91 @@ def config_service():
         )
 
     return _get("config", build)
+
+
+def message_repo():
+    def build(clients):
+        from shared.storage.message_repo import MessageRepository
+
+        return MessageRepository(
+            clients.table(names.TABLE_MESSAGES), clients.table(names.TABLE_MESSAGE_INDEX)
+        )
+
+    return _get("messages", build)
+
+
+def run_repo():
+    def build(clients):
+        from shared.storage.run_repo import RunRepository
+
+        return RunRepository(clients.table(names.TABLE_RUNS), clients.table(names.TABLE_RUN_INDEX))
+
+    return _get("runs", build)
+
+
+def entity_repo():
+    def build(clients):
+        from shared import settings
+        from shared.storage.entity_repo import EntityRepository
+
+        return EntityRepository(clients, buckets=settings.entity_partition_buckets())
+
+    return _get("entities", build)
+
+
+def dispatcher():
+    def build(clients):
+        from shared.services.dispatch import Dispatcher
+
+        return Dispatcher(message_repo(), clients.queue(names.QUEUE_IMPORT))
+
+    return _get("dispatcher", build)
+
+
+def enqueue_service():
+    def build(clients):
+        from shared.services.enqueue_service import EnqueueService
+
+        return EnqueueService(
+            config_service(), message_repo(), clients.container(names.CONTAINER_INBOUND), dispatcher()
+        )
+
+    return _get("enqueue", build)
+
+
+def import_worker():
+    def build(clients):
+        from shared.services.import_worker import ImportWorker
+        from shared.storage.lease_repo import LeaseRepository
+
+        return ImportWorker(
+            config=config_service(),
+            messages=message_repo(),
+            runs=run_repo(),
+            entities=entity_repo(),
+            inbound=clients.container(names.CONTAINER_INBOUND),
+            errors=clients.container(names.CONTAINER_ERRORS),
+            dispatcher=dispatcher(),
+            leases=LeaseRepository(clients.table(names.TABLE_LEASES)),
+        )
+
+    return _get("import_worker", build)
+
+
+def scheduler():
+    def build(clients):
+        from shared.services.scheduler import Scheduler
+
+        return Scheduler(
+            config=config_service(),
+            dispatcher=dispatcher(),
+            messages=message_repo(),
+            schedule_table=clients.table(names.TABLE_SCHEDULE),
+            queueload_table=clients.table(names.TABLE_QUEUE_LOAD),
+        )
+
+    return _get("scheduler", build)
+
+
+def errors_container():
+    return get_clients().container(names.CONTAINER_ERRORS)

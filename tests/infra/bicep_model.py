@@ -141,4 +141,4 @@ def function_types(node: Any) -> set[str]:
 
 
 def load_parameters_file() -> dict[str, Any]:
-    return json.loads(PARAMETERS_FILE.read_text())["parameters"]
+    return json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]

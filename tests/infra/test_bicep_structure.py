@@ -105,8 +105,8 @@ def test_module_params_are_declared_by_the_module():
 
 
 def test_abbreviations_cover_every_use():
-    abbreviations = json.loads((BICEP_DIR / "abbreviations.json").read_text())
-    used = set(re.findall(r"\babbrs\.(\w+)", MAIN.read_text()))
+    abbreviations = json.loads((BICEP_DIR / "abbreviations.json").read_text(encoding="utf-8"))
+    used = set(re.findall(r"\babbrs\.(\w+)", MAIN.read_text(encoding="utf-8")))
     assert used, "main.bicep should name resources with abbreviations.json"
     assert used <= set(abbreviations), f"missing abbreviations: {used - set(abbreviations)}"
     load = function(parse(MAIN)["variables"]["abbrs"]["value"])

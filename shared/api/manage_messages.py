@@ -1,0 +1,104 @@
+"""Management API for operations: messages, runs, error files, "run now", and imported entity records."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api.http import decode_continuation, endpoint, int_param, json_response, next_link, parse_guid
+from shared.errors import NotFoundError, ValidationError
+
+bp = func.Blueprint()
+
+
+@bp.route(route="api/manage/jobs/{activityId}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin")
+def list_job_messages(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.domain.statuses import MESSAGE_STATUSES
+    from shared.services.message_views import message_summary
+    from shared.services.registry import config_service, message_repo
+
+    job = config_service().get_job(parse_guid(req.route_params["activityId"], "activity ID"))
+    wanted = [s.strip() for s in (req.params.get("status") or "").split(",") if s.strip()]
+    by_lower = {s.lower(): s for s in MESSAGE_STATUSES}
+    for s in wanted:
+        if s.lower() not in by_lower:
+            raise ValidationError(f"status {s!r} is not a message status; use {', '.join(MESSAGE_STATUSES)}")
+    page, token = message_repo().list_messages(
+        job.activity_id,
+        statuses=[by_lower[s.lower()] for s in wanted] or None,
+        page_size=int_param(req, "top", 100),
+        continuation=decode_continuation(req.params.get("continuation")),
+    )
+    return json_response({"value": [message_summary(m) for m in page], "nextLink": next_link(req, token)})
+
+
+@bp.route(route="api/manage/jobs/{activityId}/runs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin")
+def list_job_runs(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.services.message_views import run_summary
+    from shared.services.registry import config_service, run_repo
+
+    job = config_service().get_job(parse_guid(req.route_params["activityId"], "activity ID"))
+    page, token = run_repo().list_runs(
+        job.activity_id,
+        page_size=int_param(req, "top", 50),
+        continuation=decode_continuation(req.params.get("continuation")),
+    )
+    return json_response({"value": [run_summary(r) for r in page], "nextLink": next_link(req, token)})
+
+
+@bp.route(route="api/manage/jobs/{activityId}/run", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin")
+def run_job_now(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.domain.statuses import TRIGGER_MANUAL
+    from shared.services.registry import config_service, scheduler
+
+    job = config_service().get_job(parse_guid(req.route_params["activityId"], "activity ID"), fresh=True)
+    if not job.enabled:
+        raise ValidationError(f"the job {job.name!r} is disabled", code="JobDisabled")
+    queued = scheduler().run_job(job, TRIGGER_MANUAL)
+    return json_response({"activityId": job.activity_id, "queued": queued}, 202)
+
+
+@bp.route(route="api/manage/messages/{messageId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin")
+def get_message(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.services.message_views import message_detail
+    from shared.services.registry import message_repo
+
+    msg = message_repo().get_by_id(parse_guid(req.route_params["messageId"], "message ID"))
+    return json_response(message_detail(msg))
+
+
+@bp.route(
+    route="api/manage/messages/{messageId}/errors", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS
+)
+@endpoint(auth="admin")
+def get_message_errors(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.services.registry import errors_container, message_repo
+
+    msg = message_repo().get_by_id(parse_guid(req.route_params["messageId"], "message ID"))
+    if not msg.get("ErrorFile"):
+        raise NotFoundError("the message has no rejected records", code="NoErrorFile")
+    data = errors_container().download_blob(msg["ErrorFile"]).readall()
+    return func.HttpResponse(
+        data,
+        mimetype="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{msg["MessageId"]}-errors.csv"'},
+    )
+
+
+@bp.route(route="api/manage/entities/{name}/records", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin")
+def list_entity_records(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.services.records import list_records
+
+    records, token = list_records(
+        req.route_params["name"],
+        company=req.params.get("company"),
+        filter_text=req.params.get("filter"),
+        top=int_param(req, "top", 100),
+        continuation=decode_continuation(req.params.get("continuation")),
+    )
+    return json_response({"value": records, "nextLink": next_link(req, token)})

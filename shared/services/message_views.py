@@ -1,0 +1,72 @@
+"""Message and run rows as the JSON the management and connector APIs answer with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.storage.message_repo import iso
+
+
+def _t(value) -> str | None:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+def message_summary(msg: dict) -> dict:
+    out = {
+        "messageId": msg.get("MessageId"),
+        "jobId": msg.get("PartitionKey"),
+        "direction": msg.get("Direction"),
+        "status": msg.get("Status"),
+        "externalIdentifier": msg.get("ExternalIdentifier"),
+        "entity": msg.get("Entity"),
+        "company": msg.get("Company"),
+        "enqueuedAt": _t(msg.get("EnqueuedAt")),
+        "updatedAt": _t(msg.get("UpdatedAt")),
+        "executionId": msg.get("RunId"),
+        "size": msg.get("Size"),
+    }
+    if msg.get("Direction") == "export":
+        out.update(
+            {
+                "totalRecords": msg.get("TotalRecords"),
+                "fileUploaded": msg.get("FileUploaded"),
+                "dequeuedAt": _t(msg.get("DequeuedAt")),
+                "ackedAt": _t(msg.get("AckedAt")),
+            }
+        )
+    return out
+
+
+def message_detail(msg: dict) -> dict:
+    out = message_summary(msg)
+    out.update(
+        {
+            "transitions": msg.get("Transitions") or [],
+            "counts": msg.get("Counts") or {},
+            "errorSummary": msg.get("ErrorSummary"),
+            "errorCount": msg.get("ErrorCount") or 0,
+            "errorFile": f"/api/manage/messages/{msg.get('MessageId')}/errors"
+            if msg.get("ErrorFile")
+            else None,
+            "attempts": msg.get("Attempts") or 0,
+        }
+    )
+    return out
+
+
+def run_summary(run: dict) -> dict:
+    return {
+        "executionId": run.get("RunId"),
+        "jobId": run.get("PartitionKey"),
+        "operation": run.get("Operation"),
+        "trigger": run.get("Trigger"),
+        "status": run.get("Status"),
+        "createdAt": _t(run.get("CreatedAt")),
+        "startedAt": _t(run.get("StartedAt")),
+        "endedAt": _t(run.get("EndedAt")),
+        "messages": run.get("Messages") or [],
+        "totalRecords": run.get("TotalRecords"),
+        "fileUploaded": run.get("FileUploaded"),
+        "packageSize": run.get("PackageSize"),
+        "counts": run.get("Counts") or {},
+    }

@@ -1,0 +1,289 @@
+"""The local host as a subprocess over real HTTP and a real Azurite: routing, queues, timers, shutdown."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient, TextBase64EncodePolicy
+
+from tests.devhost.hostproc import HostProcess, clean_env
+from tools.azurite import AzuriteProcess
+
+pytestmark = [pytest.mark.azurite, pytest.mark.e2e]
+
+GUID = "5f0c3a4e-1b2c-4d5e-8f90-123456789abc"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def records(output_dir: Path, name: str) -> list[dict[str, Any]]:
+    path = output_dir / name
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def queue(azurite: AzuriteProcess, name: str, policy: Any = None) -> QueueClient:
+    return QueueClient.from_connection_string(azurite.connection_string, name, message_encode_policy=policy)
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------
+
+
+def test_banner_lists_functions(sample_host: HostProcess) -> None:
+    out = sample_host.stdout
+    assert "echo: [GET,POST] /echo/{name}/{id:guid}" in out
+    assert "work: queueTrigger work-items (AzureWebJobsStorage)" in out
+    assert "tick: timerTrigger '*/1 * * * * *'" in out
+
+
+def test_route_and_query_params_are_decoded(sample_host: HostProcess) -> None:
+    url = f"{sample_host.url}/echo/hello%20world/{GUID}?q=a+b&q=second&r=%2Fslash&empty="
+    data = requests.get(url, timeout=5).json()
+    assert data["method"] == "GET"
+    assert data["route_params"] == {"name": "hello world", "id": GUID}
+    assert data["params"] == {"q": "a b", "r": "/slash", "empty": ""}
+    assert data["url"] == url
+
+
+def test_literal_route_wins_over_parameter(sample_host: HostProcess) -> None:
+    assert requests.get(f"{sample_host.url}/things/special", timeout=5).json() == {"matched": "literal"}
+    assert requests.get(f"{sample_host.url}/things/other", timeout=5).json()["name"] == "other"
+    # The literal route is GET-only, so a POST falls through to the parameterized one, as in ASP.NET.
+    assert requests.post(f"{sample_host.url}/things/special", timeout=5).json()["matched"] == "param"
+    # Literal segments are case-insensitive.
+    assert requests.get(f"{sample_host.url}/THINGS/Special", timeout=5).json() == {"matched": "literal"}
+
+
+def test_optional_parameter_and_catch_all(sample_host: HostProcess) -> None:
+    assert requests.get(f"{sample_host.url}/items", timeout=5).json() == {"itemId": None}
+    assert requests.get(f"{sample_host.url}/items/42", timeout=5).json() == {"itemId": "42"}
+    data = requests.delete(f"{sample_host.url}/files/a/b%20c/d.txt", timeout=5).json()
+    assert data == {"path": "a/b c/d.txt", "method": "DELETE"}
+    assert requests.get(f"{sample_host.url}/files", timeout=5).json()["path"] is None
+
+
+def test_unknown_route_and_failed_constraint_are_404(sample_host: HostProcess) -> None:
+    for path in ("/nope", "/echo/x/not-a-guid", "/big/abc", "/big/99999999999"):
+        response = requests.get(f"{sample_host.url}{path}", timeout=5)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "NotFound"
+
+
+def test_wrong_method_is_405_with_allow(sample_host: HostProcess) -> None:
+    response = requests.delete(f"{sample_host.url}/echo/x/{GUID}", timeout=5)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert response.json()["error"]["code"] == "MethodNotAllowed"
+
+
+def test_chunked_request_body(sample_host: HostProcess) -> None:
+    parts = [b"first,", b"", b"second,", b"x" * 70000, "ünï".encode()]
+
+    def body() -> Iterator[bytes]:
+        yield from (p for p in parts if p)  # an empty chunk would end the body early
+
+    response = requests.post(f"{sample_host.url}/echo/chunked/{GUID}", data=body(), timeout=10)
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    data = response.json()
+    assert data["body_length"] == len(b"".join(parts))
+    assert data["body"] == b"".join(parts).decode()
+
+
+def test_content_length_body_and_large_response(sample_host: HostProcess) -> None:
+    payload = b"a=1&b=two+words" + b"z" * 1_000_000
+    data = requests.post(f"{sample_host.url}/echo/form/{GUID}", data=payload, timeout=10).json()
+    assert data["body_length"] == len(payload)
+    response = requests.get(f"{sample_host.url}/big/5000000", timeout=10)
+    assert response.status_code == 200
+    assert len(response.content) == 5_000_000
+    assert response.headers["Content-Length"] == "5000000"
+
+
+def test_exception_is_500_json_and_traceback_logged(sample_host: HostProcess) -> None:
+    response = requests.get(f"{sample_host.url}/boom", timeout=5)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "InternalError"
+    assert "kaboom" in error["message"]
+    wait_for(lambda: "RuntimeError: kaboom" in sample_host.stderr, 5, "traceback in stderr")
+    assert "Traceback (most recent call last)" in sample_host.stderr
+
+
+def test_async_function_with_context_and_headers(sample_host: HostProcess) -> None:
+    response = requests.get(f"{sample_host.url}/async/world", timeout=5)
+    assert response.status_code == 200
+    assert response.text == "hello world from async_hello"
+    assert response.headers["X-Sample"] == "yes"
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_keep_alive_reuses_the_connection(sample_host: HostProcess) -> None:
+    parts = urlsplit(sample_host.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        conn.request("GET", "/things/special")
+        first = conn.getresponse()
+        assert first.status == 200
+        first.read()
+        sock = conn.sock
+        conn.request("POST", f"/echo/x/{GUID}", body=b"again")
+        second = conn.getresponse()
+        assert json.loads(second.read())["body"] == "again"
+        conn.request("GET", "/nope")
+        assert conn.getresponse().status == 404
+        assert conn.sock is sock
+    finally:
+        conn.close()
+
+
+def test_requests_run_concurrently(sample_host: HostProcess) -> None:
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: requests.get(f"{sample_host.url}/slow", timeout=10), range(20)))
+    assert all(r.status_code == 200 for r in results)
+    assert max(r.json()["max_inflight"] for r in results) >= 2
+
+
+def test_one_log_line_per_request(sample_host: HostProcess) -> None:
+    requests.get(f"{sample_host.url}/things/special?log=1", timeout=5)
+    wait_for(lambda: "GET /things/special?log=1 200 " in sample_host.stderr, 5, "request log line")
+
+
+def test_settings_precedence_env_then_local_then_example(sample_host: HostProcess) -> None:
+    data = requests.get(f"{sample_host.url}/settings", timeout=5).json()
+    # Seen at import time: settings are applied before the app module is imported.
+    assert data["import"] == {"SAMPLE_A": "env", "SAMPLE_B": "local", "SAMPLE_C": "example"}
+
+
+# --- queues and timers ---------------------------------------------------------------------------------
+
+
+def test_queue_trigger_decodes_base64_and_deletes(
+    sample_host: HostProcess, devhost_azurite: AzuriteProcess, output_dir: Path
+) -> None:
+    texts = [f"hello {i} ünï {uuid.uuid4()}" for i in range(6)]
+    sender = queue(devhost_azurite, "work-items", TextBase64EncodePolicy())
+    for text in texts:
+        sender.send_message(text)
+    binary = uuid.uuid4().bytes + b"\x00\xff"
+    queue(devhost_azurite, "work-items", BinaryBase64EncodePolicy()).send_message(binary)
+
+    expected = {t.encode().hex() for t in texts} | {binary.hex()}
+    seen = wait_for(
+        lambda: expected <= {r["body_hex"] for r in records(output_dir, "work.jsonl")} or None,
+        15,
+        "all queue messages processed",
+    )
+    assert seen
+    processed = [r for r in records(output_dir, "work.jsonl") if r["body_hex"] in expected]
+    assert all(r["dequeue_count"] == 1 for r in processed)
+    wait_for(lambda: not list(sender.peek_messages(max_messages=32)), 5, "messages deleted")
+
+
+def test_failing_message_moves_to_poison_with_original_content(
+    sample_host: HostProcess, devhost_azurite: AzuriteProcess, output_dir: Path
+) -> None:
+    body = f"bad-{uuid.uuid4()}"
+    queue(devhost_azurite, "fail-items", TextBase64EncodePolicy()).send_message(body)
+    poison = queue(devhost_azurite, "fail-items-poison")
+    encoded = base64.b64encode(body.encode()).decode()
+    wait_for(
+        lambda: encoded in [m.content for m in poison.peek_messages(max_messages=32)],
+        15,
+        "message on fail-items-poison",
+    )
+    attempts = [r["dequeue_count"] for r in records(output_dir, "fail.jsonl") if r["body"] == body]
+    assert attempts == [1, 2]  # maxDequeueCount is 2 in the sample host.json
+    assert not list(queue(devhost_azurite, "fail-items").peek_messages(max_messages=32))
+
+
+def test_undecodable_message_is_poisoned_without_invoking(
+    sample_host: HostProcess, devhost_azurite: AzuriteProcess
+) -> None:
+    raw = f"not base64 {uuid.uuid4()}!"
+    queue(devhost_azurite, "work-items").send_message(raw)
+    poison = queue(devhost_azurite, "work-items-poison")
+    wait_for(lambda: raw in [m.content for m in poison.peek_messages(max_messages=32)], 15, "raw message poisoned")
+    assert "is not valid base64" in sample_host.stderr
+
+
+def test_timer_fires_on_resolved_schedule(sample_host: HostProcess, output_dir: Path) -> None:
+    ticks = wait_for(lambda: len(records(output_dir, "timer.jsonl")) >= 2 and records(output_dir, "timer.jsonl"), 6)
+    assert all(t["past_due"] is False for t in ticks)
+    # "*/1 * * * * *" fires on whole seconds.
+    assert all(abs(t["at"] - round(t["at"])) < 0.5 for t in ticks)
+
+
+# --- lifecycle -----------------------------------------------------------------------------------------
+
+
+def test_sigint_finishes_in_flight_request_and_exits_0(
+    devhost_azurite: AzuriteProcess, sample_root: Path, tmp_path: Path
+) -> None:
+    env = clean_env(AzureWebJobsStorage=devhost_azurite.connection_string, SAMPLE_OUTPUT_DIR=str(tmp_path))
+    host = HostProcess(sample_root, env, tmp_path, name="sigint")
+    try:
+        url = host.wait_started()
+        result: dict[str, Any] = {}
+
+        def slow_call() -> None:
+            result["response"] = requests.get(f"{url}/slow?sleep=1", timeout=10)
+
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        wait_for(lambda: "/slow" in host.stderr or requests.get(f"{url}/items", timeout=2).ok, 5)
+        time.sleep(0.3)
+        stopped_at = time.monotonic()
+        host.proc.send_signal(signal.SIGINT)
+        assert host.proc.wait(10) == 0
+        assert time.monotonic() - stopped_at < 5
+        caller.join(5)
+        assert result["response"].status_code == 200
+        assert "Host stopped." in host.stderr
+    finally:
+        host.stop(signal.SIGKILL)
+
+
+def test_missing_schedule_setting_fails_start_clearly(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "function_app.py").write_text(
+        textwrap.dedent(
+            """
+            import azure.functions as func
+
+            app = func.FunctionApp()
+
+            @app.timer_trigger(arg_name="timer", schedule="%NOT_CONFIGURED_SCHEDULE%")
+            def tick(timer: func.TimerRequest) -> None:
+                pass
+            """
+        ),
+        encoding="utf-8",
+    )
+    host = HostProcess(root, clean_env(), tmp_path, name="bad")
+    assert host.proc.wait(30) == 1
+    assert "NOT_CONFIGURED_SCHEDULE" in host.stderr
+    assert "Host started" not in host.stdout

@@ -1,0 +1,17 @@
+"""Locates the real D365 package files that tests read (never copied into the repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+D365_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "d365"
+
+
+@pytest.fixture
+def d365() -> Path:
+    if not D365_FIXTURES.is_dir():
+        pytest.skip(f"the real D365 fixtures are not available at {D365_FIXTURES}")
+    return D365_FIXTURES
