@@ -36,7 +36,9 @@ def make_token(
     now = int(time.time())
     claims = {
         "aud": audience,
-        "iss": f"https://login.microsoftonline.com/{tenant_id}/v2.0" if v2 else f"https://sts.windows.net/{tenant_id}/",
+        "iss": f"https://login.microsoftonline.com/{tenant_id}/v2.0"
+        if v2
+        else f"https://sts.windows.net/{tenant_id}/",
         "iat": now,
         "nbf": now,
         "exp": now + minutes * 60,
@@ -64,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", action="store_true", help="only create the local key pair")
     args = parser.parse_args(argv)
 
-    from tools.devhost.settings import load_settings
+    from tools.devhost.settings import apply_settings
 
-    load_settings(Path.cwd())
+    apply_settings(Path.cwd())  # the same settings the local host reads
     key_dir = settings.local_key_dir()
     if args.init:
         print(ensure_local_keys(key_dir))
@@ -79,7 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--app-id must be a GUID, not {args.app_id!r}")
     tenant = settings.tenant_id() or settings.DEFAULT_LOCAL_TENANT
     audience = (settings.audiences() or [settings.DEFAULT_LOCAL_AUDIENCE])[0]
-    print(make_token(app_id, key_dir=key_dir, tenant_id=tenant, audience=audience, admin=args.admin, minutes=args.minutes))
+    print(
+        make_token(
+            app_id,
+            key_dir=key_dir,
+            tenant_id=tenant,
+            audience=audience,
+            admin=args.admin,
+            minutes=args.minutes,
+        )
+    )
     return 0
 
 

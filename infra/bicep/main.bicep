@@ -26,6 +26,14 @@ param functionAppName string = ''
 @description('Object ID of the deploying user (azd: AZURE_PRINCIPAL_ID), granted the storage data roles to inspect data. Empty: none.')
 param principalId string = ''
 
+@description('Kind of principalId: User for a person; ServicePrincipal when a pipeline deploys.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param principalType string = 'User'
+
 @description('Entra tenant whose tokens the app accepts (AUTH_TENANT_ID). Empty: the tenant of the deployment.')
 param authTenantId string = tenant().tenantId
 
@@ -38,6 +46,9 @@ param authAdminRole string = 'Integrations.Admin'
 
 @description('Application (client) IDs that are administrators without holding the role, comma-separated (AUTH_ADMIN_APPS).')
 param authAdminApps string = ''
+
+@description('NCRONTAB schedule (six fields, seconds first) of the scheduler that dispatches due jobs (SCHEDULER_SCHEDULE). Default: every minute.')
+param schedulerSchedule string = '0 * * * * *'
 
 @description('Public https base URL, when clients come through a custom domain or a gateway (PUBLIC_BASE_URL). Empty: the app\'s default https host name.')
 param publicBaseUrl string = ''
@@ -95,7 +106,7 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var effectiveTenantId = empty(authTenantId) ? tenant().tenantId : authTenantId
 var effectiveAdminRole = empty(authAdminRole) ? 'Integrations.Admin' : authAdminRole
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
   location: location
   tags: tags
@@ -145,6 +156,7 @@ module rbac 'modules/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    userPrincipalType: principalType
   }
 }
 
@@ -194,6 +206,7 @@ module app 'modules/function-app.bicep' = {
     authAdminRole: effectiveAdminRole
     authAdminApps: authAdminApps
     publicBaseUrl: publicBaseUrl
+    schedulerSchedule: schedulerSchedule
     extraAppSettings: extraAppSettings
   }
   dependsOn: [

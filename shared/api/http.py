@@ -104,7 +104,8 @@ def bearer_token(req) -> str:
 def authenticate(req):
     from shared.auth.validator import get_validator
 
-    return get_validator().validate(bearer_token(req))
+    token = bearer_token(req)  # a missing token is the caller's 401, before any server-side setup
+    return get_validator().validate(token)
 
 
 def require_admin(principal) -> None:

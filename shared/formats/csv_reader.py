@@ -62,21 +62,21 @@ def read_csv_rows(
 
     A row whose value count differs from the header's is yielded with an ERROR_KEY reason (and
     the values it does have; every header column is a key of every row), so that it is
-    rejected alone. Structural problems (a row wider
-    than `limits.max_columns`, an over-long field or line, undecodable bytes) raise FormatError.
+    rejected alone. Structural problems (a row wider than `limits.max_columns`, an over-long
+    field or line, undecodable bytes) raise FormatError.
     """
-    dialect = _dialect_args(fmt)
+    dialect = _dialect_args(fmt)  # a bad format fails now; the stream is read on iteration
     _ensure_field_size_limit(limits.max_record_chars + 1)
-    chunks = DecodedChunks(stream, fmt.encoding)
+    return _rows(stream, fmt, dialect, limits)
+
+
+def _rows(stream: BinaryIO, fmt: SourceFormat, dialect: dict, limits: ReaderLimits) -> Iterator[SourceRow]:
     lines = LineSplitter(
-        chunks,
+        DecodedChunks(stream, fmt.encoding),
         max_line_chars=limits.max_record_chars,
         max_record_chars=limits.max_record_chars,
     )
-    return _rows(lines, dialect, fmt.header_row, limits)
-
-
-def _rows(lines: LineSplitter, dialect: dict, header_row: bool, limits: ReaderLimits) -> Iterator[SourceRow]:
+    header_row = fmt.header_row
     reader = csv.reader(lines, **dialect)
     max_columns = limits.max_columns
     max_field = limits.max_field_chars

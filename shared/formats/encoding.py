@@ -131,6 +131,18 @@ class DecodedChunks:
         self._head = head[bom_len:]
         self._offset = bom_len  # bytes handed to the decoder so far
         self._check_nul = not is_wide(encoding)
+        # Text in UTF-16/32 always has NULs (delimiters, digits and line ends are ASCII); without
+        # any, the file is really 8-bit text read with a wide format by mistake.
+        if (
+            bom_encoding is None
+            and not self._check_nul
+            and len(self._head) >= 16
+            and b"\x00" not in self._head[:4096]
+        ):
+            raise FormatError(
+                f"the format expects {label(encoding)} text, but the file looks like UTF-8 or "
+                "ANSI text (it has no NUL bytes); use the CSV format or add a BOM"
+            )
         if self._check_nul and b"\x00" in self._head:
             raise FormatError(describe_nul_bytes(self._head, bom_len))
         self._decoder = codecs.getincrementaldecoder(encoding)(errors="strict")

@@ -570,10 +570,7 @@ def _storage_value(c: Comparison) -> object:
 def _leaf(c: Comparison, company_property: str) -> _Q:
     if c.value is None:
         return _TRUE  # Table queries cannot test for a missing property
-    if c.field == COMPANY_FIELD:
-        prop = company_property
-    else:
-        prop = c.field
+    prop = company_property if c.field == COMPANY_FIELD else c.field
     if not _PROPERTY_NAME.match(prop) or prop.casefold() in _SYSTEM_PROPERTIES:
         return _TRUE
     if c.op == "ne" and not c.required:

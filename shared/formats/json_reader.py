@@ -134,11 +134,12 @@ def read_json_rows(
     object/array value, is yielded with an ERROR_KEY reason.
     """
     declared = fmt.encoding if fmt is not None else None
-    chunks = DecodedChunks(stream, declared, guess_wide=True)
-    return _rows(_Buffer(iter(chunks), limits.max_record_chars), limits.max_columns)
+    return _rows(stream, declared, limits)
 
 
-def _rows(buf: _Buffer, max_columns: int) -> Iterator[SourceRow]:
+def _rows(stream: BinaryIO, declared: str | None, limits: ReaderLimits) -> Iterator[SourceRow]:
+    buf = _Buffer(iter(DecodedChunks(stream, declared, guess_wide=True)), limits.max_record_chars)
+    max_columns = limits.max_columns
     buf.fill()
     if not buf.skip_whitespace():
         return  # an empty file has no rows

@@ -120,6 +120,7 @@ class RowMapper:
 
     def unmapped_columns(self, columns: Iterable[str]) -> list[str]:
         """Columns of the file that feed no field (D365 ignores them; useful as a warning)."""
+        columns = list(columns)
         used = {step[1] for step in self._plan(columns) if step[1] is not None}
         return [c for c in columns if c not in used and c != ERROR_KEY]
 

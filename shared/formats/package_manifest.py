@@ -147,6 +147,8 @@ def _parser() -> etree.XMLParser:
 
 
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+# A DOCTYPE can only sit in the prolog, after the declaration, comments and PIs.
+_PROLOG_DOCTYPE = re.compile(r"^\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.DOTALL | re.IGNORECASE)
 
 
 def _decode(data: bytes, what: str) -> str:
@@ -178,6 +180,9 @@ def _parse_root(data: bytes, what: str, root_name: str) -> etree._Element:
     if len(data) > MAX_MANIFEST_BYTES:
         raise FormatError(f"{what} is larger than {MAX_MANIFEST_BYTES} bytes")
     text = _decode(data, what)
+    # Refuse a DTD before libxml2 reads its declarations at all (entity bombs, external ids).
+    if _PROLOG_DOCTYPE.match(text):
+        raise FormatError(f"{what} contains a DTD (<!DOCTYPE>); DTDs are not allowed")
     try:
         root = etree.fromstring(text.encode("utf-8"), _parser())
     except etree.XMLSyntaxError as exc:

@@ -9,8 +9,8 @@ Jobs and data packages may carry XSLT that reshapes inbound XML into D365's
   loaders, which would read files);
 - libxslt's access control denies file and network reads, all writes and directory creation.
   Exception: when resources are given, network-class reads are switched on so that document()
-  can reach them under their private `xsltres:` URLs; the resolver is then the only gate and it
-  serves nothing but those resources. file:// stays denied by access control either way;
+  can reach them under their private `xsltres://resources/` URLs; the resolver is then the only
+  gate and it serves nothing but those resources. file:// stays denied either way;
 - sizes and depth of the input are bounded while it is parsed, stylesheets by size;
 - the transform runs in a worker thread and the caller stops waiting after `timeout_seconds`.
 
@@ -44,8 +44,11 @@ DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 100
 DEFAULT_TIMEOUT_SECONDS = 300.0
 _CACHE_SIZE = 64
-_RESOURCE_SCHEME = "xsltres:"
-_MAIN_URL = _RESOURCE_SCHEME + "/__stylesheet__.xsl"
+# With an authority ("//resources"), libxslt classes these URLs as network reads; without one it
+# would class them as local files. Network-class is the one we can open for resources while
+# keeping file reads shut.
+_RESOURCE_BASE = "xsltres://resources/"
+_MAIN_URL = _RESOURCE_BASE + "__stylesheet__.xsl"
 _READ_CHUNK = 64 * 1024
 
 
@@ -85,8 +88,8 @@ class _ResourceResolver(etree.Resolver):
 
     def resolve(self, system_url, public_id, context):  # type: ignore[override]
         url = system_url or ""
-        if url.startswith(_RESOURCE_SCHEME):
-            name = url[len(_RESOURCE_SCHEME) :].lstrip("/")
+        if url.startswith(_RESOURCE_BASE):
+            name = url[len(_RESOURCE_BASE) :]
             data = self._exact.get(name)
             if data is None:
                 data = self._folded.get(name.casefold())
@@ -109,6 +112,7 @@ class CompiledTransform:
     _stylesheet: etree._ElementTree = field(repr=False)
     _access: etree.XSLTAccessControl = field(repr=False)
     _pool: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
+    _compile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _checkout(self) -> etree.XSLT:
         # lxml allows using an XSLT object from several threads, but its error_log is per object;
@@ -116,6 +120,10 @@ class CompiledTransform:
         try:
             return self._pool.get_nowait()
         except queue.Empty:
+            pass
+        # Compiling reads the shared stylesheet document; one compile at a time keeps libxml2
+        # from walking it from two threads at once. It only happens when every copy is busy.
+        with self._compile_lock:
             return etree.XSLT(self._stylesheet, access_control=self._access)
 
     def _checkin(self, xslt: etree.XSLT) -> None:
@@ -163,7 +171,7 @@ def compile_transform(
     parser = _parser()
     parser.resolvers.add(_ResourceResolver(resources or {}))
     try:
-        # The private base URL makes relative hrefs resolve to xsltres:/name, which the resolver
+        # The private base URL makes relative hrefs resolve to xsltres://resources/name, which the resolver
         # recognises; absolute ones (file:, http:) arrive unchanged and are refused.
         root = etree.fromstring(xslt_bytes, parser, base_url=_MAIN_URL)
     except etree.XMLSyntaxError as exc:
@@ -185,6 +193,11 @@ def compile_transform(
         raise FormatError(f"the XSLT does not compile: {_error_text(exc, exc.error_log)}") from None
     except (etree.LxmlError, ValueError, TypeError) as exc:
         raise FormatError(f"the XSLT does not compile: {_error_text(exc)}") from None
+    # libxslt logs some compilation errors (an unknown xsl: instruction) yet returns a
+    # stylesheet that then silently does less than its author meant: refuse those too.
+    errors = [e.message for e in xslt.error_log if e.level >= etree.ErrorLevels.ERROR]
+    if errors:
+        raise FormatError(f"the XSLT does not compile: {'; '.join(dict.fromkeys(errors))}")
 
     compiled = CompiledTransform(digest=digest, _stylesheet=tree, _access=access)
     compiled._checkin(xslt)
@@ -286,7 +299,6 @@ def _run(
     max_depth: int,
     max_output_bytes: int,
 ) -> None:
-    xslt = None
     try:
         doc = _parse_input(source, max_input_bytes=max_input_bytes, max_depth=max_depth)
         xslt = compiled._checkout()
@@ -294,15 +306,16 @@ def _run(
             result = xslt(doc)
         except FormatError:
             raise
-        except etree.XSLTApplyError as exc:
-            raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
         except (etree.LxmlError, ValueError, TypeError) as exc:
+            # XSLTApplyError carries only the last message; the log has the rest (xsl:message).
             raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
+        finally:
+            # A failed run leaves the object reusable; the next call clears its error log.
+            compiled._checkin(xslt)
         output = bytes(result)
         if len(output) > max_output_bytes:
             raise FormatError(f"the XSLT produced more than {max_output_bytes} bytes")
         outcome.result = output
-        compiled._checkin(xslt)
     except BaseException as exc:  # handed to the waiting caller
         outcome.error = exc
 

@@ -205,7 +205,11 @@ class LimitedReader(io.RawIOBase):
         want = min(len(view), self._limit - self.bytes_read + 1)
         try:
             data = self._raw.read(want)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except FormatError:
+            raise
+        except Exception as exc:
+            # zipfile surfaces corrupt entries as BadZipFile (CRC), zlib.error, lzma.LZMAError,
+            # OSError (bz2), EOFError (truncation), ...: all mean the same to the partner.
             raise FormatError(f"'{self._name}' in the package is corrupt: {exc}") from None
         n = len(data)
         self.bytes_read += n

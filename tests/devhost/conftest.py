@@ -46,7 +46,10 @@ def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sample_host(
-    devhost_azurite: AzuriteProcess, sample_root: Path, output_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    devhost_azurite: AzuriteProcess,
+    sample_root: Path,
+    output_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[HostProcess]:
     env = clean_env(
         AzureWebJobsStorage=devhost_azurite.connection_string,

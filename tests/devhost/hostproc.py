@@ -28,7 +28,9 @@ def clean_env(**overrides: str) -> dict[str, str]:
 class HostProcess:
     """A devhost subprocess with its stdout and stderr captured to files."""
 
-    def __init__(self, root: Path, env: dict[str, str], log_dir: Path, *extra_args: str, name: str = "host") -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str], log_dir: Path, *extra_args: str, name: str = "host"
+    ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = log_dir / f"{name}.out"
         self.stderr_path = log_dir / f"{name}.err"

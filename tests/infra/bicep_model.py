@@ -140,5 +140,16 @@ def function_types(node: Any) -> set[str]:
     return {f[0] for item in walk(node) if (f := function(item))}
 
 
+def function_app_settings() -> dict[str, Any]:
+    """The Function App's generated settings, name → value (as pycep models the value)."""
+    (site,) = resources_of_type("Microsoft.Web/sites")
+    call = function(site.get("properties", "siteConfig", "appSettings"))
+    assert call and call[0] == "concat", "appSettings should be concat([generated...], extraAppSettings)"
+    generated = call[1]["arg_1"]
+    names = [item["name"] for item in generated]
+    assert len(names) == len(set(names)), "duplicate app setting"
+    return {item["name"]: item["value"] for item in generated}
+
+
 def load_parameters_file() -> dict[str, Any]:
     return json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]

@@ -11,6 +11,7 @@ from .bicep_model import (
     BICEP_DIR,
     MAIN,
     ROOT,
+    function_app_settings,
     get,
     load_parameters_file,
     module,
@@ -73,7 +74,10 @@ def test_lifecycle_policy_deletes_old_files_after_the_retention_parameter():
     (rule,) = policy.get("properties", "policy", "rules")
     assert rule["enabled"] is True and rule["type"] == "Lifecycle"
     definition = rule["definition"]
-    assert get(definition, "actions", "baseBlob", "delete", "daysAfterModificationGreaterThan") == "fileRetentionDays"
+    assert (
+        get(definition, "actions", "baseBlob", "delete", "daysAfterModificationGreaterThan")
+        == "fileRetentionDays"
+    )
     assert "blockBlob" in definition["filters"]["blobTypes"]
     prefixes = parse(STORAGE)["variables"][definition["filters"]["prefixMatch"]]["value"]
     containers = {p.split("/", 1)[0] for p in prefixes}
@@ -92,6 +96,30 @@ def test_lifecycle_policy_deletes_old_files_after_the_retention_parameter():
     assert body["params"]["fileRetentionDays"] == "fileRetentionDays"
 
 
+def test_trigger_placeholders_are_set_by_bicep():
+    # A %SETTING% in a trigger that resolves to nothing stops the host from indexing the function.
+    sources = [ROOT / "function_app.py", *sorted((ROOT / "shared").rglob("*.py"))]
+    placeholders = set()
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        placeholders |= set(
+            re.findall(r'(?:schedule|queue_name|connection|path)\s*=\s*"%([A-Za-z0-9_]+)%"', text)
+        )
+    assert "SCHEDULER_SCHEDULE" in placeholders, "the scheduler timer should read its schedule from a setting"
+    missing = placeholders - set(function_app_settings())
+    assert not missing, f"app settings missing for trigger placeholders: {missing}"
+
+
+def test_every_auth_setting_the_app_reads_is_deployed():
+    text = (ROOT / "shared" / "settings.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'get(?:_int|_list)?\("([A-Z][A-Z0-9_]*)"', text))
+    wanted = {name for name in read if name.startswith("AUTH_") and name != "AUTH_LOCAL_KEY_DIR"}
+    wanted.add("PUBLIC_BASE_URL")
+    assert {"AUTH_MODE", "AUTH_TENANT_ID", "AUTH_AUDIENCES", "AUTH_ADMIN_ROLE", "AUTH_ADMIN_APPS"} <= wanted
+    missing = wanted - set(function_app_settings())
+    assert not missing, f"settings the app reads but Bicep does not set: {missing}"
+
+
 REQUIRED_OUTPUTS = {
     "AZURE_FUNCTION_APP_NAME",
     "AZURE_FUNCTION_APP_URL",
@@ -106,7 +134,7 @@ REQUIRED_OUTPUTS = {
 
 def test_outputs_are_present_in_azd_style():
     outputs = parse(MAIN)["outputs"]
-    assert REQUIRED_OUTPUTS <= set(outputs)
+    assert set(outputs) >= REQUIRED_OUTPUTS
     for name, output in outputs.items():
         assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), name
         assert output["type"] == "string", name
@@ -148,7 +176,9 @@ def test_placeholders_with_an_empty_value_fall_back_to_defaults():
 
 def test_azure_yaml_declares_the_function_service():
     text = (ROOT / "azure.yaml").read_text(encoding="utf-8")
-    lines = [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert re.search(r"^name: \S+", text, re.MULTILINE)
     services = lines.index("services:")
     assert lines[services + 1] == "  api:"

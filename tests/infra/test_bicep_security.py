@@ -12,6 +12,7 @@ from .bicep_model import (
     accessor_chain,
     bicep_files,
     function,
+    function_app_settings,
     function_types,
     get,
     module,
@@ -46,13 +47,7 @@ def function_app():
 
 
 def app_settings() -> dict[str, object]:
-    """The Function App's generated settings, name → value (as pycep models the value)."""
-    call = function(function_app().get("properties", "siteConfig", "appSettings"))
-    assert call and call[0] == "concat", "appSettings should be concat([generated...], extraAppSettings)"
-    generated = call[1]["arg_1"]
-    names = [item["name"] for item in generated]
-    assert len(names) == len(set(names)), "duplicate app setting"
-    return {item["name"]: item["value"] for item in generated}
+    return function_app_settings()
 
 
 def conditional(node):
@@ -247,7 +242,10 @@ def test_application_insights_settings_use_entra():
         "properties",
         "ConnectionString",
     ]
-    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=${identityClientId};Authorization=AAD"
+    assert (
+        settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "ClientId=${identityClientId};Authorization=AAD"
+    )
 
 
 # --- monitoring -----------------------------------------------------------------------------
@@ -301,7 +299,10 @@ def test_role_scopes_are_the_storage_account_and_application_insights():
         ):
             if r.file == path:
                 scopes[r.symbol] = r.type
-    assert scopes == {"storage": "Microsoft.Storage/storageAccounts", "applicationInsights": "Microsoft.Insights/components"}
+    assert scopes == {
+        "storage": "Microsoft.Storage/storageAccounts",
+        "applicationInsights": "Microsoft.Insights/components",
+    }
     for (_, scope, _), assignment in role_assignments().items():
         assert scope in scopes, f"{assignment.symbol} is scoped to {scope}"
         name = function(assignment.get("name"))
@@ -314,7 +315,7 @@ def test_deploying_user_gets_storage_data_roles_only_when_given():
     assert {k[0] for k in user} == {BLOB_DATA_OWNER, QUEUE_DATA_CONTRIBUTOR, TABLE_DATA_CONTRIBUTOR}
     for (_, scope, _), assignment in user.items():
         assert scope == "storage"
-        assert assignment.get("properties", "principalType") == "User"
+        assert assignment.get("properties", "principalType") == "userPrincipalType"
         op = operator(assignment.condition)
         assert op and op[0] == "not", f"{assignment.symbol} must be conditional on a non-empty principal"
         assert function(op[1]["bool_value"]) == ("empty", {"item_to_test": "userPrincipalId"})
@@ -324,6 +325,10 @@ def test_main_grants_roles_to_the_app_identity_and_the_deploying_user():
     _, body, _ = module(MAIN, "rbac")
     assert accessor_chain(body["params"]["identityPrincipalId"]) == ["identity", "outputs", "principalId"]
     assert body["params"]["userPrincipalId"] == "principalId"
+    assert body["params"]["userPrincipalType"] == "principalType"
+    principal_type = parse(MAIN)["parameters"]["principalType"]
+    assert principal_type["default"] == "User"
+    assert parse(RBAC)["parameters"]["userPrincipalType"]["default"] == "User"
     declared, app_body, _ = module(MAIN, "app")
     assert "rbac" in app_body.get("dependsOn", []), "the app should start after its roles exist"
     assert accessor_chain(app_body["params"]["identityId"]) == ["identity", "outputs", "id"]
@@ -353,7 +358,10 @@ def test_app_subnet_is_delegated_to_microsoft_app_environments():
     delegated = [
         name
         for name, props in subnets.items()
-        if any(d["properties"]["serviceName"] == "Microsoft.App/environments" for d in props.get("delegations", []))
+        if any(
+            d["properties"]["serviceName"] == "Microsoft.App/environments"
+            for d in props.get("delegations", [])
+        )
     ]
     assert len(delegated) == 1
     assert len(subnets) == 2

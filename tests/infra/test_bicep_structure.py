@@ -84,7 +84,10 @@ def test_modules_are_local_files(path):
 
 def test_main_wires_every_module():
     modules = parse(MAIN)["modules"]
-    used = {declared["detail"]["path"].removeprefix("modules/").removesuffix(".bicep") for declared in modules.values()}
+    used = {
+        declared["detail"]["path"].removeprefix("modules/").removesuffix(".bicep")
+        for declared in modules.values()
+    }
     assert used == EXPECTED_MODULES
     for symbol in modules:
         _, body, _ = module(MAIN, symbol)

@@ -228,7 +228,9 @@ def index_functions(
             index.http.append(
                 HttpFunction(
                     **common,
-                    route=RouteTemplate(join_prefix(route_prefix, trigger.route or name)),
+                    route=RouteTemplate(
+                        join_prefix(route_prefix, name if trigger.route is None else trigger.route)
+                    ),
                     methods=frozenset(_enum_text(m).upper() for m in methods) if methods else None,
                     auth_level=_enum_text(trigger.auth_level or "function").lower(),
                 )

@@ -11,9 +11,9 @@ from types import TracebackType
 
 from .app_loader import AppIndex, connection_string, get_functions_once, index_functions, load_app
 from .http_server import DevHttpServer, Router
-from .queue_runner import DEFAULT_LEASE_SECONDS, QueuePoller
+from .queue_runner import DEFAULT_LEASE_SECONDS, QueuePoller, manual_message
 from .settings import HostConfig, apply_settings, load_host_config
-from .timer_runner import TimerRunner, host_timezone
+from .timer_runner import TimerRunner, host_timezone, manual_request
 
 log = logging.getLogger("devhost")
 
@@ -76,7 +76,7 @@ class DevHost:
             for f in self.index.queue
         ]
 
-        self._server = DevHttpServer((self.host, self.port), Router(self.index.http))
+        self._server = DevHttpServer((self.host, self.port), Router(self.index.http), self._admin_invoke)
         self.port = self._server.server_address[1]
         self._serve_thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
@@ -85,6 +85,18 @@ class DevHost:
         for runner in [*self._pollers, *self._timers]:
             runner.start()
         return self.port
+
+    def _admin_invoke(self, name: str, text: str) -> bool:
+        """Run a queue or timer function now (POST /admin/functions/{name}); False if there is none."""
+        for queue_function in self.index.queue:
+            if queue_function.name.lower() == name.lower():
+                queue_function.invoke(manual_message(text))
+                return True
+        for timer_function in self.index.timer:
+            if timer_function.name.lower() == name.lower():
+                timer_function.invoke(manual_request())
+                return True
+        return False
 
     def describe(self) -> list[str]:
         """One line per function, for the startup banner."""

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,6 +55,10 @@ class Router:
         return None, {}, allowed
 
 
+# Runs a non-HTTP function by name with an input string; False when there is no such function.
+AdminInvoke = Callable[[str, str], bool]
+
+
 def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
@@ -63,10 +68,13 @@ class DevHttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], router: Router) -> None:
+    def __init__(
+        self, address: tuple[str, int], router: Router, admin_invoke: AdminInvoke | None = None
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.router = router
+        self.admin_invoke = admin_invoke
         # Set on shutdown: keep-alive connections outlive serve_forever, so handlers check it.
         self.stopping = False
         self._inflight = 0
@@ -248,7 +256,16 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._send_error_json(400, "BadRequest", str(error))
             return 400
 
-        function, route_params, allowed = self.server.router.resolve(method, split_path(url_parts.path))
+        segments = split_path(url_parts.path)
+        if (
+            method == "POST"
+            and len(segments) == 3
+            and [s.lower() for s in segments[:2]] == ["admin", "functions"]
+            and self.server.admin_invoke is not None
+        ):
+            return self._admin(segments[2], body)
+
+        function, route_params, allowed = self.server.router.resolve(method, segments)
         if function is None:
             if allowed:
                 self._send_error_json(
@@ -277,3 +294,32 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         self._send(status, headers, payload)
         return status
+
+    def _admin(self, name: str, body: bytes) -> int:
+        """POST /admin/functions/{name} {"input": "..."}: run a queue or timer function now, as Core Tools does.
+
+        The real host answers 202 and runs it in the background; here it has finished by the time
+        the 202 arrives, which makes the endpoint handy for tests.
+        """
+        try:
+            text = body.decode("utf-8") if body else "{}"
+            payload = json.loads(text) if text.strip() else {}
+            value = payload.get("input", "") if isinstance(payload, dict) else ""
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._send_error_json(400, "BadRequest", 'body must be JSON like {"input": "..."}')
+            return 400
+        try:
+            found = self.server.admin_invoke(name, "" if value is None else str(value))  # type: ignore[misc]
+        except Exception as error:
+            print(
+                f"Function {name} failed (admin invocation):\n{traceback.format_exc()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._send_error_json(500, "InternalError", f"{name} failed: {type(error).__name__}: {error}")
+            return 500
+        if not found:
+            self._send_error_json(404, "NotFound", f"no queue or timer function named {name!r}")
+            return 404
+        self._send(202, [], b"")
+        return 202

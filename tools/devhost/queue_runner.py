@@ -11,18 +11,20 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import datetime
 import logging
 import sys
 import threading
 import time
 import traceback
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage
-from azure.storage.queue import QueueClient
+from azure.storage.queue import LinearRetry, QueueClient
 
 from .app_loader import QueueFunction, connection_string
 from .settings import QueueSettings
@@ -54,8 +56,29 @@ def decode_content(content: str | bytes | None, encoding: str) -> bytes:
         ) from error
 
 
+def manual_message(text: str) -> QueueMessage:
+    """A message for an admin invocation: the input is the body, as if dequeued for the first time."""
+    now = datetime.datetime.now(datetime.UTC)
+    return QueueMessage(
+        id=str(uuid.uuid4()),
+        body=text.encode("utf-8"),
+        pop_receipt=None,
+        dequeue_count=1,
+        insertion_time=now,
+        expiration_time=now + datetime.timedelta(days=7),
+        time_next_visible=now,
+    )
+
+
 def open_queue(connection_setting: str, queue_name: str) -> QueueClient:
-    client = QueueClient.from_connection_string(connection_string(connection_setting), queue_name)
+    client = QueueClient.from_connection_string(
+        connection_string(connection_setting),
+        queue_name,
+        # The SDK's default retry waits 15 s and more between attempts; a local poller should
+        # notice a restarted Azurite within a couple of seconds instead.
+        retry_policy=LinearRetry(backoff=1, retry_total=2, random_jitter_range=1),
+        connection_timeout=5,
+    )
     with contextlib.suppress(ResourceExistsError):
         client.create_queue()
     return client

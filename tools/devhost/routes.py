@@ -246,8 +246,9 @@ def _parse_segment(text: str, template: str) -> Segment:
             else:
                 if part.catch_all:
                     raise RouteError(f"route {template!r}: a catch-all must be a whole segment")
-                # Non-greedy except the last parameter, close to ASP.NET's right-to-left matching.
-                group = f"(?P<p{params.index(part)}>.+{'' if part is params[-1] else '?'})"
+                # Greedy: ASP.NET matches complex segments right to left, so later parameters
+                # take the shortest tail ("{name}.{ext}" on "a.b.csv" gives ext "csv").
+                group = f"(?P<p{params.index(part)}>.+{'?' if part is params[-1] else ''})"
                 pattern.append(group)
         segment.regex = re.compile("".join(pattern), re.IGNORECASE | re.DOTALL)
     return segment

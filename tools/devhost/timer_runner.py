@@ -74,6 +74,11 @@ class Schedule:
         return following.astimezone(dt.UTC)
 
 
+def manual_request() -> TimerRequest:
+    """The request an admin invocation passes: not past due, with no schedule status."""
+    return TimerRequest(past_due=False)
+
+
 class TimerRunner:
     """One thread per timer function, sleeping until the next occurrence or shutdown."""
 

@@ -62,6 +62,9 @@ param authAdminRole string
 @description('Application (client) IDs that are administrators without the role, comma-separated (AUTH_ADMIN_APPS).')
 param authAdminApps string = ''
 
+@description('NCRONTAB schedule (six fields, seconds first) of the scheduler timer (SCHEDULER_SCHEDULE).')
+param schedulerSchedule string = '0 * * * * *'
+
 @description('Public https base URL of the app, used to build download locations (PUBLIC_BASE_URL). Empty: https://<name>.<App Service domain>. Set it when clients come through a custom domain or a gateway.')
 param publicBaseUrl string = ''
 
@@ -186,6 +189,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PUBLIC_BASE_URL'
           value: effectiveBaseUrl
+        }
+        // Resolves %SCHEDULER_SCHEDULE% in the scheduler's timer trigger.
+        {
+          name: 'SCHEDULER_SCHEDULE'
+          value: schedulerSchedule
         }
       ], extraAppSettings)
     }

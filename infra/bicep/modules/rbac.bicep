@@ -3,7 +3,8 @@
 //   and user-delegation SAS), queues and tables (data contributor);
 // - the app's managed identity on Application Insights: Monitoring Metrics Publisher (Entra-
 //   authenticated telemetry ingestion);
-// - optionally the deploying user (principalId) on the storage account, to inspect data.
+// - optionally the deploying user (principalId, a User by default) on the storage account, to
+//   inspect data.
 
 @description('Name of the storage account.')
 param storageAccountName string
@@ -16,6 +17,14 @@ param identityPrincipalId string
 
 @description('Object ID of a user to grant the storage data roles too (empty: none).')
 param userPrincipalId string = ''
+
+@description('Kind of userPrincipalId.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param userPrincipalType string = 'User'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -76,7 +85,7 @@ resource userBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 
@@ -87,7 +96,7 @@ resource userQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 
@@ -98,6 +107,6 @@ resource userTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }

@@ -12,8 +12,8 @@ from shared.formats.encoding import (
     UTF16_WITHOUT_BOM,
     DecodedChunks,
     LineSplitter,
-    detect_bom,
     describe_nul_bytes,
+    detect_bom,
     guess_wide_encoding,
     normalize_encoding,
 )

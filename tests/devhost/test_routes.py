@@ -1,0 +1,95 @@
+"""Route templates compile and match like the Functions host's ASP.NET routing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.devhost.routes import RouteError, RouteTemplate, join_prefix, split_path
+
+GUID = "5f0c3a4e-1b2c-4d5e-8f90-123456789abc"
+
+
+def match(template: str, path: str) -> dict[str, str] | None:
+    return RouteTemplate(template).match(split_path(path))
+
+
+def test_literal_and_parameters() -> None:
+    assert match("api/connector/enqueue/{activityId}", "/api/connector/enqueue/abc") == {"activityId": "abc"}
+    assert match("api/connector/enqueue/{activityId}", "/API/Connector/Enqueue/AbC/") == {"activityId": "AbC"}
+    assert match("api/connector/enqueue/{activityId}", "/api/connector/enqueue") is None
+    assert match("api/connector/enqueue/{activityId}", "/api/connector/enqueue/a/b") is None
+
+
+def test_values_are_url_decoded() -> None:
+    assert match("a/{name}", "/a/hello%20w%C3%B6rld") == {"name": "hello wörld"}
+    assert match("a/{name}", "/a/x%2Fy") == {"name": "x/y"}
+
+
+def test_optional_and_default() -> None:
+    assert match("api/manage/jobs/{activityId?}", "/api/manage/jobs") == {}
+    assert match("api/manage/jobs/{activityId?}", "/api/manage/jobs/7") == {"activityId": "7"}
+    assert match("a/{page=1}", "/a") == {"page": "1"}
+
+
+def test_catch_all() -> None:
+    assert match("{*path}", "/") == {}
+    assert match("{*path}", "/x/y%20z/") == {"path": "x/y z"}
+    assert match("data/{**rest}", "/data/a/b") == {"rest": "a/b"}
+    with pytest.raises(RouteError):
+        RouteTemplate("{*path}/x")
+
+
+@pytest.mark.parametrize(
+    ("template", "good", "bad"),
+    [
+        ("{id:guid}", [GUID, GUID.upper(), GUID.replace("-", ""), "{" + GUID + "}"], ["x", GUID[:-1]]),
+        ("{n:int}", ["0", "-5", "2147483647"], ["1.5", "a", "2147483648"]),
+        ("{n:long}", ["9223372036854775807"], ["9223372036854775808"]),
+        ("{n:int:min(2):max(4)}", ["2", "4"], ["1", "5"]),
+        ("{n:range(1,3)}", ["1", "3"], ["0", "4"]),
+        ("{b:bool}", ["true", "False"], ["yes"]),
+        ("{s:alpha}", ["abc"], ["ab1"]),
+        ("{s:length(2)}", ["ab"], ["a", "abc"]),
+        ("{s:length(1,2)}", ["a", "ab"], ["abc"]),
+        ("{s:minlength(2):maxlength(3)}", ["ab", "abc"], ["a", "abcd"]),
+        ("{d:datetime}", ["2024-01-02", "2024-01-02T03:04:05"], ["yesterday"]),
+        ("{f:double}", ["1.5", "-2"], ["x", "nan"]),
+        ("{code:regex(^\\d{{3}}$)}", ["123"], ["12", "1234"]),
+        ("{code:regex(^(a|b)+$)}", ["abba"], ["abc"]),
+    ],
+)
+def test_constraints(template: str, good: list[str], bad: list[str]) -> None:
+    for value in good:
+        assert match(template, f"/{value}") is not None, value
+    for value in bad:
+        assert match(template, f"/{value}") is None, value
+
+
+def test_unknown_constraint_fails_at_compile_time() -> None:
+    with pytest.raises(RouteError, match="unknown route constraint"):
+        RouteTemplate("{id:uuid}")
+
+
+def test_complex_segment() -> None:
+    assert match("files/{name}.{ext}", "/files/report.final.csv") == {"name": "report.final", "ext": "csv"}
+    assert match("files/{name}.{ext}", "/files/report") is None
+
+
+def test_precedence_orders_literals_first() -> None:
+    templates = ["{*path}", "things/{name}", "things/{id:int}", "things/special", "things/{name}.{ext}"]
+    ordered = sorted((RouteTemplate(t) for t in templates), key=lambda r: r.precedence)
+    assert [r.template for r in ordered] == [
+        "things/special",
+        "things/{name}.{ext}",
+        "things/{id:int}",
+        "things/{name}",
+        "{*path}",
+    ]
+
+
+def test_prefix_joining_and_root_route() -> None:
+    assert join_prefix("api", "/x/") == "api/x"
+    assert join_prefix("", "x") == "x"
+    assert join_prefix("api", "") == "api"
+    assert match(join_prefix("", ""), "/") == {}
+    assert match(join_prefix("", ""), "/x") is None

@@ -1,0 +1,173 @@
+"""The JSON reader: arrays and JSON Lines, streamed over a sliding buffer."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+
+import pytest
+
+from shared.domain.schema import BUILTIN_FORMATS
+from shared.errors import FormatError
+from shared.formats.encoding import CHUNK_SIZE
+from shared.formats.json_reader import read_json_rows
+from shared.formats.readers import ERROR_KEY, ReaderLimits, read_rows
+
+JSON = BUILTIN_FORMATS["JSON"]
+
+
+def rows(data: bytes, **limits: int) -> list:
+    return list(read_json_rows(io.BytesIO(data), JSON, limits=ReaderLimits(**limits)))
+
+
+def test_array_of_objects_with_value_text_rules() -> None:
+    data = b'[{"ID": "A1", "QTY": 5, "PRICE": 1.10, "BIG": 123456789012345678901234567890,\n "OK": true, "NO": false, "NOTE": null}]'
+    assert rows(data) == [
+        (
+            1,
+            {
+                "ID": "A1",
+                "QTY": "5",
+                "PRICE": "1.10",
+                "BIG": "123456789012345678901234567890",
+                "OK": "true",
+                "NO": "false",
+                "NOTE": None,
+            },
+        )
+    ]
+
+
+def test_array_records_are_numbered_by_position() -> None:
+    data = b'[\n  {"A": 1},\n  {"A": 2},\n  {"A": 3}\n]\n'
+    assert [number for number, _ in rows(data)] == [1, 2, 3]
+
+
+def test_empty_inputs() -> None:
+    assert rows(b"") == []
+    assert rows(b"  \n ") == []
+    assert rows(b"[]") == []
+    assert rows(b" [ ] ") == []
+
+
+def test_json_lines_are_numbered_by_line() -> None:
+    data = b'{"A": 1}\n\n{"A": "two"}\r\n{"A": null}'
+    assert rows(data) == [(1, {"A": "1"}), (3, {"A": "two"}), (4, {"A": None})]
+
+
+def test_pretty_printed_object_sequence() -> None:
+    data = b'{\n  "A": 1\n}\n{\n  "A": 2\n}\n'
+    assert rows(data) == [(1, {"A": "1"}), (4, {"A": "2"})]
+
+
+def test_nested_values_and_non_objects_are_row_errors() -> None:
+    data = b'[{"A": {"x": 1}, "B": [1], "C": "ok"}, 7, [1], null, {"A": "fine"}]'
+    result = rows(data)
+    assert result[0][1][ERROR_KEY] == (
+        "field A holds an object; only simple values are supported; "
+        "field B holds an array; only simple values are supported"
+    )
+    assert result[0][1]["C"] == "ok"
+    assert result[1] == (2, {ERROR_KEY: "record 2 is a JSON scalar value, not an object"})
+    assert result[2] == (3, {ERROR_KEY: "record 3 is a JSON array, not an object"})
+    assert result[3] == (4, {ERROR_KEY: "record 4 is a JSON null, not an object"})
+    assert result[4] == (5, {"A": "fine"})
+
+
+def test_utf8_bom_and_utf16_are_accepted() -> None:
+    text = '[{"N": "Zoë"}]'
+    expected = [(1, {"N": "Zoë"})]
+    assert rows(codecs.BOM_UTF8 + text.encode()) == expected
+    assert rows(codecs.BOM_UTF16_LE + text.encode("utf-16-le")) == expected
+    assert rows(text.encode("utf-16-le")) == expected  # RFC 4627 detection without a BOM
+
+
+def test_syntax_error_reports_line_and_column() -> None:
+    with pytest.raises(FormatError) as info:
+        rows(b'[{"A": 1},\n {"A": 2,}]')
+    assert str(info.value) == (
+        "the JSON is malformed at line 2, column 10 (character 21): "
+        "Expecting property name enclosed in double quotes"
+    )
+
+
+def test_json_lines_syntax_error_reports_its_line() -> None:
+    with pytest.raises(FormatError, match=r"malformed at line 3, column 7"):
+        rows(b'{"A": 1}\n{"A": 2}\n{"A": x}\n')
+
+
+def test_truncated_and_unclosed_arrays() -> None:
+    with pytest.raises(FormatError, match="ends before its top-level array is closed"):
+        rows(b'[{"A": 1}, {"A": 2}')
+    with pytest.raises(FormatError, match="malformed"):
+        rows(b'[{"A": 1}, {"A": ')
+    with pytest.raises(FormatError, match="expected ',' or ']' after record 1"):
+        rows(b'[{"A": 1} {"A": 2}]')
+
+
+def test_data_after_the_array_is_an_error() -> None:
+    with pytest.raises(FormatError, match="unexpected data after its top-level array"):
+        rows(b'[{"A": 1}] {"A": 2}')
+
+
+def test_top_level_scalar_is_an_error() -> None:
+    with pytest.raises(FormatError, match="neither an array nor JSON Lines"):
+        rows(b'"just a string"')
+
+
+def test_records_crossing_chunk_boundaries() -> None:
+    # Long records and numbers that straddle the decoder's chunk boundaries must come out whole.
+    records = [{"I": i, "TEXT": "x" * ((i * 997) % 5000), "N": 10**15 + i} for i in range(300)]
+    data = json.dumps(records).encode()
+    assert len(data) > 3 * CHUNK_SIZE
+    result = rows(data)
+    assert [values for _, values in result] == [
+        {"I": str(r["I"]), "TEXT": r["TEXT"], "N": str(r["N"])} for r in records
+    ]
+
+
+def test_number_split_exactly_at_a_chunk_boundary() -> None:
+    # A top-level number that ends where a chunk ends looks complete; the reader must not cut
+    # it there (the rest, "456789", would then be a syntax error).
+    head = b'[{"PAD": "' + b"p" * (CHUNK_SIZE - 30) + b'"}, '
+    head += b" " * (CHUNK_SIZE - 3 - len(head))
+    data = head + b"123456789]"
+    assert data.index(b"123456789") == CHUNK_SIZE - 3
+    result = rows(data)
+    assert result[1] == (2, {ERROR_KEY: "record 2 is a JSON scalar value, not an object"})
+
+
+def test_json_lines_crossing_chunk_boundaries_keep_line_numbers() -> None:
+    lines = [json.dumps({"I": i, "PAD": "y" * 100}) for i in range(2000)]
+    data = "\n".join(lines).encode()
+    result = rows(data)
+    assert [number for number, _ in result] == list(range(1, 2001))
+    assert result[-1][1]["I"] == "1999"
+
+
+def test_record_larger_than_the_limit() -> None:
+    data = b'[{"A": "' + b"z" * 200_000 + b'"}]'
+    with pytest.raises(FormatError, match="record 1 .* is longer than 100,000 characters"):
+        rows(data, max_record_chars=100_000)
+
+
+def test_too_many_fields() -> None:
+    obj = {f"F{i}": i for i in range(20)}
+    with pytest.raises(FormatError, match="record 1 has 20 fields; the limit is 10"):
+        rows(json.dumps([obj]).encode(), max_columns=10)
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    data = b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]"
+    with pytest.raises(FormatError, match="nests arrays/objects too deeply"):
+        rows(data, max_record_chars=10**6)
+
+
+def test_undecodable_byte_offset() -> None:
+    with pytest.raises(FormatError, match="byte offset 9 "):
+        rows(b'[{"A": "x\xff"}]')
+
+
+def test_dispatch_through_read_rows() -> None:
+    assert list(read_rows(io.BytesIO(b'[{"A": 1}]'), JSON)) == [(1, {"A": "1"})]

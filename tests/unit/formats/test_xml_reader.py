@@ -1,0 +1,171 @@
+"""The XML-Element and XML-Attribute readers, including hostile documents."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import time
+
+import pytest
+
+from shared.domain.schema import BUILTIN_FORMATS
+from shared.errors import FormatError
+from shared.formats.readers import ERROR_KEY, ReaderLimits, read_rows
+from shared.formats.xml_reader import read_xml_rows
+
+ELEMENT = BUILTIN_FORMATS["XML-ELEMENT"]
+ATTRIBUTE = BUILTIN_FORMATS["XML-ATTRIBUTE"]
+XSI = 'xmlns:i="http://www.w3.org/2001/XMLSchema-instance"'
+
+
+def element_rows(data: bytes, **limits: int) -> list:
+    return list(read_xml_rows(io.BytesIO(data), attributes=False, limits=ReaderLimits(**limits)))
+
+
+def attribute_rows(data: bytes, **limits: int) -> list:
+    return list(read_xml_rows(io.BytesIO(data), attributes=True, limits=ReaderLimits(**limits)))
+
+
+def test_xml_element_records_and_fields() -> None:
+    data = f"""<?xml version="1.0" encoding="utf-8"?>
+<Document {XSI}>
+  <CUSTCUSTOMERGROUPENTITY>
+    <CUSTOMERGROUPID>10</CUSTOMERGROUPID>
+    <DESCRIPTION>Wholesale &amp; retail</DESCRIPTION>
+    <PAYMENTTERMS i:nil="true" />
+    <NOTES/>
+  </CUSTCUSTOMERGROUPENTITY>
+  <CUSTCUSTOMERGROUPENTITY><CUSTOMERGROUPID>20</CUSTOMERGROUPID></CUSTCUSTOMERGROUPENTITY>
+</Document>""".encode()
+    assert list(read_rows(io.BytesIO(data), ELEMENT, entity_name="CustCustomerGroupEntity")) == [
+        (
+            3,
+            {"CUSTOMERGROUPID": "10", "DESCRIPTION": "Wholesale & retail", "PAYMENTTERMS": None, "NOTES": ""},
+        ),
+        (9, {"CUSTOMERGROUPID": "20"}),
+    ]
+
+
+def test_xml_attribute_records() -> None:
+    data = f"""<Document {XSI}>
+<CUSTCUSTOMERBASEENTITY ACCOUNTNUM="US-001" NAME="Contoso &lt;US&gt;" i:type="x"/>
+<CUSTCUSTOMERBASEENTITY ACCOUNTNUM="US-002" NAME=""/>
+</Document>""".encode()
+    assert list(read_rows(io.BytesIO(data), ATTRIBUTE)) == [
+        (2, {"ACCOUNTNUM": "US-001", "NAME": "Contoso <US>"}),  # namespaced attributes are markup
+        (3, {"ACCOUNTNUM": "US-002", "NAME": ""}),
+    ]
+
+
+def test_any_record_tag_is_accepted_and_namespaces_are_dropped() -> None:
+    data = b'<d:Document xmlns:d="urn:x"><d:Customer><d:ID>1</d:ID></d:Customer><Other><ID>2</ID></Other></d:Document>'
+    assert element_rows(data) == [(1, {"ID": "1"}), (1, {"ID": "2"})]
+
+
+def test_utf16_document_with_bom() -> None:
+    data = codecs.BOM_UTF16_LE + "<Document><E><N>Zoë</N></E></Document>".encode("utf-16-le")
+    assert element_rows(data) == [(1, {"N": "Zoë"})]
+
+
+def test_nested_and_repeated_fields_mark_the_row() -> None:
+    data = b"<Document><E><A><B>1</B></A><C>x</C><C>y</C></E><E><A>ok</A></E></Document>"
+    bad, good = element_rows(data)
+    assert bad[1][ERROR_KEY] == (
+        "field A contains nested elements; only simple values are supported; field C appears more than once"
+    )
+    assert good == (1, {"A": "ok"})
+
+
+def test_empty_document_has_no_rows() -> None:
+    assert element_rows(b"<Document/>") == []
+
+
+def test_malformed_xml_reports_the_line() -> None:
+    data = b"<Document>\n<E><A>1</A></E>\n<E><A>2</B></E>\n</Document>"
+    with pytest.raises(FormatError, match=r"the XML is not well-formed \(line 3, column \d+\)"):
+        element_rows(data)
+
+
+def test_truncated_xml_is_a_format_error_after_the_good_records() -> None:
+    reader = read_xml_rows(io.BytesIO(b"<Document><E><A>1</A></E><E><A>2"))
+    assert next(reader) == (1, {"A": "1"})
+    with pytest.raises(FormatError, match="not well-formed"):
+        next(reader)
+
+
+def test_not_xml_at_all() -> None:
+    with pytest.raises(FormatError, match="not well-formed"):
+        element_rows(b"A,B\n1,2\n")
+    with pytest.raises(FormatError, match="not well-formed"):
+        element_rows(b"")
+
+
+def test_invalid_utf8_is_a_format_error_with_a_line() -> None:
+    with pytest.raises(FormatError, match=r"line 2.*Invalid bytes in character encoding"):
+        element_rows(b"<Document>\n<E><A>\xff</A></E></Document>")
+
+
+def test_xxe_external_entity_is_refused_and_nothing_is_read() -> None:
+    data = b"""<?xml version="1.0"?>
+<!DOCTYPE Document [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<Document><E><A>&xxe;</A></E></Document>"""
+    with pytest.raises(FormatError) as info:
+        element_rows(data)
+    assert str(info.value) == "the file declares a DTD/entities, which are not allowed"
+    assert "root:" not in str(info.value)
+
+
+def test_xxe_parameter_entity_is_refused() -> None:
+    data = b'<!DOCTYPE d [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><Document><E><A>1</A></E></Document>'
+    with pytest.raises(FormatError, match="declares a DTD/entities"):
+        element_rows(data)
+
+
+def test_external_dtd_is_refused() -> None:
+    data = b'<!DOCTYPE Document SYSTEM "http://127.0.0.1:1/evil.dtd"><Document><E A="1"/></Document>'
+    with pytest.raises(FormatError, match="declares a DTD/entities"):
+        attribute_rows(data)
+
+
+def test_billion_laughs_fails_quickly() -> None:
+    entities = '<!ENTITY lol0 "lol">' + "".join(
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
+    )
+    data = f'<?xml version="1.0"?><!DOCTYPE Document [{entities}]><Document><E><A>&lol9;</A></E></Document>'
+    started = time.monotonic()
+    with pytest.raises(FormatError, match="declares a DTD/entities"):
+        element_rows(data.encode())
+    assert time.monotonic() - started < 2
+
+
+def test_a_plain_doctype_without_entities_is_allowed() -> None:
+    assert element_rows(b"<!DOCTYPE Document><Document><E><A>1</A></E></Document>") == [(1, {"A": "1"})]
+
+
+def test_depth_limit() -> None:
+    data = b"<Document><E><A>" + b"<x>" * 40 + b"</x>" * 40 + b"</A></E></Document>"
+    with pytest.raises(FormatError, match="more than 32 levels deep"):
+        element_rows(data)
+
+
+def test_too_many_fields_in_a_record() -> None:
+    fields = b"".join(b"<F%d>1</F%d>" % (i, i) for i in range(20))
+    with pytest.raises(FormatError, match="more than 10 fields; the limit is 10"):
+        element_rows(b"<Document><E>" + fields + b"</E></Document>", max_columns=10)
+    attrs = b" ".join(b'F%d="1"' % i for i in range(20))
+    with pytest.raises(FormatError, match="has 20 attributes; the limit is 10"):
+        attribute_rows(b"<Document><E " + attrs + b"/></Document>", max_columns=10)
+
+
+def test_field_size_limit() -> None:
+    with pytest.raises(FormatError, match="field A is 500 characters long; the limit is 100"):
+        element_rows(b"<Document><E><A>" + b"x" * 500 + b"</A></E></Document>", max_field_chars=100)
+
+
+def test_many_records_stream() -> None:
+    count = 20_000
+    data = b"<Document>" + b"".join(b"<E><ID>%d</ID></E>" % i for i in range(count)) + b"</Document>"
+    seen = 0
+    for seen, (_, values) in enumerate(read_rows(io.BytesIO(data), ELEMENT), 1):
+        assert values == {"ID": str(seen - 1)}
+    assert seen == count

@@ -1,0 +1,314 @@
+"""XSLT: a normal transform works; every way out (files, network, entities, time, size) is closed."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from shared.errors import FormatError
+from shared.formats.xslt import apply_transform, clear_cache, compile_transform, runaway_transforms
+
+XSL_NS = 'xmlns:xsl="http://www.w3.org/1999/XSL/Transform"'
+
+
+def _xsl(body: str, extra: str = "") -> bytes:
+    return f'<xsl:stylesheet version="1.0" {XSL_NS} {extra}>{body}</xsl:stylesheet>'.encode()
+
+
+# Partner XML → D365 <Document><ENTITY><FIELD> shape.
+TO_D365 = _xsl(
+    """
+    <xsl:output method="xml" encoding="utf-8" indent="no"/>
+    <xsl:template match="/groups">
+      <Document>
+        <xsl:for-each select="group">
+          <CUSTCUSTOMERGROUPENTITY>
+            <CUSTOMERGROUPID><xsl:value-of select="@id"/></CUSTOMERGROUPID>
+            <DESCRIPTION><xsl:value-of select="normalize-space(name)"/></DESCRIPTION>
+          </CUSTCUSTOMERGROUPENTITY>
+        </xsl:for-each>
+      </Document>
+    </xsl:template>
+    """
+)
+
+GROUPS = b'<groups><group id="10"><name> Wholesale </name></group><group id="20"><name>Retail</name></group></groups>'
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def test_a_normal_transform_produces_the_d365_shape() -> None:
+    out = apply_transform(compile_transform(TO_D365), GROUPS)
+    root = etree.fromstring(out)
+    assert root.tag == "Document"
+    assert [(e.findtext("CUSTOMERGROUPID"), e.findtext("DESCRIPTION")) for e in root] == [
+        ("10", "Wholesale"),
+        ("20", "Retail"),
+    ]
+
+
+def test_input_may_be_a_stream() -> None:
+    import io
+
+    out = apply_transform(compile_transform(TO_D365), io.BytesIO(GROUPS))
+    assert b"<CUSTOMERGROUPID>20</CUSTOMERGROUPID>" in out
+
+
+def test_the_cache_returns_the_same_compiled_object() -> None:
+    a = compile_transform(TO_D365)
+    b = compile_transform(bytes(TO_D365))  # equal bytes, different object
+    assert a is b
+    c = compile_transform(TO_D365 + b" ")
+    assert c is not a
+    d = compile_transform(TO_D365, resources={"x.xml": b"<x/>"})
+    assert d is not a  # resources are part of the key
+
+
+def test_document_cannot_read_local_files() -> None:
+    xsl = _xsl(
+        '<xsl:template match="/"><o><xsl:copy-of select="document(\'file:///etc/passwd\')"/></o></xsl:template>'
+    )
+    with pytest.raises(FormatError) as info:
+        apply_transform(compile_transform(xsl), b"<a/>")
+    assert "root:" not in str(info.value)
+    assert "/etc/passwd" in str(info.value)
+
+
+def test_document_cannot_read_local_files_even_when_resources_exist() -> None:
+    for href in ("file:///etc/passwd", "/etc/passwd", "../../../../etc/passwd"):
+        xsl = _xsl(
+            f'<xsl:template match="/"><o><xsl:copy-of select="document(\'{href}\')"/></o></xsl:template>'
+        )
+        compiled = compile_transform(xsl, resources={"codes.xml": b"<codes/>"})
+        with pytest.raises(FormatError) as info:
+            apply_transform(compiled, b"<a/>")
+        assert "root:" not in str(info.value), href
+
+
+def test_document_reads_the_transforms_own_resources() -> None:
+    xsl = _xsl(
+        """<xsl:template match="/">
+             <o><xsl:value-of select="document('codes.xml')/codes/code[@from=current()/a/@v]/@to"/></o>
+           </xsl:template>"""
+    )
+    compiled = compile_transform(xsl, resources={"codes.xml": b'<codes><code from="x" to="MAPPED"/></codes>'})
+    assert b"<o>MAPPED</o>" in apply_transform(compiled, b'<a v="x"/>')
+
+
+def test_include_of_a_resource_works_and_of_anything_else_fails() -> None:
+    lib = _xsl('<xsl:template name="greet"><hello/></xsl:template>')
+    main = _xsl(
+        '<xsl:include href="lib.xsl"/><xsl:template match="/"><o><xsl:call-template name="greet"/></o></xsl:template>'
+    )
+    assert b"<o><hello/></o>" in apply_transform(compile_transform(main, resources={"lib.xsl": lib}), b"<a/>")
+    with pytest.raises(FormatError, match="lib.xsl"):
+        compile_transform(main)  # no resources: the include has nothing to resolve to
+    for href in ("file:///etc/passwd", "/etc/hostname", "other.xsl"):
+        bad = _xsl(f'<xsl:import href="{href}"/><xsl:template match="/"/>')
+        with pytest.raises(FormatError):
+            compile_transform(bad, resources={"lib.xsl": lib})
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A local TCP port that records whether anything connected to it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.setblocking(False)
+    yield server
+    server.close()
+
+
+def _connected(server: socket.socket) -> bool:
+    time.sleep(0.2)
+    try:
+        conn, _ = server.accept()
+    except BlockingIOError:
+        return False
+    conn.close()
+    return True
+
+
+def test_include_over_http_fails_without_any_network_attempt(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    for resources in (None, {"lib.xsl": b"<x/>"}):
+        xsl = _xsl(f'<xsl:include href="http://127.0.0.1:{port}/x.xsl"/><xsl:template match="/"/>')
+        with pytest.raises(FormatError, match="http://127.0.0.1"):
+            compile_transform(xsl, resources=resources)
+    assert not _connected(listener)
+    # The same for example.com, which a connection attempt would need DNS for.
+    with pytest.raises(FormatError, match="example.com"):
+        compile_transform(_xsl('<xsl:include href="http://example.com/x.xsl"/><xsl:template match="/"/>'))
+
+
+def test_document_over_http_fails_without_any_network_attempt(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    xsl = _xsl(
+        f'<xsl:template match="/"><o><xsl:copy-of select="document(\'http://127.0.0.1:{port}/x\')"/></o></xsl:template>'
+    )
+    for resources in (None, {"lib.xml": b"<x/>"}):
+        with pytest.raises(FormatError):
+            apply_transform(compile_transform(xsl, resources=resources), b"<a/>")
+    assert not _connected(listener)
+
+
+def test_writing_files_is_denied(tmp_path: Path) -> None:
+    target = tmp_path / "written.txt"
+    xsl = _xsl(
+        f'<xsl:template match="/"><exsl:document href="{target.as_uri()}" method="text">pwned</exsl:document><o/></xsl:template>',
+        extra='xmlns:exsl="http://exslt.org/common" extension-element-prefixes="exsl"',
+    )
+    with pytest.raises(FormatError):
+        apply_transform(compile_transform(xsl), b"<a/>")
+    assert not target.exists()
+
+
+def test_xxe_in_the_input_is_refused() -> None:
+    xxe = b'<?xml version="1.0"?><!DOCTYPE groups [<!ENTITY x SYSTEM "file:///etc/passwd">]><groups><group id="&x;"/></groups>'
+    with pytest.raises(FormatError, match="DTD") as info:
+        apply_transform(compile_transform(TO_D365), xxe)
+    assert "root:" not in str(info.value)
+
+
+def test_billion_laughs_in_the_input_is_refused() -> None:
+    decls = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+    )
+    bomb = f'<?xml version="1.0"?><!DOCTYPE groups [{decls}]><groups><group id="&lol9;"/></groups>'.encode()
+    with pytest.raises(FormatError):
+        apply_transform(compile_transform(TO_D365), bomb)
+
+
+def test_dtd_in_the_stylesheet_is_refused() -> None:
+    xsl = b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>' + _xsl(
+        '<xsl:template match="/"><o>&e;</o></xsl:template>'
+    )
+    with pytest.raises(FormatError, match="DTD"):
+        compile_transform(xsl)
+
+
+def _nested(depth: int) -> bytes:
+    return b"<n>" * depth + b"</n>" * depth
+
+
+def test_depth_limit() -> None:
+    compiled = compile_transform(
+        _xsl('<xsl:template match="/"><o><xsl:value-of select="count(//n)"/></o></xsl:template>')
+    )
+    assert b"<o>50</o>" in apply_transform(compiled, _nested(50), max_depth=50)
+    with pytest.raises(FormatError, match="deeper than 50 levels"):
+        apply_transform(compiled, _nested(51), max_depth=50)
+
+
+def test_input_size_limit() -> None:
+    compiled = compile_transform(TO_D365)
+    apply_transform(compiled, GROUPS, max_input_bytes=len(GROUPS))
+    with pytest.raises(FormatError, match=f"larger than {len(GROUPS) - 1} bytes"):
+        apply_transform(compiled, GROUPS, max_input_bytes=len(GROUPS) - 1)
+
+
+def test_output_size_limit() -> None:
+    with pytest.raises(FormatError, match="more than 10 bytes"):
+        apply_transform(compile_transform(TO_D365), GROUPS, max_output_bytes=10)
+
+
+def test_stylesheet_size_limit() -> None:
+    with pytest.raises(FormatError, match="limit is 100"):
+        compile_transform(TO_D365, max_stylesheet_bytes=100)
+
+
+def test_xsl_message_terminate_reports_its_text() -> None:
+    xsl = _xsl(
+        '<xsl:template match="/"><xsl:message terminate="yes">Group <xsl:value-of select="//group/@id"/> is not allowed</xsl:message></xsl:template>'
+    )
+    with pytest.raises(FormatError, match="Group 10 is not allowed"):
+        apply_transform(compile_transform(xsl), GROUPS)
+
+
+@pytest.mark.parametrize(
+    "xsl,message",
+    [
+        (b"<not-closed", "not well-formed"),
+        (_xsl('<xsl:template match="/"><xsl:value-of select="(("/></xsl:template>'), "does not compile"),
+        (_xsl('<xsl:template match="/"><xsl:no-such-instruction/></xsl:template>'), "does not compile"),
+        (_xsl('<xsl:template match="///"/>'), "does not compile"),
+    ],
+)
+def test_broken_stylesheets_fail_to_compile(xsl: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        compile_transform(xsl)
+
+
+def test_broken_input_is_a_format_error() -> None:
+    with pytest.raises(FormatError, match="not well-formed"):
+        apply_transform(compile_transform(TO_D365), b"<groups><group></groups>")
+
+
+def test_infinite_recursion_is_stopped_by_libxslt() -> None:
+    xsl = _xsl(
+        '<xsl:template match="/"><xsl:call-template name="r"/></xsl:template><xsl:template name="r"><xsl:call-template name="r"/></xsl:template>'
+    )
+    with pytest.raises(FormatError, match="recursion"):
+        apply_transform(compile_transform(xsl), b"<a/>", timeout_seconds=30)
+
+
+def _exponential(n: int) -> bytes:
+    # 2**n template calls: about a second for n=20, far longer for bigger n.
+    return _xsl(
+        f"""<xsl:template match="/"><o><xsl:call-template name="f"><xsl:with-param name="n" select="{n}"/></xsl:call-template></o></xsl:template>
+        <xsl:template name="f"><xsl:param name="n"/><xsl:if test="$n &gt; 0">
+          <xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
+          <xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
+        </xsl:if></xsl:template>"""
+    )
+
+
+def test_timeout_returns_control_and_other_transforms_keep_running() -> None:
+    slow = compile_transform(_exponential(20))
+    started = time.monotonic()
+    with pytest.raises(FormatError, match="did not finish within 0.05 seconds"):
+        apply_transform(slow, b"<a/>", timeout_seconds=0.05)
+    assert time.monotonic() - started < 0.5
+    assert runaway_transforms() >= 1
+    # While the runaway is still busy, an ordinary transform completes (lxml releases the GIL).
+    assert b"Wholesale" in apply_transform(compile_transform(TO_D365), GROUPS, timeout_seconds=5)
+    deadline = time.monotonic() + 30
+    while runaway_transforms() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runaway_transforms() == 0
+
+
+def test_one_compiled_transform_serves_many_threads() -> None:
+    compiled = compile_transform(TO_D365)
+    results: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            data = f'<groups><group id="{i}"><name>n{i}</name></group></groups>'.encode()
+            results.append(apply_transform(compiled, data))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = sorted(
+        int(etree.fromstring(r).findtext("CUSTCUSTOMERGROUPENTITY/CUSTOMERGROUPID")) for r in results
+    )
+    assert ids == list(range(16))
