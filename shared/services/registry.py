@@ -8,7 +8,7 @@ from typing import Any
 from shared.storage import names
 from shared.storage.factory import get_clients
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # builders call other builders
 _services: dict[tuple[int, str], Any] = {}
 
 

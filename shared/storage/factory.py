@@ -114,7 +114,15 @@ class StorageClients:
         return client
 
     def queue(self, name: str):
-        client = self.queue_service.get_queue_client(name)
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+
+        # The Functions host reads queue messages as base64 (host.json messageEncoding); the service
+        # client does not pass its policies on to queue clients, so they are set here.
+        client = self.queue_service.get_queue_client(
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
         self._ensure("queue", name, client.create_queue)
         return client
 

@@ -51,8 +51,14 @@ def sign(key_dir, claims, *, headers=None, key=None):
 
 def base_claims(**over):
     now = int(time.time())
-    claims = {"aud": AUD, "iss": f"https://sts.windows.net/{TENANT}/", "iat": now, "nbf": now, "exp": now + 600,
-              "appid": APP}
+    claims = {
+        "aud": AUD,
+        "iss": f"https://sts.windows.net/{TENANT}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "appid": APP,
+    }
     claims.update(over)
     return {k: v for k, v in claims.items() if v is not None}
 

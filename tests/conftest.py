@@ -1,0 +1,111 @@
+"""Session fixtures: one in-memory Azurite, the real app under the local host, and token factories.
+
+Tests that need storage or the host ask for these fixtures; pure unit tests never start anything.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "d365"
+TENANT = "00000000-0000-0000-0000-00000000a11c"
+AUDIENCE = "api://recurring-integrations-local"
+ADMIN_APP = "a0000000-0000-0000-0000-00000000ad01"
+
+
+def d365_fixture(*parts: str) -> Path:
+    """A real D365 file from ../shared/fixtures/d365 (never copied into the repo), or skip."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"the D365 fixture {path} is absent (../shared/fixtures/d365 sits beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory) -> Iterator:
+    from tools.azurite import start_azurite
+
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    with start_azurite(in_memory=True, log_path=log) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory) -> Path:
+    from shared.auth.keys import ensure_local_keys
+
+    directory = tmp_path_factory.mktemp("keys")
+    ensure_local_keys(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def make_token(key_dir):
+    from tools.devtoken import make_token as mint
+
+    def factory(app_id: str | None = None, *, admin: bool = False, **kw) -> str:
+        return mint(
+            app_id or str(uuid.uuid4()),
+            key_dir=key_dir,
+            tenant_id=TENANT,
+            audience=AUDIENCE,
+            admin=admin,
+            **kw,
+        )
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def app_env(azurite, key_dir, tmp_path_factory) -> dict[str, str]:
+    """Settings of the app under test, applied to this process too (integration tests build services here)."""
+    fault_dir = tmp_path_factory.mktemp("faults")
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "AUTH_MODE": "local",
+        "AUTH_TENANT_ID": TENANT,
+        "AUTH_AUDIENCES": AUDIENCE,
+        "AUTH_ADMIN_ROLE": "Integrations.Admin",
+        "AUTH_ADMIN_APPS": "",
+        "AUTH_LOCAL_KEY_DIR": str(key_dir),
+        "PUBLIC_BASE_URL": "",
+        # Tests drive the scheduler themselves (POST /admin/functions/scheduler_tick); never on its own.
+        "SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
+        "MAX_ENQUEUE_BYTES": str(8 * 1024 * 1024),
+        "DEV_FAULT_FAIL_ONCE_DIR": str(fault_dir),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def app_host(app_env, tmp_path_factory) -> Iterator:
+    """The real function_app under `python -m tools.devhost`, over real HTTP."""
+    from tests.devhost.hostproc import HostProcess, clean_env
+
+    env = clean_env(**app_env)
+    host = HostProcess(REPO_ROOT, env, tmp_path_factory.mktemp("apphost"), name="app")
+    try:
+        host.wait_started()
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture(scope="session")
+def api(app_host, make_token):
+    from tests.support.client import ApiClient
+
+    return ApiClient(app_host.url, admin_token=make_token(ADMIN_APP, admin=True), make_token=make_token)

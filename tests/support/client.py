@@ -1,0 +1,134 @@
+"""A small HTTP client for the tests: admin calls, partner calls, waiting for a terminal status."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import requests
+
+TERMINAL = {"Processed", "ProcessedWithErrors", "PreProcessingError", "PostProcessingFailed"}
+STATUS_ACTION = "/data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.GetMessageStatus"
+
+
+class ApiClient:
+    def __init__(self, base_url: str, *, admin_token: str, make_token) -> None:
+        self.base = base_url.rstrip("/")
+        self.admin_token = admin_token
+        self.make_token = make_token
+        self.http = requests.Session()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def admin(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.admin_token}", **kw.pop("headers", {})}
+        return self.http.request(method, self.url(path), headers=headers, timeout=60, **kw)
+
+    def call(self, method: str, path: str, token: str | None, **kw) -> requests.Response:
+        headers = dict(kw.pop("headers", {}))
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(method, self.url(path), headers=headers, timeout=60, **kw)
+
+    def ok(self, method: str, path: str, **kw) -> dict:
+        resp = self.admin(method, path, **kw)
+        assert resp.status_code < 300, f"{method} {path} -> {resp.status_code} {resp.text}"
+        return resp.json() if resp.content else {}
+
+    # Configuration helpers ------------------------------------------------------------------
+    def unique(self, prefix: str) -> str:
+        return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+    def import_job(
+        self,
+        entity_body: dict,
+        *,
+        entity: str | None = None,
+        fmt: str = "CSV",
+        mapping=None,
+        transforms=None,
+        **job,
+    ) -> tuple[str, str, str]:
+        """Creates an entity, an import project and a job authorized for a new app: (activityId, app, entity)."""
+        entity = entity or self.unique("Ent")
+        self.ok("PUT", f"/api/manage/entities/{entity}", json=entity_body)
+        project = self.unique("Imp")
+        pe = {"entity": entity, "format": fmt}
+        if mapping:
+            pe["mapping"] = mapping
+        if transforms:
+            pe["transforms"] = transforms
+        self.ok("PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [pe]})
+        app = str(uuid.uuid4())
+        body = {
+            "name": project,
+            "project": project,
+            "company": "usmf",
+            "authorizationPolicy": [{"applicationId": app, "enabled": True}],
+            **job,
+        }
+        created = self.ok("POST", "/api/manage/jobs", json=body)
+        return created["activityId"], app, entity
+
+    # Connector helpers -------------------------------------------------------------------------
+    def enqueue(
+        self,
+        activity_id: str,
+        app: str,
+        data: bytes,
+        *,
+        entity: str | None = None,
+        company=None,
+        external_id: str | None = None,
+        headers=None,
+    ) -> requests.Response:
+        params = {}
+        if entity:
+            params["entity"] = entity
+        if company:
+            params["company"] = company
+        hdrs = dict(headers or {})
+        if external_id:
+            hdrs["x-ms-dyn-externalidentifier"] = external_id
+        return self.call(
+            "POST",
+            f"/api/connector/enqueue/{activity_id}",
+            self.make_token(app),
+            params=params,
+            data=data,
+            headers=hdrs,
+        )
+
+    def status(self, app: str, message_id: str) -> str:
+        resp = self.call("POST", STATUS_ACTION, self.make_token(app), data=f"{{'messageId':'{message_id}'}}")
+        assert resp.status_code == 200, resp.text
+        return resp.json()["value"]
+
+    def run_scheduler(self) -> None:
+        resp = self.http.post(self.url("/admin/functions/scheduler_tick"), json={"input": ""}, timeout=120)
+        assert resp.status_code == 202, resp.text
+
+    def wait_terminal(self, app: str, message_id: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            status = self.status(app, message_id)
+            if status in TERMINAL:
+                return status
+            time.sleep(0.2)
+        raise AssertionError(f"message {message_id} still {status} after {timeout}s")
+
+    def message(self, message_id: str) -> dict:
+        return self.ok("GET", f"/api/manage/messages/{message_id}")
+
+    def records(self, entity: str, **params) -> list[dict]:
+        out, path = [], f"/api/manage/entities/{entity}/records"
+        resp = self.ok("GET", path, params=params)
+        out.extend(resp["value"])
+        while resp.get("nextLink"):
+            resp = self.http.get(
+                resp["nextLink"], headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=60
+            ).json()
+            out.extend(resp["value"])
+        return out
