@@ -86,6 +86,15 @@ class ConfigService:
                 return entity
         return None
 
+    def find_project_entity(self, project: cfg.Project, name_or_label: str) -> Entity | None:
+        """The project's entity named or labelled so (labels are unique within a project, not globally)."""
+        wanted = name_or_label.strip().lower()
+        for pe in project.entities:
+            entity = self.get_entity(pe.entity)
+            if wanted in (entity.name.lower(), entity.label.lower()):
+                return entity
+        return None
+
     def delete_entity(self, name: str) -> bool:
         users = [
             p.name for p in self.list_projects() if any(e.entity.lower() == name.lower() for e in p.entities)

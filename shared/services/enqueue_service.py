@@ -82,8 +82,8 @@ class EnqueueService:
                     f"the entity query parameter is required for this job; use one of: {names}",
                     code="EntityRequired",
                 )
-            found = self._config.find_entity(entity)
-            if found is None or all(pe.entity.lower() != found.name.lower() for pe in project.entities):
+            found = self._config.find_project_entity(project, entity)
+            if found is None:
                 names = ", ".join(e.entity for e in project.entities)
                 raise ValidationError(
                     f"entity {entity!r} is not in the job's project; use one of: {names}",

@@ -28,7 +28,7 @@ def build_query(entity, *, company: str | None, filter_text: str | None) -> tupl
             raise ValidationError(f"filter: {exc}", code="InvalidFilter") from exc
         text, fparams = compile_filter(expr, param_prefix="f")
         if text:
-            parts.append(f"({text})")
+            parts.append(f"( {text} )")  # placeholders must stand alone as words
             params.update(fparams)
     return (" and ".join(parts) or None), params, expr
 

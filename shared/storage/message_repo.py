@@ -128,7 +128,7 @@ class MessageRepository:
             for i, status in enumerate(statuses):
                 params[f"s{i}"] = status
                 parts.append(f"Status eq @s{i}")
-            query += " and (" + " or ".join(parts) + ")"
+            query += " and ( " + " or ".join(parts) + " )"  # placeholders must stand alone as words
         pager = self._messages.query_entities(
             query, parameters=params, results_per_page=page_size, select=select
         ).by_page(continuation_token=continuation)

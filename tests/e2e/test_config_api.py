@@ -1,0 +1,192 @@
+"""The configuration API over real HTTP: CRUD, validation that names the field, conflicts, and auth."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+ENTITY = {
+    "label": "Customer groups",
+    "companySpecific": True,
+    "keys": ["CUSTOMERGROUPID"],
+    "fields": [
+        {"name": "CUSTOMERGROUPID", "type": "string", "required": True, "maxLength": 10},
+        {"name": "PAYMENTTERMS", "type": "enum", "values": ["Net30", "Net60"]},
+    ],
+}
+
+
+def error_of(resp) -> dict:
+    body = resp.json()
+    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
+    return body["error"]
+
+
+def test_root_and_health_are_anonymous(api):
+    assert api.call("GET", "/", None).status_code == 200
+    assert api.call("GET", "/api/health", None).json()["status"] == "healthy"
+
+
+@pytest.mark.parametrize("path", ["/api/manage/jobs", "/api/manage/entities/X",
+                                  "/api/connector/enqueue/00000000-0000-0000-0000-000000000000"])
+def test_everything_else_needs_a_token(api, path):
+    resp = api.call("GET" if "manage" in path else "POST", path, None)
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    assert error_of(resp)["code"] == "Unauthorized"
+
+
+def test_invalid_token_is_401(api):
+    resp = api.call("GET", "/api/manage/jobs", "garbage.token.here")
+    assert resp.status_code == 401
+
+
+def test_management_needs_the_admin_role(api, make_token):
+    resp = api.call("GET", "/api/manage/jobs", make_token())
+    assert resp.status_code == 403
+    assert error_of(resp)["code"] == "NotAdministrator"
+
+
+def test_entity_crud(api):
+    name = api.unique("Cg")
+    created = api.admin("PUT", f"/api/manage/entities/{name}", json=ENTITY)
+    assert created.status_code == 201
+    assert created.json()["keys"] == ["CUSTOMERGROUPID"]
+    again = api.admin("PUT", f"/api/manage/entities/{name}", json={**ENTITY, "label": "Groups"})
+    assert again.status_code == 200
+    got = api.ok("GET", f"/api/manage/entities/{name}")
+    assert got["label"] == "Groups"
+    assert got["fields"][1]["values"] == ["Net30", "Net60"]
+    assert name in [e["name"] for e in api.ok("GET", "/api/manage/entities")["value"]]
+    assert api.admin("DELETE", f"/api/manage/entities/{name}").status_code == 204
+    missing = api.admin("GET", f"/api/manage/entities/{name}")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "EntityNotFound"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({**ENTITY, "fields": [{"name": "A", "type": "strng"}], "keys": ["A"]}, "fields[0].type"),
+        ({**ENTITY, "keys": ["NOPE"]}, "keys: 'NOPE' is not among the fields"),
+        ({**ENTITY, "fields": [{"name": "A", "type": "enum"}], "keys": ["A"]}, "fields[0].values"),
+        ({**ENTITY, "extra": 1}, "unknown field(s) extra"),
+        ({**ENTITY, "fields": []}, "fields must be a non-empty list"),
+    ],
+)
+def test_entity_validation_names_the_field(api, body, fragment):
+    resp = api.admin("PUT", f"/api/manage/entities/{api.unique('Bad')}", json=body)
+    assert resp.status_code == 400
+    assert fragment in error_of(resp)["message"]
+
+
+def test_invalid_json_is_400(api):
+    resp = api.admin("PUT", "/api/manage/entities/X1", data=b"{not json")
+    assert resp.status_code == 400
+    assert error_of(resp)["code"] == "InvalidJson"
+
+
+def test_project_naming_a_missing_entity_is_400(api):
+    resp = api.admin("PUT", f"/api/manage/projects/{api.unique('P')}",
+                     json={"operation": "import", "entities": [{"entity": "DoesNotExist"}]})
+    assert resp.status_code == 400
+    assert "entities[0].entity" in error_of(resp)["message"]
+
+
+def test_project_resolves_entity_by_label_and_checks_mapping(api):
+    name = api.unique("Cg")
+    api.ok("PUT", f"/api/manage/entities/{name}", json={**ENTITY, "label": f"Label {name}"})
+    bad = api.admin("PUT", f"/api/manage/projects/{api.unique('P')}", json={
+        "operation": "import",
+        "entities": [{"entity": f"label {name}", "mapping": [{"source": "X", "target": "NOFIELD"}]}]})
+    assert bad.status_code == 400
+    assert "mapping[0].target" in error_of(bad)["message"]
+    project = api.unique("P")
+    ok = api.ok("PUT", f"/api/manage/projects/{project}",
+                json={"operation": "import", "entities": [{"entity": f"label {name}"}]})
+    assert ok["entities"][0]["entity"] == name  # canonical name stored
+
+
+def test_delete_entity_used_by_a_project_is_409(api):
+    name = api.unique("Cg")
+    api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
+    api.ok("PUT", f"/api/manage/projects/{api.unique('P')}", json={"operation": "import",
+                                                                    "entities": [{"entity": name}]})
+    resp = api.admin("DELETE", f"/api/manage/entities/{name}")
+    assert resp.status_code == 409
+    assert error_of(resp)["code"] == "EntityInUse"
+
+
+def test_job_lifecycle_and_validation(api):
+    name = api.unique("Cg")
+    api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
+    project = api.unique("P")
+    api.ok("PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [{"entity": name}]})
+    app = str(uuid.uuid4())
+    resp = api.admin("POST", "/api/manage/jobs", json={
+        "name": "demo", "project": project, "company": "USMF",
+        "recurrence": {"unit": "hours", "interval": 2},
+        "authorizationPolicy": [{"applicationId": app.upper(), "enabled": True}]})
+    assert resp.status_code == 201, resp.text
+    job = resp.json()
+    activity = job["activityId"]
+    assert resp.headers["Location"].endswith(activity)
+    assert job["company"] == "usmf"
+    assert job["authorizationPolicy"][0]["applicationId"] == app  # canonical GUID
+    assert job["redeliveryMinutes"] == 30 and job["processInOrder"] is False
+    # GUIDs in the path: any case, braces, percent-encoded braces
+    for variant in (activity.upper(), "{" + activity + "}", "%7B" + activity + "%7D"):
+        assert api.ok("GET", f"/api/manage/jobs/{variant}")["activityId"] == activity
+    assert activity in [j["activityId"] for j in api.ok("GET", "/api/manage/jobs")["value"]]
+    updated = api.admin("PUT", f"/api/manage/jobs/{activity}", json={**job, "enabled": False})
+    assert updated.status_code == 200 and updated.json()["enabled"] is False
+    # deleting a project in use is refused
+    assert api.admin("DELETE", f"/api/manage/projects/{project}").status_code == 409
+    assert api.admin("DELETE", f"/api/manage/jobs/{activity}").status_code == 204
+    assert api.admin("GET", f"/api/manage/jobs/{activity}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"project": "NoSuchProject"}, "project: project 'NoSuchProject' does not exist"),
+        ({"recurrence": {"unit": "fortnights"}}, "recurrence.unit"),
+        ({"recurrence": {"unit": "days", "interval": 0}}, "recurrence.interval must be at least 1"),
+        ({"recurrence": {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}}, "recurrence.end"),
+        ({"authorizationPolicy": [{"applicationId": "not-a-guid"}]}, "authorizationPolicy[0].applicationId"),
+        ({"mode": "batch"}, "mode"),
+        ({"name": None}, "name is required"),
+    ],
+)
+def test_job_validation_names_the_field(api, patch, fragment):
+    name = api.unique("Cg")
+    api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
+    project = api.unique("P")
+    api.ok("PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [{"entity": name}]})
+    body = {"name": "j", "project": project, **patch}
+    resp = api.admin("POST", "/api/manage/jobs", json=body)
+    assert resp.status_code == 400, resp.text
+    assert fragment in error_of(resp)["message"]
+
+
+def test_formats_builtin_and_user_defined(api):
+    assert api.ok("GET", "/api/manage/formats/csv-unicode")["encoding"] == "utf-16-le"
+    assert api.admin("PUT", "/api/manage/formats/CSV", json={"kind": "csv"}).status_code == 409
+    name = api.unique("Semi")
+    fmt = api.ok("PUT", f"/api/manage/formats/{name}", json={"kind": "csv", "delimiter": ";",
+                                                             "decimalSeparator": ",", "dateFormat": "dd.MM.yyyy"})
+    assert fmt["delimiter"] == ";" and fmt["dateFormat"] == "%d.%m.%Y"
+    bad = api.admin("PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", "delimiter": ";;"})
+    assert bad.status_code == 400 and "delimiter" in error_of(bad)["message"]
+
+
+def test_transforms_are_validated_and_stored(api):
+    xslt = (b'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+            b'<xsl:template match="/"><Document/></xsl:template></xsl:stylesheet>')
+    name = api.unique("T")
+    assert api.admin("PUT", f"/api/manage/transforms/{name}", data=xslt).status_code == 201
+    assert api.admin("GET", f"/api/manage/transforms/{name}").content == xslt
+    bad = api.admin("PUT", f"/api/manage/transforms/{api.unique('T')}", data=b"<not-xslt/>")
+    assert bad.status_code == 400 and error_of(bad)["code"] == "InvalidTransform"
+    assert api.admin("DELETE", f"/api/manage/transforms/{name}").status_code == 204
