@@ -175,7 +175,7 @@ def curl_calls(
         '  -H "Authorization: Bearer $PARTNER_TOKEN" \\',
         f"  -H {q('x-ms-dyn-externalidentifier: ' + csv_path.name)} \\",
         "  -H 'Content-Type:' \\",
-        f"  --data-binary {q('@' + str(csv_path))}); echo \"$MESSAGE_ID\"",
+        f'  --data-binary {q("@" + str(csv_path))}); echo "$MESSAGE_ID"',
         "",
         "# 2. Its status as PSI asks for it: single-quoted JSON, the ID sent back with RIS's quotes.",
         "#    Repeat until it says Processed (the job processes files on arrival).",
@@ -184,20 +184,20 @@ def curl_calls(
         "  -H 'Content-Type: application/json' \\",
         "  --data \"{'messageId':'$MESSAGE_ID'}\" -w '\\n'",
         "",
-        "# 3. The job's messages (the \"Manage messages\" grid of the management API).",
+        '# 3. The job\'s messages (the "Manage messages" grid of the management API).',
         f"curl -sS {q(f'{base}/api/manage/jobs/{IMPORT_JOB_ID}/messages')} \\",
-        '  -H "Authorization: Bearer $ADMIN_TOKEN" -w \'\\n\'',
+        "  -H \"Authorization: Bearer $ADMIN_TOKEN\" -w '\\n'",
         "",
         "# 4. The imported records, typed (decimals exact, dates ISO-8601).",
         f"curl -sS {q(f'{base}/api/manage/entities/{DEMO_ENTITY}/records?company={DEMO_COMPANY}&top=10')} \\",
-        '  -H "Authorization: Bearer $ADMIN_TOKEN" -w \'\\n\'',
+        "  -H \"Authorization: Bearer $ADMIN_TOKEN\" -w '\\n'",
     ]
     if export_job:
         lines += [
             "",
             "# 5. Export: run the export job now, then dequeue as RIS does (204 while nothing is ready).",
             f"curl -sS -X POST {q(f'{base}/api/manage/jobs/{export_job}/run')} \\",
-            '  -H "Authorization: Bearer $ADMIN_TOKEN" -w \'\\n\'',
+            "  -H \"Authorization: Bearer $ADMIN_TOKEN\" -w '\\n'",
             f"curl -sS -i {q(f'{base}/api/connector/dequeue/{export_job}')} \\",
             '  -H "Authorization: Bearer $PARTNER_TOKEN"',
         ]

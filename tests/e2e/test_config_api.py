@@ -28,8 +28,14 @@ def test_root_and_health_are_anonymous(api):
     assert api.call("GET", "/api/health", None).json()["status"] == "healthy"
 
 
-@pytest.mark.parametrize("path", ["/api/manage/jobs", "/api/manage/entities/X",
-                                  "/api/connector/enqueue/00000000-0000-0000-0000-000000000000"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/manage/jobs",
+        "/api/manage/entities/X",
+        "/api/connector/enqueue/00000000-0000-0000-0000-000000000000",
+    ],
+)
 def test_everything_else_needs_a_token(api, path):
     resp = api.call("GET" if "manage" in path else "POST", path, None)
     assert resp.status_code == 401
@@ -88,8 +94,11 @@ def test_invalid_json_is_400(api):
 
 
 def test_project_naming_a_missing_entity_is_400(api):
-    resp = api.admin("PUT", f"/api/manage/projects/{api.unique('P')}",
-                     json={"operation": "import", "entities": [{"entity": "DoesNotExist"}]})
+    resp = api.admin(
+        "PUT",
+        f"/api/manage/projects/{api.unique('P')}",
+        json={"operation": "import", "entities": [{"entity": "DoesNotExist"}]},
+    )
     assert resp.status_code == 400
     assert "entities[0].entity" in error_of(resp)["message"]
 
@@ -97,22 +106,33 @@ def test_project_naming_a_missing_entity_is_400(api):
 def test_project_resolves_entity_by_label_and_checks_mapping(api):
     name = api.unique("Cg")
     api.ok("PUT", f"/api/manage/entities/{name}", json={**ENTITY, "label": f"Label {name}"})
-    bad = api.admin("PUT", f"/api/manage/projects/{api.unique('P')}", json={
-        "operation": "import",
-        "entities": [{"entity": f"label {name}", "mapping": [{"source": "X", "target": "NOFIELD"}]}]})
+    bad = api.admin(
+        "PUT",
+        f"/api/manage/projects/{api.unique('P')}",
+        json={
+            "operation": "import",
+            "entities": [{"entity": f"label {name}", "mapping": [{"source": "X", "target": "NOFIELD"}]}],
+        },
+    )
     assert bad.status_code == 400
     assert "mapping[0].target" in error_of(bad)["message"]
     project = api.unique("P")
-    ok = api.ok("PUT", f"/api/manage/projects/{project}",
-                json={"operation": "import", "entities": [{"entity": f"label {name}"}]})
+    ok = api.ok(
+        "PUT",
+        f"/api/manage/projects/{project}",
+        json={"operation": "import", "entities": [{"entity": f"label {name}"}]},
+    )
     assert ok["entities"][0]["entity"] == name  # canonical name stored
 
 
 def test_delete_entity_used_by_a_project_is_409(api):
     name = api.unique("Cg")
     api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
-    api.ok("PUT", f"/api/manage/projects/{api.unique('P')}", json={"operation": "import",
-                                                                    "entities": [{"entity": name}]})
+    api.ok(
+        "PUT",
+        f"/api/manage/projects/{api.unique('P')}",
+        json={"operation": "import", "entities": [{"entity": name}]},
+    )
     resp = api.admin("DELETE", f"/api/manage/entities/{name}")
     assert resp.status_code == 409
     assert error_of(resp)["code"] == "EntityInUse"
@@ -122,12 +142,21 @@ def test_job_lifecycle_and_validation(api):
     name = api.unique("Cg")
     api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
     project = api.unique("P")
-    api.ok("PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [{"entity": name}]})
+    api.ok(
+        "PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [{"entity": name}]}
+    )
     app = str(uuid.uuid4())
-    resp = api.admin("POST", "/api/manage/jobs", json={
-        "name": "demo", "project": project, "company": "USMF",
-        "recurrence": {"unit": "hours", "interval": 2},
-        "authorizationPolicy": [{"applicationId": app.upper(), "enabled": True}]})
+    resp = api.admin(
+        "POST",
+        "/api/manage/jobs",
+        json={
+            "name": "demo",
+            "project": project,
+            "company": "USMF",
+            "recurrence": {"unit": "hours", "interval": 2},
+            "authorizationPolicy": [{"applicationId": app.upper(), "enabled": True}],
+        },
+    )
     assert resp.status_code == 201, resp.text
     job = resp.json()
     activity = job["activityId"]
@@ -163,7 +192,9 @@ def test_job_validation_names_the_field(api, patch, fragment):
     name = api.unique("Cg")
     api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
     project = api.unique("P")
-    api.ok("PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [{"entity": name}]})
+    api.ok(
+        "PUT", f"/api/manage/projects/{project}", json={"operation": "import", "entities": [{"entity": name}]}
+    )
     body = {"name": "j", "project": project, **patch}
     resp = api.admin("POST", "/api/manage/jobs", json=body)
     assert resp.status_code == 400, resp.text
@@ -174,16 +205,21 @@ def test_formats_builtin_and_user_defined(api):
     assert api.ok("GET", "/api/manage/formats/csv-unicode")["encoding"] == "utf-16-le"
     assert api.admin("PUT", "/api/manage/formats/CSV", json={"kind": "csv"}).status_code == 409
     name = api.unique("Semi")
-    fmt = api.ok("PUT", f"/api/manage/formats/{name}", json={"kind": "csv", "delimiter": ";",
-                                                             "decimalSeparator": ",", "dateFormat": "dd.MM.yyyy"})
+    fmt = api.ok(
+        "PUT",
+        f"/api/manage/formats/{name}",
+        json={"kind": "csv", "delimiter": ";", "decimalSeparator": ",", "dateFormat": "dd.MM.yyyy"},
+    )
     assert fmt["delimiter"] == ";" and fmt["dateFormat"] == "%d.%m.%Y"
     bad = api.admin("PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", "delimiter": ";;"})
     assert bad.status_code == 400 and "delimiter" in error_of(bad)["message"]
 
 
 def test_transforms_are_validated_and_stored(api):
-    xslt = (b'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
-            b'<xsl:template match="/"><Document/></xsl:template></xsl:stylesheet>')
+    xslt = (
+        b'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        b'<xsl:template match="/"><Document/></xsl:template></xsl:stylesheet>'
+    )
     name = api.unique("T")
     assert api.admin("PUT", f"/api/manage/transforms/{name}", data=xslt).status_code == 201
     assert api.admin("GET", f"/api/manage/transforms/{name}").content == xslt

@@ -36,7 +36,9 @@ def csv_bytes(rows: list[str]) -> bytes:
     return (HEADER + "".join(r + "\r\n" for r in rows)).encode()
 
 
-def ris_enqueue(api, activity, app, data: bytes, name="groups.csv", query="entity=Customer+groups&company=usmf"):
+def ris_enqueue(
+    api, activity, app, data: bytes, name="groups.csv", query="entity=Customer+groups&company=usmf"
+):
     """RIS: no Content-Type, entity form-encoded with '+', the file name as external identifier."""
     return api.http.post(
         api.url(f"/api/connector/enqueue/{activity}?{query}"),
@@ -64,8 +66,9 @@ def test_ris_style_enqueue_and_status_with_the_quoted_id(api):
     token = api.make_token(app)
     deadline = time.monotonic() + 60
     while True:
-        status = api.http.post(api.url(STATUS), json={"messageId": raw},
-                               headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        status = api.http.post(
+            api.url(STATUS), json={"messageId": raw}, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         assert status.status_code == 200
         assert status.headers["Content-Type"].startswith("application/json; odata.metadata=minimal")
         value = status.json()["value"]
@@ -74,8 +77,12 @@ def test_ris_style_enqueue_and_status_with_the_quoted_id(api):
         time.sleep(0.2)
     assert value == "Processed"
     assert status.json()["@odata.context"].endswith("/data/$metadata#Edm.String")
-    legacy = api.http.get(api.url(f"/api/connector/jobstatus/{activity}"), params={"jobId": raw},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    legacy = api.http.get(
+        api.url(f"/api/connector/jobstatus/{activity}"),
+        params={"jobId": raw},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     assert legacy.status_code == 200
     state = legacy.json()
     assert state["DataJobStatus"]["DataJobState"] == "Processed"
@@ -85,21 +92,41 @@ def test_ris_style_enqueue_and_status_with_the_quoted_id(api):
     msg = api.message(message_id)
     assert msg["externalIdentifier"] == "groups.csv"
     assert msg["company"] == "usmf"
-    assert [t["status"] for t in msg["transitions"]] == ["Enqueued", "Preprocessing", "Processing", "Processed"]
-    execution = api.http.post(api.url(EXEC_ID), json={"_messageId": message_id},
-                              headers={"Authorization": f"Bearer {token}"}, timeout=30).json()["value"]
+    assert [t["status"] for t in msg["transitions"]] == [
+        "Enqueued",
+        "Preprocessing",
+        "Processing",
+        "Processed",
+    ]
+    execution = api.http.post(
+        api.url(EXEC_ID),
+        json={"_messageId": message_id},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()["value"]
     runs = api.ok("GET", f"/api/manage/jobs/{activity}/runs")["value"]
     assert execution in [r["executionId"] for r in runs]
     record = api.records(entity, company="usmf")[0]
-    assert record == {"CUSTOMERGROUPID": "10", "DESCRIPTION": "Wholesale", "PAYMENTTERMS": "Net30",
-                      "CREDITLIMIT": "1000.50", "ISBLOCKED": False, "company": "usmf"}
+    assert record == {
+        "CUSTOMERGROUPID": "10",
+        "DESCRIPTION": "Wholesale",
+        "PAYMENTTERMS": "Net30",
+        "CREDITLIMIT": "1000.50",
+        "ISBLOCKED": False,
+        "company": "usmf",
+    }
 
 
 def test_psi_style_single_quoted_status_polled_until_terminal(api):
     activity, app, entity = api.import_job(CG, processOnArrival=True)
-    resp = api.call("POST", f"/api/connector/enqueue/{activity}", api.make_token(app),
-                    params={"entity": entity}, data=csv_bytes(["20,Retail,Net60,5,Yes"]),
-                    headers={"Content-Type": "application/zip"})
+    resp = api.call(
+        "POST",
+        f"/api/connector/enqueue/{activity}",
+        api.make_token(app),
+        params={"entity": entity},
+        data=csv_bytes(["20,Retail,Net60,5,Yes"]),
+        headers={"Content-Type": "application/zip"},
+    )
     assert resp.status_code == 200
     message_id = resp.json()
     assert api.wait_terminal(app, message_id) == "Processed"  # wait_terminal sends {'messageId':'…'}
@@ -125,15 +152,18 @@ def test_no_token_is_401(api):
 
 def test_expired_token_is_401(api, make_token):
     activity, app, _ = api.import_job(CG)
-    resp = api.call("POST", f"/api/connector/enqueue/{activity}?entity=x",
-                    make_token(app, minutes=-10), data=b"x")
+    resp = api.call(
+        "POST", f"/api/connector/enqueue/{activity}?entity=x", make_token(app, minutes=-10), data=b"x"
+    )
     assert resp.status_code == 401
     assert "expired" in resp.json()["error"]["message"]
 
 
 def test_application_not_on_the_policy_is_403(api, make_token):
     activity, _, _ = api.import_job(CG)
-    resp = api.call("POST", f"/api/connector/enqueue/{activity}?entity=Customer+groups", make_token(), data=b"x")
+    resp = api.call(
+        "POST", f"/api/connector/enqueue/{activity}?entity=Customer+groups", make_token(), data=b"x"
+    )
     assert resp.status_code == 403
     assert error_code(resp) == "ApplicationNotAuthorized"
 
@@ -146,7 +176,9 @@ def test_disabled_policy_entry_is_403(api):
     assert ris_enqueue(api, activity, app, csv_bytes(["1,a,Net30,1,No"])).status_code == 403
 
 
-@pytest.mark.parametrize("activity", ["00000000-0000-0000-0000-000000000000", str(uuid.uuid4()), "not-a-guid"])
+@pytest.mark.parametrize(
+    "activity", ["00000000-0000-0000-0000-000000000000", str(uuid.uuid4()), "not-a-guid"]
+)
 def test_unknown_activity_is_500_with_a_json_error(api, make_token, activity):
     # D365 answers 500; RIS's "Validate connection" probes the zero GUID and reads 500 as access OK.
     resp = api.call("POST", f"/api/connector/enqueue/{activity}", make_token(), data=b"x")
@@ -191,15 +223,17 @@ def test_a_repeated_enqueue_returns_the_original_message(api):
 
 def test_mixed_good_and_bad_records(api):
     activity, app, entity = api.import_job(CG, processOnArrival=True)
-    data = csv_bytes([
-        "10,Good one,Net30,10.5,No",
-        "11,Bad terms,Net90,1,No",
-        "12,Bad number,Net30,abc,No",
-        "THIS-KEY-IS-TOO-LONG,x,Net30,1,No",
-        ",No key,Net30,1,No",
-        "13,Good two,net60,,yes",
-        "14,short row",
-    ])
+    data = csv_bytes(
+        [
+            "10,Good one,Net30,10.5,No",
+            "11,Bad terms,Net90,1,No",
+            "12,Bad number,Net30,abc,No",
+            "THIS-KEY-IS-TOO-LONG,x,Net30,1,No",
+            ",No key,Net30,1,No",
+            "13,Good two,net60,,yes",
+            "14,short row",
+        ]
+    )
     message_id = ris_enqueue(api, activity, app, data).json()
     assert api.wait_terminal(app, message_id) == "ProcessedWithErrors"
     detail = api.message(message_id)
@@ -218,7 +252,9 @@ def test_mixed_good_and_bad_records(api):
     assert "CUSTOMERGROUPID" in by_line[5]["Reason"]
     listed = api.ok("GET", f"/api/manage/jobs/{activity}/messages", params={"status": "ProcessedWithErrors"})
     assert [m["messageId"] for m in listed["value"]] == [message_id]
-    assert api.ok("GET", f"/api/manage/jobs/{activity}/messages", params={"status": "Processed"})["value"] == []
+    assert (
+        api.ok("GET", f"/api/manage/jobs/{activity}/messages", params={"status": "Processed"})["value"] == []
+    )
 
 
 def test_unreadable_file_is_preprocessing_error_and_writes_nothing(api):
@@ -253,20 +289,34 @@ def test_kiko_exchange_rates_real_d365_csv(api):
     assert api.wait_terminal(app, message_id) == "Processed"
     records = api.records(entity, company="usmf", top=1000)
     assert len(records) == len(lines) - 1
-    first = next(r for r in records if r["STARTDATE"] == "2011-01-31T00:00:00Z" and r["RATETYPENAME"] == "Average"
-                 and r["FROMCURRENCY"] == "EUR" and r["TOCURRENCY"] == "USD")
+    first = next(
+        r
+        for r in records
+        if r["STARTDATE"] == "2011-01-31T00:00:00Z"
+        and r["RATETYPENAME"] == "Average"
+        and r["FROMCURRENCY"] == "EUR"
+        and r["TOCURRENCY"] == "USD"
+    )
     assert first["RATE"] == "1.3357400000000000"  # exact, scale kept
     assert first["ENDDATE"] == "2011-02-27T00:00:00Z"
     leading_dot = [ln.split(",") for ln in lines[1:] if ",." in ln]
     assert leading_dot, "the fixture has decimals without a leading zero"
     sample = leading_dot[0]
-    match = next(r for r in records if r["FROMCURRENCY"] == sample[1] and r["TOCURRENCY"] == sample[2]
-                 and r["STARTDATE"] == datetime.strptime(sample[3], "%Y-%m-%d %H:%M:%S").strftime("%Y-%m-%dT%H:%M:%SZ")
-                 and r["RATETYPENAME"] == sample[0])
+    match = next(
+        r
+        for r in records
+        if r["FROMCURRENCY"] == sample[1]
+        and r["TOCURRENCY"] == sample[2]
+        and r["STARTDATE"] == datetime.strptime(sample[3], "%Y-%m-%d %H:%M:%S").strftime("%Y-%m-%dT%H:%M:%SZ")
+        and r["RATETYPENAME"] == sample[0]
+    )
     assert match["RATE"] == "0" + sample[6]
     # filter and paging through the records API
-    page = api.ok("GET", f"/api/manage/entities/{entity}/records",
-                  params={"company": "usmf", "filter": "FROMCURRENCY eq 'EUR' and RATE gt 1.3", "top": 5})
+    page = api.ok(
+        "GET",
+        f"/api/manage/entities/{entity}/records",
+        params={"company": "usmf", "filter": "FROMCURRENCY eq 'EUR' and RATE gt 1.3", "top": 5},
+    )
     assert len(page["value"]) <= 5 and page["nextLink"]
     assert all(r["FROMCURRENCY"] == "EUR" and float(r["RATE"]) > 1.3 for r in page["value"])
     bad = api.admin("GET", f"/api/manage/entities/{entity}/records", params={"filter": "NOPE eq 1"})
@@ -302,8 +352,10 @@ def test_twenty_files_on_an_in_order_job(api):
 
 def test_scheduler_dispatches_a_due_time_once(api):
     activity, app, _ = api.import_job(CG, recurrence={"unit": "minutes", "interval": 1})
-    ids = [ris_enqueue(api, activity, app, csv_bytes([f"{i},x,Net30,1,No"]), name=f"s{i}.csv").json()
-           for i in range(3)]
+    ids = [
+        ris_enqueue(api, activity, app, csv_bytes([f"{i},x,Net30,1,No"]), name=f"s{i}.csv").json()
+        for i in range(3)
+    ]
     api.run_scheduler()
     api.run_scheduler()  # the same due time: nothing more is dispatched
     assert [api.wait_terminal(app, m) for m in ids] == ["Processed"] * 3
@@ -315,12 +367,16 @@ def test_scheduler_dispatches_a_due_time_once(api):
 
 
 def test_monitoring_dispatches_when_the_backlog_crosses_the_threshold(api, app_env):
-    activity, app, _ = api.import_job(CG, monitoring={"unit": "minutes", "interval": 1, "backlogThreshold": 2})
+    activity, app, _ = api.import_job(
+        CG, monitoring={"unit": "minutes", "interval": 1, "backlogThreshold": 2}
+    )
     first = ris_enqueue(api, activity, app, csv_bytes(["1,x,Net30,1,No"]), name="m1.csv").json()
     ids = [first, ris_enqueue(api, activity, app, csv_bytes(["2,x,Net30,1,No"]), name="m2.csv").json()]
     api.run_scheduler()
     assert [api.wait_terminal(app, m) for m in ids] == ["Processed"] * 2
-    assert {r["trigger"] for r in api.ok("GET", f"/api/manage/jobs/{activity}/runs")["value"]} == {"monitoring"}
+    assert {r["trigger"] for r in api.ok("GET", f"/api/manage/jobs/{activity}/runs")["value"]} == {
+        "monitoring"
+    }
     from azure.data.tables import TableClient
 
     from shared.storage import names
