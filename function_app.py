@@ -2,7 +2,17 @@
 
 import azure.functions as func
 
-from shared.api import connector, manage_config, manage_messages, odata_actions, root, scheduler, workers
+from shared.api import (
+    connector,
+    connector_export,
+    export_workers,
+    manage_config,
+    manage_messages,
+    odata_actions,
+    root,
+    scheduler,
+    workers,
+)
 from shared.auth.validator import check_auth_mode
 
 check_auth_mode()  # fail at start, not on the first request, when AUTH_MODE is unsafe or wrong
@@ -17,5 +27,7 @@ for blueprint in (
     odata_actions.bp,
     workers.bp,
     scheduler.bp,
+    connector_export.bp,
+    export_workers.bp,
 ):
     app.register_functions(blueprint)

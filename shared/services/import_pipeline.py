@@ -43,9 +43,15 @@ class EntityOutcome:
     written: int = 0
     rejected: int = 0
     error: str | None = None
+    status: str | None = None  # per-entity status, set for the entities of a data package
 
-    def counts(self) -> dict[str, int]:
-        return {"read": self.read, "written": self.written, "rejected": self.rejected}
+    def counts(self) -> dict:
+        out: dict = {"read": self.read, "written": self.written, "rejected": self.rejected}
+        if self.status:
+            out["status"] = self.status
+        if self.error:
+            out["error"] = self.error[:1000]
+        return out
 
 
 class ErrorFile:

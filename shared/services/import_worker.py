@@ -7,6 +7,7 @@ message at a time under a per-job lease, so no message overtakes another across 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -145,8 +146,20 @@ class ImportWorker:
         ok = final_status in (statuses.PROCESSED, statuses.PROCESSED_WITH_ERRORS)
         self._runs.end_run(run_id, statuses.RUN_ENDED if ok else statuses.RUN_ERROR)
 
-    def _inputs(self, job: Job, message: dict) -> list[EntityInput]:
+    def _inputs(
+        self, job: Job, message: dict, resources: contextlib.ExitStack | None = None
+    ) -> list[EntityInput]:
         project = self._config.get_project(job.project)
+        if _is_package(job, message):
+            # The package (spooled to a temporary file) stays open on `resources` while it is read.
+            from shared.services.package_import import package_inputs
+
+            return package_inputs(
+                config=self._config,
+                project=project,
+                open_blob=lambda: open_blob(self._inbound, message["BlobName"]),
+                resources=resources if resources is not None else contextlib.ExitStack(),
+            )
         wanted = (message.get("Entity") or "").lower()
         for pe in project.ordered_entities():
             if pe.entity.lower() != wanted:
@@ -183,23 +196,29 @@ class ImportWorker:
         errors = ErrorFile()
         outcomes: list[EntityOutcome] = []
         try:
-            try:
-                inputs = self._inputs(job, message)
-                modified = modified_now()
-                staged = []
-                for inp in inputs:
-                    encode = lambda record, e=inp.entity: self._entities.encode(e, record, company, modified)  # noqa: E731
-                    staged.append(preprocess(inp, encode=encode, errors=errors))
-            except FormatError as exc:
-                return self._finish(
-                    job_id,
-                    row_key,
-                    statuses.PREPROCESSING_ERROR,
-                    outcomes,
-                    errors,
-                    message_id,
-                    reason=str(exc),
-                )
+            with contextlib.ExitStack() as package_files:
+                try:
+                    inputs = self._inputs(job, message, package_files)
+                    if _is_package(job, message):
+                        return self._process_package(job, message, inputs, company, errors, package_files)
+                    modified = modified_now()
+                    staged = []
+                    for inp in inputs:
+
+                        def encode(record, e=inp.entity):
+                            return self._entities.encode(e, record, company, modified)
+
+                        staged.append(preprocess(inp, encode=encode, errors=errors))
+                except FormatError as exc:
+                    return self._finish(
+                        job_id,
+                        row_key,
+                        statuses.PREPROCESSING_ERROR,
+                        outcomes,
+                        errors,
+                        message_id,
+                        reason=str(exc),
+                    )
             self._messages.transition(
                 job_id, row_key, statuses.PROCESSING, Counts={o.entity: o.counts() for o, _ in staged}
             )
@@ -221,6 +240,57 @@ class ImportWorker:
             raise
         finally:
             errors.close()
+
+    def _process_package(
+        self, job: Job, message: dict, inputs, company, errors: ErrorFile, package_files
+    ) -> str:
+        """A data package: stage every manifest entity, then write them in execution order.
+
+        Per-entity failures and the fail-on-error rules are `package_import.PackageRun`'s; a package
+        that cannot be opened at all raised FormatError before this (PreProcessingError).
+        """
+        from shared.services.package_import import PackageRun
+
+        job_id, row_key, message_id = job.activity_id, message["RowKey"], message["MessageId"]
+        modified = modified_now()
+        run = PackageRun(inputs)
+        try:
+            run.stage(
+                lambda inp: preprocess(
+                    inp,
+                    encode=lambda record, e=inp.entity: self._entities.encode(e, record, company, modified),
+                    errors=errors,
+                )
+            )
+            package_files.close()  # every entity file has been read: drop the spooled package now
+            if not run.staged_any and run.has_problems():
+                return self._finish(
+                    job_id,
+                    row_key,
+                    statuses.PREPROCESSING_ERROR,
+                    run.outcomes(),
+                    errors,
+                    message_id,
+                    reason="\n".join(run.reasons()),
+                )
+            self._messages.transition(
+                job_id, row_key, statuses.PROCESSING, Counts={o.entity: o.counts() for o in run.outcomes()}
+            )
+            run.write(
+                lambda inp, outcome, spool: process(
+                    spool,
+                    outcome,
+                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(e, rows),
+                    errors=errors,
+                    after_chunk=lambda n: _maybe_inject_fault(message_id, n),
+                )
+            )
+        finally:
+            run.close()
+        problems = errors.count or run.has_problems()
+        final = statuses.PROCESSED_WITH_ERRORS if problems else statuses.PROCESSED
+        reason = "\n".join(run.reasons()) or None
+        return self._finish(job_id, row_key, final, run.outcomes(), errors, message_id, reason=reason)
 
     def _finish(self, job_id, row_key, status, outcomes, errors: ErrorFile, message_id, reason=None) -> str:
         fields: dict = {"Counts": {o.entity: o.counts() for o in outcomes}}
@@ -265,6 +335,11 @@ class ImportWorker:
             allowed_from=set(NOT_TERMINAL),
             ErrorSummary=reason,
         )
+
+
+def _is_package(job: Job, message: dict) -> bool:
+    """Package mode as recorded on the message at enqueue (the job's mode may have changed since)."""
+    return (message.get("Mode") or job.mode) == "package"
 
 
 def _maybe_inject_fault(message_id: str, chunks_done: int) -> None:

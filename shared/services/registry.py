@@ -114,6 +114,7 @@ def scheduler():
             messages=message_repo(),
             schedule_table=clients.table(names.TABLE_SCHEDULE),
             queueload_table=clients.table(names.TABLE_QUEUE_LOAD),
+            export_starter=lambda job, trigger: export_service().start(job, trigger),
         )
 
     return _get("scheduler", build)
@@ -121,3 +122,28 @@ def scheduler():
 
 def errors_container():
     return get_clients().container(names.CONTAINER_ERRORS)
+
+
+def export_service():
+    def build(clients):
+        from shared.services.export_service import ExportService
+
+        return ExportService(
+            config=config_service(),
+            messages=message_repo(),
+            runs=run_repo(),
+            entities=entity_repo(),
+            outbound=clients.container(names.CONTAINER_OUTBOUND),
+            queue=clients.queue(names.QUEUE_EXPORT),
+        )
+
+    return _get("export", build)
+
+
+def outbound_service():
+    def build(clients):
+        from shared.services.outbound_service import OutboundService
+
+        return OutboundService(messages=message_repo(), outbound=clients.container(names.CONTAINER_OUTBOUND))
+
+    return _get("outbound", build)

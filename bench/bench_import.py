@@ -1,0 +1,223 @@
+"""Import benchmark: enqueue→Processed through the local host vs a raw-SDK batch upsert, plus memory.
+
+Run: .venv/bin/python bench/bench_import.py [--rows 20000] [--big-mb 200]
+Prints each figure next to the raw ceiling measured on the same Azurite in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+HEADER = "CUSTOMERGROUPID,DESCRIPTION,PAYMENTTERMS,CREDITLIMIT,CREATED\r\n"
+ENTITY = {
+    "label": "Bench groups",
+    "keys": ["CUSTOMERGROUPID"],
+    "fields": [
+        {"name": "CUSTOMERGROUPID", "type": "string", "maxLength": 20},
+        {"name": "DESCRIPTION", "type": "string"},
+        {"name": "PAYMENTTERMS", "type": "enum", "values": ["Net30", "Net60"]},
+        {"name": "CREDITLIMIT", "type": "decimal"},
+        {"name": "CREATED", "type": "datetime"},
+    ],
+}
+
+
+def csv_rows(n: int, start: int = 0):
+    for i in range(start, start + n):
+        yield f"G{i:09d},Customer group number {i},Net{30 if i % 2 else 60},{i}.{i % 100:02d},2024-01-{1 + i % 28:02d} 10:00:00\r\n"
+
+
+def write_csv(path: Path, target_bytes: int) -> int:
+    rows = 0
+    with path.open("w", newline="") as f:
+        f.write(HEADER)
+        size = len(HEADER)
+        i = 0
+        while size < target_bytes:
+            chunk = "".join(csv_rows(1000, i))
+            f.write(chunk)
+            size += len(chunk)
+            i += 1000
+            rows += 1000
+    return rows
+
+
+def raw_ceiling(conn: str, rows: int) -> float:
+    """The same typed rows, batch-upserted with the plain SDK: 100 per transaction, 8 in flight."""
+    from azure.data.tables import TableServiceClient, UpdateMode
+
+    from shared.domain.config import parse_entity
+    from shared.domain.schema import BUILTIN_FORMATS
+    from shared.formats.conversion import convert
+    from shared.storage.entity_repo import encode_record
+
+    entity = parse_entity("BenchRaw", ENTITY)
+    fmt = BUILTIN_FORMATS["CSV"]
+    service = TableServiceClient.from_connection_string(conn)
+    table = service.create_table(f"raw{uuid.uuid4().hex[:10]}")
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    names = [f.name for f in entity.fields]
+    encoded = []
+    for line in csv_rows(rows):
+        values = dict(zip(names, line.rstrip("\r\n").split(","), strict=True))
+        record = {f.name: convert(f, values[f.name], fmt) for f in entity.fields}
+        encoded.append(encode_record(entity, record, "usmf", 16, now))
+    by_partition: dict[str, list] = {}
+    for row in encoded:
+        by_partition.setdefault(row["PartitionKey"], []).append(row)
+    batches = [items[i : i + 100] for items in by_partition.values() for i in range(0, len(items), 100)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda b: table.submit_transaction([("upsert", r, {"mode": UpdateMode.REPLACE}) for r in b]),
+                batches,
+            )
+        )
+    return rows / (time.perf_counter() - start)
+
+
+def end_to_end(conn: str, rows: int, workdir: Path) -> float:
+    import requests
+
+    from shared.auth.keys import ensure_local_keys
+    from tests.devhost.hostproc import HostProcess, clean_env
+    from tools.devtoken import make_token
+
+    keys = workdir / "keys"
+    ensure_local_keys(keys)
+    tenant, aud = "00000000-0000-0000-0000-00000000a11c", "api://recurring-integrations-local"
+    env = clean_env(
+        AzureWebJobsStorage=conn,
+        AUTH_MODE="local",
+        AUTH_TENANT_ID=tenant,
+        AUTH_AUDIENCES=aud,
+        AUTH_LOCAL_KEY_DIR=str(keys),
+        SCHEDULER_SCHEDULE="0 0 0 1 1 *",
+        MAX_ENQUEUE_BYTES=str(512 * 1024 * 1024),
+    )
+    host = HostProcess(REPO, env, workdir / "logs", name="bench")
+    try:
+        base = host.wait_started()
+        admin = {
+            "Authorization": "Bearer "
+            + make_token(str(uuid.uuid4()), key_dir=keys, tenant_id=tenant, audience=aud, admin=True)
+        }
+        app = str(uuid.uuid4())
+        partner = {"Authorization": "Bearer " + make_token(app, key_dir=keys, tenant_id=tenant, audience=aud)}
+        requests.put(f"{base}/api/manage/entities/BenchGroups", json=ENTITY, headers=admin).raise_for_status()
+        requests.put(
+            f"{base}/api/manage/projects/BenchImport",
+            json={"operation": "import", "entities": [{"entity": "BenchGroups"}]},
+            headers=admin,
+        ).raise_for_status()
+        job = requests.post(
+            f"{base}/api/manage/jobs",
+            headers=admin,
+            json={
+                "name": "bench",
+                "project": "BenchImport",
+                "company": "usmf",
+                "processOnArrival": True,
+                "authorizationPolicy": [{"applicationId": app}],
+            },
+        ).json()
+        body = (HEADER + "".join(csv_rows(rows))).encode()
+        start = time.perf_counter()
+        resp = requests.post(
+            f"{base}/api/connector/enqueue/{job['activityId']}?entity=BenchGroups", data=body, headers=partner
+        )
+        resp.raise_for_status()
+        message_id = resp.json()
+        action = (
+            f"{base}/data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.GetMessageStatus"
+        )
+        while True:
+            status = requests.post(action, json={"messageId": message_id}, headers=partner).json()["value"]
+            if status in ("Processed", "ProcessedWithErrors", "PreProcessingError", "PostProcessingFailed"):
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        assert status == "Processed", status
+        return rows / elapsed
+    finally:
+        host.stop()
+
+
+MEMORY_CHILD = r"""
+import io, resource, sys, json
+sys.path.insert(0, sys.argv[2])
+from shared.domain.config import parse_entity
+from shared.domain.schema import BUILTIN_FORMATS
+from shared.services.import_pipeline import EntityInput, ErrorFile, preprocess
+from shared.storage.entity_repo import encode_record
+from datetime import UTC, datetime
+entity = parse_entity("BenchGroups", json.loads(sys.argv[3]))
+now = datetime.now(UTC)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+inp = EntityInput(entity=entity, fmt=BUILTIN_FORMATS["CSV"], open_stream=lambda: open(sys.argv[1], "rb"))
+errors = ErrorFile()
+outcome, spool = preprocess(inp, encode=lambda r: encode_record(entity, r, "usmf", 16, now), errors=errors)
+spool.close()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": outcome.read, "growth_kb": peak - base, "peak_kb": peak}))
+"""
+
+
+def preprocess_memory(path: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(path), str(REPO), json.dumps(ENTITY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--big-mb", type=int, default=200)
+    args = parser.parse_args()
+    from tools.azurite import start_azurite
+
+    with tempfile.TemporaryDirectory() as tmp, start_azurite(in_memory=True) as azurite:
+        work = Path(tmp)
+        e2e = end_to_end(azurite.connection_string, args.rows, work)
+        raw = raw_ceiling(azurite.connection_string, args.rows)
+        print(f"import end to end (enqueue -> Processed, {args.rows} rows): {e2e:,.0f} rows/s")
+        print(f"raw SDK ceiling (batch upsert, same rows, same Azurite):   {raw:,.0f} rows/s")
+        print(f"ratio: {e2e / raw:.2f} (target >= 0.8)")
+        small, big = work / "small.csv", work / "big.csv"
+        write_csv(small, 2 * 1024 * 1024)
+        big_rows = write_csv(big, args.big_mb * 1024 * 1024)
+        m_small, m_big = preprocess_memory(small), preprocess_memory(big)
+        print(
+            f"preprocess RSS growth, 2 MB CSV ({m_small['rows']} rows): {m_small['growth_kb'] / 1024:.1f} MB "
+            f"(peak {m_small['peak_kb'] / 1024:.1f} MB)"
+        )
+        print(
+            f"preprocess RSS growth, {args.big_mb} MB CSV ({big_rows} rows): {m_big['growth_kb'] / 1024:.1f} MB "
+            f"(peak {m_big['peak_kb'] / 1024:.1f} MB)"
+        )
+        print(f"difference: {(m_big['peak_kb'] - m_small['peak_kb']) / 1024:.1f} MB (target < 50 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""Data package jobs: one entity input per manifest entity, in execution order, and D365's fail-on-error rules.
+
+The import worker calls `package_inputs` for a message of a Data package job. It spools the blob to a
+temporary file (a zip's directory sits at its end, so reading needs a seekable file), opens it with
+the zip checks of `open_package`, and turns each manifest entity into a `PackageEntityInput`:
+
+- **Entity**: the manifest's TargetEntity (v2) or EntityName, matched case-insensitively against the
+  configured entities' names and labels, the job's project entities first. An entity that matches
+  nothing is an error of that entity alone ("unknown entity"), not of the package.
+- **Format**: SourceFormat (a built-in name such as CSV, CSV-Unicode, XML-Element, XML-Attribute,
+  EXCEL, JSON, or a user-defined format), else the project's format for the entity, else the data
+  file's extension. ExcelSheetName (else the project's sheet) picks the Excel sheet.
+- **Mapping**: EntityMapList (XMLField -> EntityField; maps with an empty XMLField or EntityField are
+  skipped, and so are maps to a field the configured entity does not have: D365 packages map every
+  field of the real entity, while a configured entity models the ones that matter). With no map in
+  the manifest, the project's mapping for the entity; fields left over are mapped by name.
+- **XSLT**: EntityTransformList in SequenceNumber order (else the project's transforms), applied to
+  XML formats only, as D365 does. Each transform is the package's own file (XsltResourceFileName,
+  then XsltFileName), or failing that a stored transform of that name (with or without its
+  extension). Package transforms may include or document() the package's other small files.
+- Entities with `Disable` set (v2) are listed with the status Disabled and not read.
+
+Fail-on-error rules (`PackageRun`), following D365's entity sequencing:
+
+- Entities are staged (read, mapped, converted) in execution order, then written in that order.
+- An entity *fails* when it cannot be imported at all (unknown entity or format, missing or
+  unreadable file, failing XSLT), and, when its level or execution unit fails on error, also when
+  any of its records is rejected.
+- A level fails on error when any of its entities has FailLevelOnError; an execution unit when any
+  of its entities has FailExecutionUnitOnError. When an entity fails, the entities after it in the
+  same level (FailLevelOnError), or in the same execution unit including later levels
+  (FailExecutionUnitOnError), are not run: status NotRun, with the reason. Entities before it, and
+  other levels or units, are unaffected. The failed entity's own valid records are still written
+  (a bad value rejects a record, never the file).
+- Without those flags an entity's failure affects only that entity.
+
+The message then ends `PreProcessingError` when no entity could be staged at all (the package, or
+every entity in it, could not be read), otherwise `ProcessedWithErrors` when any record was
+rejected or any entity failed or was not run, otherwise `Processed`. Counts have one key per
+manifest entity with read/written/rejected, the entity's status (Processed, ProcessedWithErrors,
+Error, NotRun, Disabled) and, for Error and NotRun, the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO
+
+from shared.domain.config import NAME_RE, Project, ProjectEntity
+from shared.domain.schema import Entity, SourceFormat
+from shared.errors import AppError, FormatError, NotFoundError
+from shared.formats.package_manifest import ManifestEntity
+from shared.services.import_pipeline import EntityInput, EntityOutcome
+
+# Per-entity statuses in the message's Counts.
+ENTITY_PROCESSED = "Processed"
+ENTITY_PROCESSED_WITH_ERRORS = "ProcessedWithErrors"
+ENTITY_ERROR = "Error"
+ENTITY_NOT_RUN = "NotRun"
+ENTITY_DISABLED = "Disabled"
+
+_COPY_CHUNK = 1024 * 1024
+# Package files offered to a package's XSLT as resources (xsl:include, document()): each at most
+# the stylesheet limit, and all of them together at most this.
+_MAX_XSLT_RESOURCES_BYTES = 16 * 1024 * 1024
+_XML_KINDS = ("xml-element", "xml-attribute")
+_FORMAT_BY_EXTENSION = {
+    ".csv": "CSV",
+    ".txt": "CSV",
+    ".xlsx": "EXCEL",
+    ".xml": "XML-Element",
+    ".json": "JSON",
+}
+
+
+@dataclass
+class PackageEntityInput(EntityInput):
+    """An EntityInput plus its place in the manifest. `entity`, `fmt` and `open_stream` are None
+    when `error` says why the entity cannot be read (they are never used then)."""
+
+    key: str = ""  # its key in the message's Counts: the configured entity, else the manifest's name
+    error: str | None = None
+    disabled: bool = False
+    execution_unit: int = 1
+    level: int = 1
+    sequence: int = 1
+    fail_level_on_error: bool = False
+    fail_unit_on_error: bool = False
+
+
+def spool_to_tempfile(source: BinaryIO) -> IO[bytes]:
+    """Copy a stream to a temporary file on disk, positioned at 0; the caller closes it."""
+    target = tempfile.TemporaryFile()  # noqa: SIM115 - returned open
+    try:
+        with source:
+            shutil.copyfileobj(source, target, _COPY_CHUNK)
+        target.seek(0)
+    except BaseException:
+        target.close()
+        raise
+    return target
+
+
+def package_inputs(
+    *,
+    config,
+    project: Project | None,
+    open_blob: Callable[[], BinaryIO],
+    resources: contextlib.ExitStack,
+) -> list[PackageEntityInput]:
+    """The manifest's entities as inputs, in execution order; FormatError when the package is unusable.
+
+    The spooled package and the open zip are registered on `resources`: keep it open until every
+    input has been read.
+    """
+    from shared.formats.package_reader import open_package
+
+    spool = resources.enter_context(spool_to_tempfile(open_blob()))
+    package = resources.enter_context(open_package(spool))
+    ordered = package.entities()
+    if not ordered:
+        raise FormatError("Manifest.xml lists no entities (PackageEntityList is empty)")
+    resolver = _Resolver(config, project)
+    xslt_resources: dict[str, bytes] | None = None
+
+    def package_resources() -> dict[str, bytes]:
+        nonlocal xslt_resources
+        if xslt_resources is None:
+            xslt_resources = _xslt_resources(package)
+        return xslt_resources
+
+    inputs: list[PackageEntityInput] = []
+    used_keys: set[str] = set()
+    for me in ordered:
+        inp = _entity_input(me, package, resolver, package_resources)
+        # Two manifest entries for one entity would share a Counts key; keep both visible.
+        key, n = inp.key, 2
+        while key.casefold() in used_keys:
+            key, n = f"{inp.key} #{n}", n + 1
+        inp.key = key
+        used_keys.add(key.casefold())
+        inputs.append(inp)
+    return inputs
+
+
+def _manifest_label(me: ManifestEntity) -> str:
+    return (me.target_entity or me.entity_name or "").strip() or (me.input_file_path or "?")
+
+
+def _entity_input(me: ManifestEntity, package, resolver: _Resolver, package_resources) -> PackageEntityInput:
+    base: dict[str, Any] = {
+        "execution_unit": me.execution_unit,
+        "level": me.level_in_execution_unit,
+        "sequence": me.sequence_in_level,
+        "fail_level_on_error": me.fail_level_on_error,
+        "fail_unit_on_error": me.fail_execution_unit_on_error,
+    }
+
+    def failed(key: str, reason: str) -> PackageEntityInput:
+        return PackageEntityInput(entity=None, fmt=None, open_stream=None, key=key, error=reason, **base)  # type: ignore[arg-type]
+
+    entity, pe = resolver.entity(me)
+    if entity is None:
+        names = " / ".join(dict.fromkeys(n for n in (me.entity_name, me.target_entity) if n))
+        return failed(
+            _manifest_label(me),
+            f"the entity '{names}' is not configured; create it (PUT /api/manage/entities/{{name}}) "
+            "with that name or label",
+        )
+    if me.disable:
+        return PackageEntityInput(
+            entity=entity,
+            fmt=None,
+            open_stream=None,
+            key=entity.name,
+            disabled=True,
+            **base,  # type: ignore[arg-type]
+        )
+    try:
+        fmt = resolver.format(me, pe)
+        transforms = _transforms(me, pe, fmt, package, resolver, package_resources)
+    except FormatError as exc:
+        return failed(entity.name, str(exc))
+    if not me.input_file_path:
+        return failed(entity.name, f"Manifest.xml gives the entity '{me.entity_name}' no InputFilePath")
+    if package.find(me.input_file_path) is None:
+        return failed(
+            entity.name, f"Manifest.xml names '{me.input_file_path}' but the package has no such file"
+        )
+    return PackageEntityInput(
+        entity=entity,
+        fmt=fmt,
+        open_stream=lambda: package.open_entity_file(me),
+        mapping=_mapping(me, pe, entity),
+        transforms=transforms,
+        sheet=(me.excel_sheet_name or "").strip() or (pe.sheet if pe else None),
+        source_name=me.entity_name or entity.label,
+        key=entity.name,
+        **base,
+    )
+
+
+class _Resolver:
+    """Looks up configured entities (one table scan per package), formats and stored transforms."""
+
+    def __init__(self, config, project: Project | None) -> None:
+        self._config = config
+        self._project = project
+        self._entities: list[Entity] | None = None
+
+    def _all(self) -> list[Entity]:
+        if self._entities is None:
+            self._entities = list(self._config.list_entities())
+        return self._entities
+
+    def entity(self, me: ManifestEntity) -> tuple[Entity | None, ProjectEntity | None]:
+        wanted = [n.strip().casefold() for n in (me.target_entity, me.entity_name) if n and n.strip()]
+        if not wanted:
+            return None, None
+        entities = self._all()
+        by_name = {e.name.casefold(): e for e in entities}
+        # The job's project first: it disambiguates entities that share a label.
+        project_entities = []
+        for pe in self._project.entities if self._project else ():
+            found = by_name.get(pe.entity.casefold())
+            if found is not None:
+                project_entities.append((found, pe))
+        for candidates in (project_entities, [(e, None) for e in entities]):
+            for name in wanted:
+                for entity, pe in candidates:
+                    if name in (entity.name.casefold(), entity.label.casefold()):
+                        return entity, pe if pe is not None else self._project_entity(entity)
+        return None, None
+
+    def _project_entity(self, entity: Entity) -> ProjectEntity | None:
+        for pe in self._project.entities if self._project else ():
+            if pe.entity.casefold() == entity.name.casefold():
+                return pe
+        return None
+
+    def format(self, me: ManifestEntity, pe: ProjectEntity | None) -> SourceFormat:
+        name = (me.source_format or "").strip()
+        if not name and pe is not None:
+            name = pe.format
+        if not name:
+            path = (me.input_file_path or "").lower()
+            name = next((f for ext, f in _FORMAT_BY_EXTENSION.items() if path.endswith(ext)), "")
+        if not name:
+            raise FormatError(f"Manifest.xml gives the entity '{me.entity_name}' no SourceFormat")
+        try:
+            return self._config.get_format(name)
+        except (NotFoundError, AppError):
+            raise FormatError(
+                f"the source data format '{name}' is not defined; create it (PUT /api/manage/formats/{{name}}) "
+                "or use CSV, CSV-Unicode, XML-Element, XML-Attribute, EXCEL or JSON"
+            ) from None
+
+    def stored_transform(self, name: str) -> bytes | None:
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        for candidate in dict.fromkeys((name, stem)):
+            if not NAME_RE.match(candidate):
+                continue  # not a storable name (and never sent to the table as a key)
+            try:
+                return self._config.get_transform(candidate)
+            except (NotFoundError, AppError):
+                continue
+        return None
+
+
+def _mapping(me: ManifestEntity, pe: ProjectEntity | None, entity: Entity) -> list[dict]:
+    fields = entity.field_map()
+    mapping: list[dict] = []
+    seen: set[str] = set()
+    for m in me.entity_maps:
+        source = (m.xml_field or "").strip()
+        target = (m.entity_field or "").strip()
+        if not source or not target:
+            continue
+        fld = fields.get(target.upper())
+        if fld is None or fld.name in seen:
+            continue  # a field the configured entity does not model, or an array's second element
+        seen.add(fld.name)
+        mapping.append({"source": source, "target": fld.name, "default": None})
+    if mapping or pe is None:
+        return mapping
+    return [{"source": m.source or None, "target": m.target, "default": m.default} for m in pe.mapping]
+
+
+def _transforms(
+    me: ManifestEntity,
+    pe: ProjectEntity | None,
+    fmt: SourceFormat,
+    package,
+    resolver: _Resolver,
+    package_resources,
+) -> list[Callable[[bytes], bytes]]:
+    from shared.formats.package_reader import MAX_RESOURCE_BYTES
+    from shared.formats.xslt import apply_transform, compile_transform
+
+    if fmt.kind not in _XML_KINDS:
+        return []  # D365 applies XSLT to XML source formats only
+    compiled = []
+    listed = sorted(me.transforms, key=lambda t: t.sequence_number)
+    if listed:
+        for t in listed:
+            names = [n.strip() for n in (t.xslt_resource_file_name, t.xslt_file_name) if n and n.strip()]
+            if not names:
+                raise FormatError(f"Manifest.xml lists an XSLT for '{me.entity_name}' without a file name")
+            xslt, in_package = None, False
+            for name in names:
+                info = package.find(name)
+                if info is not None:
+                    if info.file_size > MAX_RESOURCE_BYTES:
+                        raise FormatError(f"the XSLT '{name}' is {info.file_size} bytes; too large")
+                    xslt, in_package = package.read_resource(name), True
+                    break
+            if xslt is None:
+                for name in names:
+                    xslt = resolver.stored_transform(name)
+                    if xslt is not None:
+                        break
+            if xslt is None:
+                raise FormatError(
+                    f"the XSLT '{names[0]}' is neither in the package nor a stored transform "
+                    "(PUT /api/manage/transforms/{name})"
+                )
+            try:
+                compiled.append(
+                    compile_transform(xslt, resources=package_resources() if in_package else None)
+                )
+            except FormatError as exc:
+                raise FormatError(f"the XSLT '{names[0]}': {exc}") from None
+    elif pe is not None:
+        for name in pe.transforms:
+            xslt = resolver.stored_transform(name)
+            if xslt is None:
+                raise FormatError(f"the project's transform '{name}' no longer exists")
+            try:
+                compiled.append(compile_transform(xslt))
+            except FormatError as exc:
+                raise FormatError(f"the transform '{name}': {exc}") from None
+    return [lambda data, c=c: apply_transform(c, data) for c in compiled]
+
+
+def _xslt_resources(package) -> dict[str, bytes]:
+    """The package's small files other than the manifest, header and entity data, for XSLT includes."""
+    from shared.formats.package_reader import HEADER_NAME, MANIFEST_NAME
+    from shared.formats.xslt import MAX_STYLESHEET_BYTES
+
+    excluded = {MANIFEST_NAME.casefold(), HEADER_NAME.casefold()}
+    for me in package.entities():
+        if me.input_file_path:
+            info = package.find(me.input_file_path)
+            if info is not None:
+                excluded.add(info.filename.casefold())
+    out: dict[str, bytes] = {}
+    total = 0
+    for info in package.zip.infolist():
+        if info.filename.casefold() in excluded or info.file_size > MAX_STYLESHEET_BYTES:
+            continue
+        if total + info.file_size > _MAX_XSLT_RESOURCES_BYTES:
+            break
+        out[info.filename] = package.read_resource(info.filename)
+        total += info.file_size
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Running a package: staging and writing with the fail-on-error rules
+
+
+class FailRules:
+    """FailLevelOnError / FailExecutionUnitOnError over the inputs in execution order (see the module doc)."""
+
+    def __init__(self, inputs: list[PackageEntityInput]) -> None:
+        self._strict_levels = {(i.execution_unit, i.level) for i in inputs if i.fail_level_on_error}
+        self._strict_units = {i.execution_unit for i in inputs if i.fail_unit_on_error}
+        # The first failure (its position and entity) of each strict level and unit.
+        self._failed_levels: dict[tuple[int, int], tuple[int, str]] = {}
+        self._failed_units: dict[int, tuple[int, str]] = {}
+
+    def strict(self, inp: PackageEntityInput) -> bool:
+        """Whether rejected records fail this entity (its level or unit fails on error)."""
+        return (
+            inp.execution_unit,
+            inp.level,
+        ) in self._strict_levels or inp.execution_unit in self._strict_units
+
+    def failed(self, index: int, inp: PackageEntityInput) -> None:
+        level = (inp.execution_unit, inp.level)
+        if level in self._strict_levels:
+            self._failed_levels.setdefault(level, (index, inp.key))
+        if inp.execution_unit in self._strict_units:
+            self._failed_units.setdefault(inp.execution_unit, (index, inp.key))
+
+    def blocked(self, index: int, inp: PackageEntityInput) -> str | None:
+        """Why the entity at `index` must not run, or None."""
+        unit = self._failed_units.get(inp.execution_unit)
+        if unit is not None and unit[0] < index:
+            return (
+                f"not run: '{unit[1]}' failed and execution unit {inp.execution_unit} fails on error "
+                "(FailExecutionUnitOnError)"
+            )
+        level = self._failed_levels.get((inp.execution_unit, inp.level))
+        if level is not None and level[0] < index:
+            return (
+                f"not run: '{level[1]}' failed and level {inp.level} of execution unit "
+                f"{inp.execution_unit} fails on error (FailLevelOnError)"
+            )
+        return None
+
+
+@dataclass
+class StagedEntity:
+    input: PackageEntityInput
+    outcome: EntityOutcome
+    spool: Any | None = None
+
+
+@dataclass
+class PackageRun:
+    """Stages then writes a package's entities; the worker supplies the two steps and the statuses."""
+
+    inputs: list[PackageEntityInput]
+    entities: list[StagedEntity] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rules = FailRules(self.inputs)
+
+    def stage(self, preprocess_one: Callable[[PackageEntityInput], tuple[EntityOutcome, Any]]) -> None:
+        for index, inp in enumerate(self.inputs):
+            outcome = EntityOutcome(entity=inp.key)
+            spool = None
+            why = self.rules.blocked(index, inp)
+            if inp.disabled:
+                outcome.status = ENTITY_DISABLED
+            elif why:
+                outcome.status, outcome.error = ENTITY_NOT_RUN, why
+            elif inp.error:
+                outcome.status, outcome.error = ENTITY_ERROR, inp.error
+                self.rules.failed(index, inp)
+            else:
+                try:
+                    outcome, spool = preprocess_one(inp)
+                except FormatError as exc:
+                    outcome.status, outcome.error = ENTITY_ERROR, str(exc)
+                    self.rules.failed(index, inp)
+                else:
+                    outcome.entity = inp.key
+                    if outcome.rejected and self.rules.strict(inp):
+                        self.rules.failed(index, inp)
+            self.entities.append(StagedEntity(inp, outcome, spool))
+
+    @property
+    def staged_any(self) -> bool:
+        return any(s.spool is not None for s in self.entities)
+
+    def write(self, process_one: Callable[[PackageEntityInput, EntityOutcome, Any], Any]) -> None:
+        for index, staged in enumerate(self.entities):
+            if staged.spool is None:
+                continue
+            inp, outcome = staged.input, staged.outcome
+            why = self.rules.blocked(index, inp)
+            if why:
+                staged.spool.close()
+                staged.spool = None
+                outcome.status, outcome.error = ENTITY_NOT_RUN, why
+                continue
+            rejected_when_staged = outcome.rejected
+            spool, staged.spool = staged.spool, None
+            process_one(inp, outcome, spool)  # closes the spool
+            if outcome.rejected > rejected_when_staged and self.rules.strict(inp):
+                self.rules.failed(index, inp)
+            outcome.status = ENTITY_PROCESSED_WITH_ERRORS if outcome.rejected else ENTITY_PROCESSED
+
+    def close(self) -> None:
+        for staged in self.entities:
+            if staged.spool is not None:
+                staged.spool.close()
+                staged.spool = None
+
+    def outcomes(self) -> list[EntityOutcome]:
+        return [s.outcome for s in self.entities]
+
+    def has_problems(self) -> bool:
+        return any(s.outcome.status in (ENTITY_ERROR, ENTITY_NOT_RUN) for s in self.entities)
+
+    def reasons(self) -> list[str]:
+        """One line per entity that failed or did not run, for the message's error summary."""
+        return [
+            f"{s.outcome.entity}: {s.outcome.error}"
+            for s in self.entities
+            if s.outcome.status in (ENTITY_ERROR, ENTITY_NOT_RUN) and s.outcome.error
+        ]

@@ -1,0 +1,190 @@
+"""The function index: import function_app, call get_functions() once, and check every route, method,
+queue and schedule, as the Python worker will see them. This catches indexing errors before a deploy.
+
+Adding, removing or renaming a function means updating EXPECTED_HTTP below and docs/openapi.yaml
+(tests/unit/test_openapi.py checks the spec against the app).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ODATA = "data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities."
+
+# function name -> (route template, methods). The route prefix is "" (host.json), so this is the URL path.
+EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
+    # anonymous probes
+    "root": ("", {"GET"}),
+    "health": ("api/health", {"GET"}),
+    # D365 connector
+    "enqueue": ("api/connector/enqueue/{activityId}", {"POST"}),
+    "job_status": ("api/connector/jobstatus/{activityId}", {"GET"}),
+    "connector_dequeue": ("api/connector/dequeue/{activityId}", {"GET"}),
+    "connector_download": ("api/connector/download/{activityId}", {"GET"}),
+    "connector_ack": ("api/connector/ack/{activityId}", {"POST"}),
+    # OData actions
+    "get_message_status": (ODATA + "GetMessageStatus", {"POST"}),
+    "get_execution_id_by_message_id": (ODATA + "GetExecutionIdByMessageId", {"POST"}),
+    # management API: configuration
+    "list_entities": ("api/manage/entities", {"GET"}),
+    "put_entity": ("api/manage/entities/{name}", {"PUT"}),
+    "get_entity": ("api/manage/entities/{name}", {"GET"}),
+    "delete_entity": ("api/manage/entities/{name}", {"DELETE"}),
+    "list_formats": ("api/manage/formats", {"GET"}),
+    "put_format": ("api/manage/formats/{name}", {"PUT"}),
+    "get_format": ("api/manage/formats/{name}", {"GET"}),
+    "delete_format": ("api/manage/formats/{name}", {"DELETE"}),
+    "list_transforms": ("api/manage/transforms", {"GET"}),
+    "put_transform": ("api/manage/transforms/{name}", {"PUT"}),
+    "get_transform": ("api/manage/transforms/{name}", {"GET"}),
+    "delete_transform": ("api/manage/transforms/{name}", {"DELETE"}),
+    "list_projects": ("api/manage/projects", {"GET"}),
+    "put_project": ("api/manage/projects/{name}", {"PUT"}),
+    "get_project": ("api/manage/projects/{name}", {"GET"}),
+    "delete_project": ("api/manage/projects/{name}", {"DELETE"}),
+    "create_job": ("api/manage/jobs", {"POST"}),
+    "list_jobs": ("api/manage/jobs", {"GET"}),
+    "put_job": ("api/manage/jobs/{activityId}", {"PUT"}),
+    "get_job": ("api/manage/jobs/{activityId}", {"GET"}),
+    "delete_job": ("api/manage/jobs/{activityId}", {"DELETE"}),
+    # management API: operations
+    "list_job_messages": ("api/manage/jobs/{activityId}/messages", {"GET"}),
+    "list_job_runs": ("api/manage/jobs/{activityId}/runs", {"GET"}),
+    "run_job_now": ("api/manage/jobs/{activityId}/run", {"POST"}),
+    "get_message": ("api/manage/messages/{messageId}", {"GET"}),
+    "get_message_errors": ("api/manage/messages/{messageId}/errors", {"GET"}),
+    "list_entity_records": ("api/manage/entities/{name}/records", {"GET"}),
+}
+
+# Queue-triggered functions that must exist (others may exist too, on a queue of names.QUEUES).
+EXPECTED_QUEUES: dict[str, str] = {
+    "import_worker": "import-work",
+    "import_poison": "import-work-poison",
+}
+
+HEAVY_MODULES = ("lxml", "openpyxl", "azure.data.tables", "jwt")
+
+
+def _text(value) -> str:
+    return str(getattr(value, "value", value))
+
+
+@pytest.fixture(scope="module")
+def functions():
+    """The app's functions, from get_functions() called once per app instance in this process."""
+    with pytest.MonkeyPatch.context() as mp:
+        # Importing runs check_auth_mode(): a developer's shell must not make the import fail.
+        mp.setenv("AUTH_MODE", "local")
+        mp.delenv("WEBSITE_INSTANCE_ID", raising=False)
+        import function_app
+        from tools.devhost.app_loader import get_functions_once
+
+        return get_functions_once(function_app.app)
+
+
+def _by_kind(functions, kind: str) -> dict:
+    return {f.get_function_name(): f for f in functions if f.get_trigger().get_binding_name() == kind}
+
+
+def test_function_names_are_unique(functions):
+    names = [f.get_function_name() for f in functions]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_every_http_route_and_method(functions):
+    http = _by_kind(functions, "httpTrigger")
+    actual = {
+        name: (f.get_trigger().route, {_text(m).upper() for m in (f.get_trigger().methods or [])})
+        for name, f in http.items()
+    }
+    missing = sorted(set(EXPECTED_HTTP) - set(actual))
+    unexpected = sorted(set(actual) - set(EXPECTED_HTTP))
+    assert not missing, f"HTTP functions missing from the app: {missing}"
+    assert not unexpected, (
+        f"HTTP functions not in EXPECTED_HTTP: {unexpected}; add them here and to docs/openapi.yaml"
+    )
+    wrong = {name: actual[name] for name in EXPECTED_HTTP if actual[name] != EXPECTED_HTTP[name]}
+    assert not wrong, f"route or methods changed: {wrong}"
+
+
+def test_no_two_functions_share_a_route_and_method(functions):
+    seen: dict[tuple[str, str], str] = {}
+    for name, f in _by_kind(functions, "httpTrigger").items():
+        trigger = f.get_trigger()
+        for method in trigger.methods or []:
+            key = (trigger.route.lower(), _text(method).upper())
+            assert key not in seen, f"{name} and {seen[key]} both serve {key}"
+            seen[key] = name
+
+
+def test_http_functions_are_anonymous_because_bearer_tokens_are_the_boundary(functions):
+    levels = {
+        name: _text(f.get_trigger().auth_level).lower()
+        for name, f in _by_kind(functions, "httpTrigger").items()
+    }
+    assert levels and all(level == "anonymous" for level in levels.values()), levels
+
+
+def test_queue_triggers(functions):
+    from shared.storage import names
+
+    queues = {
+        name: _text(f.get_trigger().queue_name) for name, f in _by_kind(functions, "queueTrigger").items()
+    }
+    for name, queue in EXPECTED_QUEUES.items():
+        assert queues.get(name) == queue, f"{name} should listen on {queue}: {queues}"
+    assert names.QUEUE_IMPORT in queues.values() and names.QUEUE_IMPORT_POISON in queues.values()
+    for name, queue in queues.items():
+        assert queue in names.QUEUES, (
+            f"{name} listens on {queue!r}, which is not in shared.storage.names.QUEUES"
+        )
+        assert "%" not in queue, f"{name}: queue names are fixed, not settings"
+    for name, f in _by_kind(functions, "queueTrigger").items():
+        assert f.get_trigger().connection == names.SETTING_STORAGE, name
+    # Every poison queue handled belongs to a queue that is handled too.
+    for queue in queues.values():
+        if queue.endswith(names.POISON_SUFFIX):
+            assert queue.removesuffix(names.POISON_SUFFIX) in queues.values(), queue
+
+
+def test_scheduler_timer(functions):
+    timers = _by_kind(functions, "timerTrigger")
+    assert set(timers) == {"scheduler_tick"}, sorted(timers)
+    trigger = timers["scheduler_tick"].get_trigger()
+    assert trigger.schedule == "%SCHEDULER_SCHEDULE%"
+    assert not trigger.run_on_startup
+
+
+def test_only_known_trigger_kinds(functions):
+    kinds = {f.get_trigger().get_binding_name() for f in functions}
+    assert kinds <= {"httpTrigger", "queueTrigger", "timerTrigger"}, kinds
+
+
+def test_example_settings_resolve_the_schedule():
+    settings = json.loads((REPO_ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    fields = settings["SCHEDULER_SCHEDULE"].split()
+    assert len(fields) == 6, "NCRONTAB with seconds: six fields"
+
+
+def test_import_does_not_load_heavy_modules():
+    """Cold start: importing the app must not import parsers, the Tables SDK or JWT (they load on first use)."""
+    code = (
+        "import json, sys\n"
+        "import function_app\n"
+        f"print(json.dumps([m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WEBSITE_INSTANCE_ID"}
+    env["AUTH_MODE"] = "local"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"importing function_app loaded {loaded}; import them inside the functions"
