@@ -32,6 +32,7 @@ from tools.azurite import DEFAULT_LOCATION, DEFAULT_PORTS, AzuriteError, start_a
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 7071
 CALLS_FILE = REPO_ROOT / ".local" / "demo-calls.sh"
+HOST_LOG = REPO_ROOT / ".local" / "devhost.log"
 PR_SET_PDEATHSIG = 1
 
 
@@ -61,21 +62,32 @@ class HostProcess:
         self.started_at = time.monotonic()
         self.url = ""
         self._banner = threading.Event()
+        # The host's logs (stderr) go to HOST_LOG, and to the terminal once the demo calls are printed,
+        # so that the setup's request lines do not bury them.
+        self.echo_logs = threading.Event()
+        self._log_lines: list[str] = []
+        HOST_LOG.parent.mkdir(parents=True, exist_ok=True)
+        self._log = HOST_LOG.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tools.devhost", "--port", str(port)],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
             start_new_session=True,
             preexec_fn=_die_with_parent(),
         )
-        self._reader = threading.Thread(target=self._read, name="devhost-stdout", daemon=True)
-        self._reader.start()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, name="devhost-stdout", daemon=True),
+            threading.Thread(target=self._read_stderr, name="devhost-stderr", daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
+    def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if not self.url and line.startswith("Host started: "):
@@ -84,6 +96,25 @@ class HostProcess:
             sys.stdout.write(line)
             sys.stdout.flush()
 
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._log.write(line)
+            self._log.flush()
+            if self.echo_logs.is_set():
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            else:
+                self._log_lines = [*self._log_lines[-199:], line]
+
+    def recent_logs(self) -> str:
+        return "".join(self._log_lines[-40:])
+
+    def _exited(self) -> RuntimeError:
+        for reader in self._readers:
+            reader.join(2)  # read the host's last words before reporting
+        return RuntimeError(f"the local host exited with code {self.proc.returncode}")
+
     def wait_ready(self, stop: threading.Event, timeout: float = 60.0) -> float:
         """Wait for the banner, then for `GET /` to answer 200; returns seconds since the process started."""
         deadline = self.started_at + timeout
@@ -91,7 +122,7 @@ class HostProcess:
             if stop.is_set():
                 raise RuntimeError("interrupted")
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the local host exited with code {self.proc.returncode} (see above)")
+                raise self._exited()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the local host did not start within {timeout:.0f}s")
         while not stop.is_set():
@@ -102,7 +133,7 @@ class HostProcess:
             except OSError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the local host exited with code {self.proc.returncode} (see above)")
+                raise self._exited()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"GET {self.url}/ did not answer 200 within {timeout:.0f}s")
             time.sleep(0.05)
@@ -119,7 +150,9 @@ class HostProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self._reader.join(2)
+        for reader in self._readers:
+            reader.join(2)
+        self._log.close()
         return self.proc.returncode
 
 
@@ -212,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(calls, end="")
                 print(rule)
                 print("More tokens: .venv/bin/python -m tools.devtoken --app-id <guid> [--admin]")
-        print("Press Ctrl-C to stop. The host's logs follow.\n", flush=True)
+        print(
+            f"Press Ctrl-C to stop. The host's logs follow (all of them: {HOST_LOG.relative_to(REPO_ROOT)}).\n",
+            flush=True,
+        )
+        host.echo_logs.set()
 
         while not stop.wait(0.5):
             if host.proc.poll() is not None:
@@ -225,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
     except (AzuriteError, RuntimeError, demo.DemoLoadError, OSError) as error:
         if not stop.is_set():
+            if host is not None and not host.echo_logs.is_set() and host.recent_logs():
+                print(f"The host's last log lines:\n{host.recent_logs()}", file=sys.stderr)
             print(f"make run: {error}", file=sys.stderr)
             if isinstance(error, demo.DemoLoadError):
                 print("(start without the demo: make run RUN_ARGS=--no-demo)", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import azure.functions as func
 
 from shared.api.connector import _activity_id
@@ -62,5 +64,11 @@ def connector_ack(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.registry import outbound_service
 
     job = _job(req, principal)
-    outbound_service().ack(job, read_json(req, lenient_quotes=True))
+    body = read_json(req, lenient_quotes=True)
+    if isinstance(body, str):  # the reply re-sent as a JSON string holding the JSON object
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
+    outbound_service().ack(job, body)
     return func.HttpResponse(b"", status_code=200)  # PSI requires exactly 200; acking twice is 200 too

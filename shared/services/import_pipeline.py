@@ -147,7 +147,6 @@ def process(
     after_chunk: Callable[[int], None] | None = None,
 ) -> EntityOutcome:
     """Upserts the spooled rows in chunks; rows the store refuses become rejected records."""
-    unpickler = pickle.Unpickler(spool)
     chunk: list[tuple[int, dict]] = []
     chunks_done = 0
 
@@ -171,7 +170,10 @@ def process(
 
     while True:
         try:
-            chunk.append(unpickler.load())
+            # One unpickler per record: each record was pickled with a fresh memo (the pickler's is
+            # cleared after every dump), and MEMOIZE numbers entries from the memo's size, so a
+            # reused unpickler would resolve a record's back-references to an earlier record's objects.
+            chunk.append(pickle.Unpickler(spool).load())
         except EOFError:
             break
         if len(chunk) >= PROCESS_CHUNK:

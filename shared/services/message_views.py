@@ -69,4 +69,6 @@ def run_summary(run: dict) -> dict:
         "fileUploaded": run.get("FileUploaded"),
         "packageSize": run.get("PackageSize"),
         "counts": run.get("Counts") or {},
+        "refreshType": run.get("RefreshType"),  # export runs: FullPush or IncrementalPush
+        "errors": run.get("Errors") or [],
     }

@@ -133,6 +133,9 @@ class Export:
             resp = self.api.admin("POST", f"/api/manage/jobs/{self.activity}/run")
             assert resp.status_code == 202, resp.text
             assert resp.json()["queued"] == 1
+        return self.wait_new_runs(known, times, timeout)
+
+    def wait_new_runs(self, known: set[str], times: int, timeout: float = 120.0) -> list[dict]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             new = [r for r in self.runs() if r["executionId"] not in known]
@@ -384,6 +387,16 @@ def test_eight_concurrent_dequeuers_get_every_message_exactly_once(api):
         t.join()
     assert not errors
     assert len(got) == 50 and set(got) == expected  # every message exactly once
+
+
+def test_the_recurrence_runs_the_export(api):
+    ex = Export(
+        api, rows=ROWS[:1], recurrence={"unit": "minutes", "interval": 1, "start": "2020-01-01T00:00:00Z"}
+    )
+    api.run_scheduler()
+    [run] = ex.wait_new_runs(set(), 1)
+    assert run["trigger"] == "recurrence" and run["status"] == "Ended" and run["totalRecords"] == 1
+    assert ex.dequeue().json()["CorrelationId"] == run["messages"][0]
 
 
 def test_zero_records(api):

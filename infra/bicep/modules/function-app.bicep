@@ -195,6 +195,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'SCHEDULER_SCHEDULE'
           value: schedulerSchedule
         }
+        // GET / must reach our root function (RIS's connection check), not the host's default page.
+        {
+          name: 'AzureWebJobsDisableHomepage'
+          value: 'true'
+        }
       ], extraAppSettings)
     }
     functionAppConfig: {
