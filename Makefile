@@ -81,7 +81,7 @@ checkov: ## the separate checkov virtualenv used by tests/infra
 clean: ## remove local data and caches (.azurite/, caches, bench output); keeps .venv, node_modules, keys
 	rm -rf .azurite .pytest_cache .ruff_cache bench/out
 	find . -path ./node_modules -prune -o -path ./.venv -prune -o -path ./.venv-checkov -prune -o \
-	  -type d -name __pycache__ -print0 | xargs -0 rm -rf
+	  -type d -name __pycache__ -print0 | xargs -0 -r rm -rf
 
 distclean: clean ## also remove .venv, .venv-checkov, node_modules and the local signing key (.local/)
 	rm -rf .venv .venv-checkov node_modules .local
