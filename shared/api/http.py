@@ -77,7 +77,7 @@ _ID_JUNK = re.compile(r'^[\s"\'{]+|[\s"\'}]+$')
 
 def clean_id(value: str | None) -> str:
     """IDs come back quoted (RIS keeps `"guid"`), braced or percent-encoded; strip all of that."""
-    text = urllib.parse.unquote(value or "")
+    text = urllib.parse.unquote(value or "").replace("\\", "")  # `"\"guid\""`: IDs never hold backslashes
     previous = None
     while previous != text:
         previous = text
