@@ -177,7 +177,7 @@ def test_disabled_policy_entry_is_403(api):
 
 
 @pytest.mark.parametrize(
-    "activity", ["00000000-0000-0000-0000-000000000000", str(uuid.uuid4()), "not-a-guid"]
+    "activity", ["00000000-0000-0000-0000-000000000000", "5d1c2a7e-0b7e-4f3c-9a41-3f0c2b8e9d11", "not-a-guid"]
 )
 def test_unknown_activity_is_500_with_a_json_error(api, make_token, activity):
     # D365 answers 500; RIS's "Validate connection" probes the zero GUID and reads 500 as access OK.
