@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
 from shared.domain.config import NAME_RE, Project, ProjectEntity
-from shared.domain.schema import Entity, SourceFormat
-from shared.errors import AppError, FormatError, NotFoundError
+from shared.domain.schema import BUILTIN_FORMATS, Entity, SourceFormat
+from shared.errors import AppError, FormatError
 from shared.formats.package_manifest import ManifestEntity
 from shared.services.import_pipeline import EntityInput, EntityOutcome
 
@@ -252,12 +252,15 @@ class _Resolver:
         if not name:
             raise FormatError(f"Manifest.xml gives the entity '{me.entity_name}' no SourceFormat")
         try:
-            return self._config.get_format(name)
-        except (NotFoundError, AppError):
-            raise FormatError(
-                f"the source data format '{name}' is not defined; create it (PUT /api/manage/formats/{{name}}) "
-                "or use CSV, CSV-Unicode, XML-Element, XML-Attribute, EXCEL or JSON"
-            ) from None
+            # A name that cannot be a stored format's never reaches the table as a key.
+            if name.upper() in BUILTIN_FORMATS or NAME_RE.match(name):
+                return self._config.get_format(name)
+        except AppError:
+            pass
+        raise FormatError(
+            f"the source data format '{name}' is not defined; create it (PUT /api/manage/formats/{{name}}) "
+            "or use CSV, CSV-Unicode, XML-Element, XML-Attribute, EXCEL or JSON"
+        )
 
     def stored_transform(self, name: str) -> bytes | None:
         stem = name.rsplit(".", 1)[0] if "." in name else name
@@ -266,7 +269,7 @@ class _Resolver:
                 continue  # not a storable name (and never sent to the table as a key)
             try:
                 return self._config.get_transform(candidate)
-            except (NotFoundError, AppError):
+            except AppError:  # NotFoundError included
                 continue
         return None
 

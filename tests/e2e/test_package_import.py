@@ -268,10 +268,12 @@ def test_project_mapping_is_the_fallback_and_manifest_format_wins(api):
 
 def test_unknown_entity_and_missing_file_are_per_entity_errors(api):
     activity, app, entity = package_job(api, simple_entity())
+    other, third = add_entity(api, simple_entity()), add_entity(api, simple_entity())
     entities = [
         csv_entity("No such entity", "nope.csv"),
         csv_entity(entity, "good.csv"),
-        csv_entity(entity + "x", "missing.csv"),
+        csv_entity(third, "missing.csv"),
+        csv_entity(other, "good.csv", source_format="odd/format#1"),  # never a table key
     ]
     package = build_package(entities, {"nope.csv": b"CODE\n1\n", "good.csv": b"CODE,NAME\nG1,Good\n"})
     detail = run_package(api, activity, app, package, "ProcessedWithErrors")
@@ -280,7 +282,11 @@ def test_unknown_entity_and_missing_file_are_per_entity_errors(api):
     assert "not configured" in counts["No such entity"]["error"]
     assert counts[entity] == {"read": 1, "written": 1, "rejected": 0, "status": "Processed"}
     assert "No such entity: the entity 'No such entity' is not configured" in detail["errorSummary"]
-    assert f"{entity}x" in counts and counts[f"{entity}x"]["status"] == "Error"
+    assert counts[third]["status"] == "Error"
+    assert counts[third]["error"] == "Manifest.xml names 'missing.csv' but the package has no such file"
+    assert counts[other]["status"] == "Error"
+    assert "the source data format 'odd/format#1' is not defined" in counts[other]["error"]
+    assert detail["attempts"] == 1
     assert [r["CODE"] for r in api.records(entity, company="usmf")] == ["G1"]
 
     # When no entity of the package can be read, the message is a PreProcessingError.
