@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from shared.domain.schema import Entity, SourceFormat
 from shared.errors import FormatError
 
-PROCESS_CHUNK = 2000
+WINDOW_BATCHES = 32  # full Table batches handed to the parallel upsert at once
 MAX_TRANSFORM_INPUT = 256 * 1024 * 1024
 ERROR_SUMMARY_LINES = 5
 
@@ -146,14 +146,25 @@ def process(
     errors: ErrorFile,
     after_chunk: Callable[[int], None] | None = None,
 ) -> EntityOutcome:
-    """Upserts the spooled rows in chunks; rows the store refuses become rejected records."""
-    chunk: list[tuple[int, dict]] = []
-    chunks_done = 0
+    """Upserts the spooled rows; rows the store refuses become rejected records.
 
-    def flush() -> None:
-        nonlocal chunks_done
-        lines = {row["PartitionKey"] + "\x00" + row["RowKey"]: line for line, row in chunk}
-        result = upsert([row for _, row in chunk])
+    Rows are gathered per partition across the whole spool, so each Table transaction is a full batch
+    of 100 (grouping per fixed-size chunk instead leaves many part-filled batches), and full batches
+    go to `upsert` WINDOW_BATCHES at a time, which runs them in parallel.
+    """
+    from shared.storage.entity_repo import BATCH_LIMIT
+
+    pending: dict[str, dict[str, tuple[int, dict]]] = {}  # partition -> row key -> (line, row)
+    ready: list[list[tuple[int, dict]]] = []
+    calls = 0
+
+    def send(batches: list[list[tuple[int, dict]]]) -> None:
+        nonlocal calls
+        rows = [item for batch in batches for item in batch]
+        if not rows:
+            return
+        lines = {row["PartitionKey"] + "\x00" + row["RowKey"]: line for line, row in rows}
+        result = upsert([row for _, row in rows])
         outcome.written += result.written
         for row, reason in result.failed:
             outcome.rejected += 1
@@ -163,23 +174,35 @@ def process(
                 reason,
                 {k: v for k, v in row.items() if k not in ("PartitionKey", "RowKey")},
             )
-        chunk.clear()
-        chunks_done += 1
+        calls += 1
         if after_chunk:
-            after_chunk(chunks_done)
+            after_chunk(calls)
 
     while True:
         try:
             # One unpickler per record: each record was pickled with a fresh memo (the pickler's is
             # cleared after every dump), and MEMOIZE numbers entries from the memo's size, so a
             # reused unpickler would resolve a record's back-references to an earlier record's objects.
-            chunk.append(pickle.Unpickler(spool).load())
+            line, row = pickle.Unpickler(spool).load()
         except EOFError:
             break
-        if len(chunk) >= PROCESS_CHUNK:
-            flush()
-    if chunk:
-        flush()
+        partition = pending.setdefault(row["PartitionKey"], {})
+        if row["RowKey"] in partition:
+            # The same key again: what is pending must be written first, so the later row wins.
+            ready.extend(list(b.values()) for b in pending.values() if b)
+            pending.clear()
+            send(ready)
+            ready.clear()
+            partition = pending.setdefault(row["PartitionKey"], {})
+        partition[row["RowKey"]] = (line, row)
+        if len(partition) >= BATCH_LIMIT:
+            ready.append(list(partition.values()))
+            del pending[row["PartitionKey"]]
+            if len(ready) >= WINDOW_BATCHES:
+                send(ready)
+                ready.clear()
+    ready.extend(list(b.values()) for b in pending.values() if b)
+    send(ready)
     spool.close()
     return outcome
 
