@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from shared.domain import statuses
 from shared.domain.config import Job
 from shared.domain.recurrence import latest_due, monitoring_due
+from shared.storage.concurrency import replace_if_unchanged
 from shared.storage.message_repo import now_utc
 
 log = logging.getLogger(__name__)
@@ -78,18 +77,9 @@ class Scheduler:
                 return False
         if row["LastDue"] >= due:
             return False
-        try:
-            self._schedule.update_entity(
-                {"PartitionKey": job_id, "RowKey": kind, "LastDue": due},
-                mode=UpdateMode.REPLACE,
-                etag=row.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-            return True
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                return False
-            raise
+        return replace_if_unchanged(
+            self._schedule, {"PartitionKey": job_id, "RowKey": kind, "LastDue": due}, row.metadata["etag"]
+        )
 
     def sample_backlog(self, job: Job, now: datetime) -> int:
         """Counts waiting messages and the oldest one's age, and stores the sample."""

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
@@ -74,14 +73,6 @@ class ConfigRepository:
             self._table.create_entity(self._row(kind, key, doc))
         except ResourceExistsError as exc:
             raise ConflictError(f"{kind} {key!r} already exists") from exc
-
-    def replace_if_unchanged(self, kind: str, key: str, doc: dict, etag: str) -> None:
-        self._table.update_entity(
-            self._row(kind, key, doc),
-            mode=UpdateMode.REPLACE,
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
-        )
 
     def delete(self, kind: str, key: str) -> bool:
         if self.find(kind, key) is None:

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
+from shared.storage.concurrency import replace_if_unchanged
 from shared.storage.message_repo import now_utc
 
 
@@ -35,18 +36,7 @@ class LeaseRepository:
             return self.acquire(key, holder, duration)
         if current.get("Holder") != holder and current["ExpiresAt"] > now_utc():
             return False
-        try:
-            self._table.update_entity(
-                row,
-                mode=UpdateMode.REPLACE,
-                etag=current.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-            return True
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                return False
-            raise
+        return replace_if_unchanged(self._table, row, current.metadata["etag"])
 
     def renew(self, key: str, holder: str, duration: timedelta) -> bool:
         return self.acquire(key, holder, duration)

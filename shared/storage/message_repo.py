@@ -17,6 +17,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
+from shared.storage.concurrency import replace_if_unchanged
 
 _JSON_PROPS = ("Transitions", "Counts")
 
@@ -218,17 +219,8 @@ class MessageRepository:
                 age = (now_utc() - existing["CreatedAt"]).total_seconds()
                 if age <= window_seconds:
                     return existing["MessageId"]
-                try:
-                    self._index.update_entity(
-                        row,
-                        mode=UpdateMode.REPLACE,
-                        etag=existing.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
+                if replace_if_unchanged(self._index, row, existing.metadata["etag"]):
                     return None
-                except HttpResponseError as exc:
-                    if exc.status_code != 412:
-                        raise
         raise ConflictError("the same file is being enqueued concurrently; try again", code="Busy")
 
     def release_dedup(self, job_id: str, dedup_key: str, message_id: str) -> None:
