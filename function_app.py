@@ -9,6 +9,7 @@ from shared.api import (
     manage_config,
     manage_messages,
     odata_actions,
+    package_api,
     root,
     scheduler,
     workers,
@@ -29,5 +30,6 @@ for blueprint in (
     scheduler.bp,
     connector_export.bp,
     export_workers.bp,
+    package_api.bp,
 ):
     app.register_functions(blueprint)

@@ -35,12 +35,15 @@ NOT_TERMINAL = [statuses.ENQUEUED, statuses.PREPROCESSING, statuses.PROCESSING]
 
 
 class ImportWorker:
-    def __init__(self, *, config, messages, runs, entities, inbound, errors, dispatcher, leases) -> None:
+    def __init__(
+        self, *, config, messages, runs, entities, inbound, errors, dispatcher, leases, uploads=None
+    ) -> None:
         self._config = config
         self._messages = messages
         self._runs = runs
         self._entities = entities
         self._inbound = inbound
+        self._uploads = uploads  # package API uploads; from the process-wide clients when not given
         self._errors = errors
         self._dispatcher = dispatcher
         self._leases = leases
@@ -157,7 +160,7 @@ class ImportWorker:
             return package_inputs(
                 config=self._config,
                 project=project,
-                open_blob=lambda: open_blob(self._inbound, message["BlobName"]),
+                open_blob=lambda: open_blob(self._source(message), message["BlobName"]),
                 resources=resources if resources is not None else contextlib.ExitStack(),
             )
         wanted = (message.get("Entity") or "").lower()
@@ -171,7 +174,7 @@ class ImportWorker:
                 EntityInput(
                     entity=entity,
                     fmt=fmt,
-                    open_stream=lambda: open_blob(self._inbound, message["BlobName"]),
+                    open_stream=lambda: open_blob(self._source(message), message["BlobName"]),
                     mapping=[
                         {"source": m.source, "target": m.target, "default": m.default} for m in pe.mapping
                     ],
@@ -181,6 +184,21 @@ class ImportWorker:
                 )
             ]
         raise FormatError(f"entity {message.get('Entity')!r} is no longer in the project {project.name!r}")
+
+    def _source(self, message: dict):
+        """The container of the message's file: inbound, or uploads for a package API import."""
+        from shared.storage import names
+
+        container = message.get("BlobContainer") or names.CONTAINER_INBOUND
+        if container == names.CONTAINER_INBOUND:
+            return self._inbound
+        if container == names.CONTAINER_UPLOADS:
+            if self._uploads is None:
+                from shared.storage.factory import get_clients
+
+                self._uploads = get_clients().container(names.CONTAINER_UPLOADS)
+            return self._uploads
+        raise FormatError(f"the message's file is in an unknown container {container!r}")
 
     def _transform(self, name: str):
         from shared.formats.xslt import apply_transform, compile_transform

@@ -147,3 +147,20 @@ def outbound_service():
         return OutboundService(messages=message_repo(), outbound=clients.container(names.CONTAINER_OUTBOUND))
 
     return _get("outbound", build)
+
+
+def package_api_service():
+    def build(clients):
+        from shared.services.package_api_service import PackageApiService
+
+        return PackageApiService(
+            clients=clients,
+            config=config_service(),
+            messages=message_repo(),
+            runs=run_repo(),
+            dispatcher=dispatcher(),
+            import_queue=clients.queue(names.QUEUE_IMPORT),
+            export_service=export_service(),
+        )
+
+    return _get("package_api", build)

@@ -33,6 +33,16 @@ EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     # OData actions
     "get_message_status": (ODATA + "GetMessageStatus", {"POST"}),
     "get_execution_id_by_message_id": (ODATA + "GetExecutionIdByMessageId", {"POST"}),
+    # package REST API (PROTOCOL §6)
+    "get_azure_write_url": (ODATA + "GetAzureWriteUrl", {"POST"}),
+    "import_from_package": (ODATA + "ImportFromPackage", {"POST"}),
+    "export_to_package": (ODATA + "ExportToPackage", {"POST"}),
+    "get_execution_summary_status": (ODATA + "GetExecutionSummaryStatus", {"POST"}),
+    "get_exported_package_url": (ODATA + "GetExportedPackageUrl", {"POST"}),
+    "get_execution_errors": (ODATA + "GetExecutionErrors", {"POST"}),
+    "generate_import_target_error_keys_file": (ODATA + "GenerateImportTargetErrorKeysFile", {"POST"}),
+    "get_import_target_error_keys_file_url": (ODATA + "GetImportTargetErrorKeysFileUrl", {"POST"}),
+    "get_execution_summary_page_url": (ODATA + "GetExecutionSummaryPageUrl", {"POST"}),
     # management API: configuration
     "list_entities": ("api/manage/entities", {"GET"}),
     "put_entity": ("api/manage/entities/{name}", {"PUT"}),

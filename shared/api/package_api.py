@@ -1,0 +1,118 @@
+"""The package REST API (PROTOCOL §6): OData actions of /data/DataManagementDefinitionGroups, flat `value`.
+
+Bodies may be single-quoted (PSI) and IDs quoted or braced. The work is package_api_service's.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api.http import endpoint, public_base_url, read_json
+from shared.api.odata_actions import ACTION_ROUTE, odata_value
+from shared.errors import ValidationError
+
+bp = func.Blueprint()
+
+
+def _body(req) -> dict:
+    """The JSON object of the body with lower-cased keys (clients differ in casing)."""
+    body = read_json(req, lenient_quotes=True)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    return {str(k).lower(): v for k, v in body.items()}
+
+
+def _service():
+    from shared.services.registry import package_api_service
+
+    return package_api_service()
+
+
+def _action(name: str):
+    return bp.route(route=ACTION_ROUTE + name, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@_action("GetAzureWriteUrl")
+@endpoint(auth="caller")
+def get_azure_write_url(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    return odata_value(req, _service().write_url(principal, body.get("uniquefilename")))
+
+
+@_action("ImportFromPackage")
+@endpoint(auth="caller")
+def import_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    execution_id = _service().import_from_package(
+        principal,
+        package_url=body.get("packageurl"),
+        definition_group_id=body.get("definitiongroupid"),
+        execution_id=body.get("executionid"),
+        legal_entity_id=body.get("legalentityid"),
+    )
+    return odata_value(req, execution_id)
+
+
+@_action("ExportToPackage")
+@endpoint(auth="caller")
+def export_to_package(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    execution_id = _service().export_to_package(
+        principal,
+        definition_group_id=body.get("definitiongroupid"),
+        package_name=body.get("packagename"),
+        execution_id=body.get("executionid"),
+        legal_entity_id=body.get("legalentityid"),
+    )
+    return odata_value(req, execution_id)
+
+
+@_action("GetExecutionSummaryStatus")
+@endpoint(auth="caller")
+def get_execution_summary_status(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    return odata_value(req, _service().summary_status(principal, body.get("executionid")))
+
+
+@_action("GetExportedPackageUrl")
+@endpoint(auth="caller")
+def get_exported_package_url(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    return odata_value(req, _service().exported_package_url(principal, body.get("executionid")))
+
+
+@_action("GetExecutionErrors")
+@endpoint(auth="caller")
+def get_execution_errors(req: func.HttpRequest, principal) -> func.HttpResponse:
+    import json
+
+    body = _body(req)
+    errors = _service().execution_errors(principal, body.get("executionid"))
+    return odata_value(req, json.dumps(errors, ensure_ascii=False))
+
+
+@_action("GenerateImportTargetErrorKeysFile")
+@endpoint(auth="caller")
+def generate_import_target_error_keys_file(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    generated = _service().generate_error_keys_file(
+        principal, body.get("executionid"), body.get("entityname")
+    )
+    return odata_value(req, generated, edm="Edm.Boolean")
+
+
+@_action("GetImportTargetErrorKeysFileUrl")
+@endpoint(auth="caller")
+def get_import_target_error_keys_file_url(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    url = _service().error_keys_file_url(principal, body.get("executionid"), body.get("entityname"))
+    return odata_value(req, url)
+
+
+@_action("GetExecutionSummaryPageUrl")
+@endpoint(auth="caller")
+def get_execution_summary_page_url(req: func.HttpRequest, principal) -> func.HttpResponse:
+    body = _body(req)
+    return odata_value(
+        req, _service().summary_page_url(principal, body.get("executionid"), public_base_url(req))
+    )

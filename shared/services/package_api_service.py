@@ -1,0 +1,593 @@
+"""The package REST API (PROTOCOL §6): uploads by SAS, package imports and exports, execution status.
+
+- **GetAzureWriteUrl** hands out a create/write-only SAS for `uploads/{guid}/{file name}`, so a package
+  never passes through the HTTP function.
+- **ImportFromPackage** takes back one of *our* upload URLs (matched by host and container path; it is
+  never fetched, so no URL can make the app call elsewhere), picks an enabled import job of the data
+  project that the caller is authorized on, and records a package-mode message that reads the blob
+  where it was uploaded (`BlobContainer` = uploads). Its message ID derives from the execution ID, so
+  the execution is found (NotRun) before a worker starts its run, and a repeated call with the same
+  execution ID answers that execution instead of importing twice. The work item carries the execution
+  ID as the run ID (a process-in-order job drains in order instead: its run ID is the drain's).
+- **ExportToPackage** starts an export run of an enabled export job of the project, with the execution
+  ID as run ID and no outbound message; **GetExportedPackageUrl** gives a read SAS once it has ended.
+- Execution lookups accept any execution ID of this app: package API imports and exports, and the
+  runs of recurring jobs (GetExecutionIdByMessageId's answer), with or without quotes or braces.
+
+Authorization (PROTOCOL §8.4): admins, or an application with an enabled policy entry on an enabled
+job of the data project concerned (for execution calls, the project of the execution's job; for
+GetAzureWriteUrl, any job).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+import tempfile
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+
+from shared import settings
+from shared.api.http import clean_id
+from shared.auth.principal import Principal
+from shared.domain import statuses
+from shared.domain.config import NAME_RE, Job
+from shared.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from shared.services import work_items
+from shared.storage import names, sas
+from shared.storage.message_repo import now_utc
+
+log = logging.getLogger(__name__)
+
+# A package API import's message ID = uuid5(namespace, execution ID).
+_MESSAGE_NS = uuid.UUID("5d0c8f3e-2b7a-4c61-9e1f-6a4d2c8b7e30")
+MAX_EXECUTION_ID = 200
+MAX_FILE_NAME = 128
+# Table keys cannot hold / \ # ? or control characters; an execution ID is a run's key.
+_EXEC_BAD = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_EXEC_JUNK = re.compile(r"^[\s\"']+|[\s\"']+$")
+_FILE_JUNK = re.compile(r"[^A-Za-z0-9._-]+")
+_UPLOAD_BLOB = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[A-Za-z0-9._-]{1,128}$"
+)
+_DEDUP_WINDOW_SECONDS = 10 * 365 * 24 * 3600  # an execution ID is never reused for another import
+_MAX_RUN_MESSAGES = 50
+
+# Execution summary of a run without messages (exports, and import runs that handled none).
+_RUN_SUMMARY = {
+    statuses.RUN_WAITING: "NotRun",
+    statuses.RUN_EXECUTING: "Executing",
+    statuses.RUN_ENDED: "Succeeded",
+    statuses.RUN_ERROR: "Failed",
+    statuses.RUN_CANCELED: "Canceled",
+}
+UNKNOWN = "Unknown"
+
+
+def package_message_id(execution_id: str) -> str:
+    return str(uuid.uuid5(_MESSAGE_NS, execution_id))
+
+
+def execution_id_text(value) -> str:
+    """The execution ID as sent, minus transport junk: whitespace and (escaped) quotes around it."""
+    text = str(value if value is not None else "").replace('\\"', '"')
+    previous = None
+    while previous != text:
+        previous = text
+        text = _EXEC_JUNK.sub("", text)
+    return text
+
+
+def new_execution_id(value) -> str:
+    """The client's execution ID, exactly (minus quotes), when it sent one; a new GUID otherwise."""
+    text = execution_id_text(value)
+    if not text:
+        return str(uuid.uuid4())
+    if len(text) > MAX_EXECUTION_ID or _EXEC_BAD.search(text):
+        raise ValidationError(
+            f"executionId {text[:60]!r} is not valid: at most {MAX_EXECUTION_ID} characters, "
+            "without / \\ # ? or control characters",
+            code="InvalidExecutionId",
+        )
+    return text
+
+
+def execution_id_candidates(value) -> list[str]:
+    """The forms an execution ID may be stored under: as sent, unbraced, and the GUID spellings."""
+    text = execution_id_text(value)
+    out = [text, clean_id(text)]
+    try:
+        guid = uuid.UUID(clean_id(text))
+    except ValueError:
+        pass
+    else:
+        lower = str(guid)
+        out += [lower, "{" + lower + "}", lower.upper(), "{" + lower.upper() + "}"]
+    seen: list[str] = []
+    for candidate in out:
+        if (
+            candidate
+            and candidate not in seen
+            and len(candidate) <= MAX_EXECUTION_ID
+            and not _EXEC_BAD.search(candidate)
+        ):
+            seen.append(candidate)
+    return seen
+
+
+def sanitize_file_name(value) -> str:
+    text = _FILE_JUNK.sub("_", str(value or "").strip()).strip("._")
+    if not text:
+        return "package.zip"
+    if len(text) > MAX_FILE_NAME:
+        stem, dot, ext = text.rpartition(".")
+        text = (stem[: MAX_FILE_NAME - len(ext) - 1] + "." + ext) if dot and len(ext) <= 10 else text
+        text = text[:MAX_FILE_NAME]
+    return text
+
+
+def _text_param(value, what: str) -> str:
+    text = execution_id_text(value)
+    if not text:
+        raise ValidationError(f"the body needs {what}", code="MissingParameter")
+    return text
+
+
+@dataclass
+class Execution:
+    execution_id: str
+    job_id: str
+    operation: str  # "import" or "export"
+    run: dict | None
+    messages: list[dict] = field(default_factory=list)
+
+
+class PackageApiService:
+    def __init__(self, *, clients, config, messages, runs, dispatcher, import_queue, export_service) -> None:
+        self._clients = clients
+        self._config = config
+        self._messages = messages
+        self._runs = runs
+        self._dispatcher = dispatcher
+        self._import_queue = import_queue
+        self._export = export_service
+
+    # Authorization -----------------------------------------------------------------------------
+    @staticmethod
+    def _is_admin(principal: Principal) -> bool:
+        return principal.is_admin(settings.admin_role(), settings.admin_apps())
+
+    def _enabled_jobs(self, project: str | None = None) -> list[Job]:
+        jobs = [j for j in self._config.list_jobs() if j.enabled]
+        if project is not None:
+            jobs = [j for j in jobs if j.project.casefold() == project.casefold()]
+        return jobs
+
+    def _pick_job(
+        self, principal: Principal, project_name: str, operation: str, legal_entity: str | None
+    ) -> Job:
+        admin = self._is_admin(principal)
+        denied = ForbiddenError(
+            f"application {principal.app_id} is not mapped to an enabled job of the data project "
+            f"{project_name!r}: add it, enabled, to the authorization policy of one of its jobs",
+            code="ApplicationNotAuthorized",
+        )
+        try:
+            if not NAME_RE.match(project_name):
+                raise NotFoundError("not a project name")
+            project = self._config.get_project(project_name)
+        except NotFoundError:
+            if not admin:
+                raise denied from None
+            raise NotFoundError(
+                f"the data project (definitionGroupId) {project_name!r} does not exist", code="UnknownProject"
+            ) from None
+        jobs = self._enabled_jobs(project.name)
+        if not admin:
+            jobs = [j for j in jobs if j.allows(principal.app_id)]
+            if not jobs:
+                raise denied
+        if project.operation != operation:
+            raise ValidationError(
+                f"the data project {project.name!r} is an {project.operation} project; "
+                f"{'ImportFromPackage' if operation == 'import' else 'ExportToPackage'} needs an "
+                f"{operation} project",
+                code="WrongProjectOperation",
+            )
+        if not jobs:
+            raise ValidationError(
+                f"no enabled job uses the data project {project.name!r}; create or enable one",
+                code="NoJobForProject",
+            )
+        if operation == "import":
+            # Package jobs first, then jobs free to run the message at once.
+            jobs.sort(
+                key=lambda j: (j.mode != "package", j.process_in_order, j.name.casefold(), j.activity_id)
+            )
+            return jobs[0]
+        jobs.sort(key=lambda j: (j.name.casefold(), j.activity_id))
+        if not legal_entity:
+            return jobs[0]
+        wanted = legal_entity.casefold()
+        for j in jobs:
+            if (j.company or "").casefold() == wanted:
+                return j
+        for j in jobs:
+            if not j.company:
+                return j
+        raise ValidationError(
+            f"no enabled export job of the data project {project.name!r} exports the legal entity "
+            f"{legal_entity!r} (jobs export: {', '.join(sorted({j.company or '*' for j in jobs}))})",
+            code="NoJobForLegalEntity",
+        )
+
+    def _authorize_execution(self, principal: Principal, ex: Execution) -> None:
+        if self._is_admin(principal):
+            return
+        job = self._config.find_job(ex.job_id)
+        if job is not None:
+            if job.enabled and job.allows(principal.app_id):
+                return
+            if any(j.allows(principal.app_id) for j in self._enabled_jobs(job.project)):
+                return
+        raise ForbiddenError(
+            f"application {principal.app_id} is not mapped to an enabled job of the execution's data project",
+            code="ApplicationNotAuthorized",
+        )
+
+    # Uploads -------------------------------------------------------------------------------------
+    def write_url(self, principal: Principal, unique_file_name) -> str:
+        """The JSON text `{"BlobId":"{GUID}","BlobUrl":"<write SAS URL>"}` (GetAzureWriteUrl)."""
+        if not self._is_admin(principal) and not any(
+            j.allows(principal.app_id) for j in self._enabled_jobs()
+        ):
+            raise ForbiddenError(
+                f"application {principal.app_id} is not mapped to any enabled job",
+                code="ApplicationNotAuthorized",
+            )
+        blob_id = uuid.uuid4()
+        blob = f"{blob_id}/{sanitize_file_name(unique_file_name)}"
+        self._clients.container(names.CONTAINER_UPLOADS)  # created on first use
+        url = sas.write_url(self._clients, names.CONTAINER_UPLOADS, blob)
+        return json.dumps({"BlobId": "{" + str(blob_id).upper() + "}", "BlobUrl": url}, separators=(",", ":"))
+
+    def upload_blob_name(self, package_url) -> str:
+        """The blob of `uploads` that `package_url` names; ValidationError for any other URL."""
+        if not isinstance(package_url, str) or not package_url.strip():
+            raise ValidationError(
+                "the body needs packageUrl (the BlobUrl of GetAzureWriteUrl)", code="MissingParameter"
+            )
+        not_ours = ValidationError(
+            "packageUrl must be a BlobUrl returned by GetAzureWriteUrl (this app's upload container)",
+            code="InvalidPackageUrl",
+        )
+        try:
+            given = urllib.parse.urlsplit(package_url.strip())
+            ours = urllib.parse.urlsplit(
+                self._clients.blob_service.get_container_client(names.CONTAINER_UPLOADS).url
+            )
+            given_port = given.port or (443 if given.scheme.lower() == "https" else 80)
+            our_port = ours.port or (443 if ours.scheme.lower() == "https" else 80)
+        except ValueError:
+            raise not_ours from None
+        if (
+            given.scheme.lower() not in ("http", "https")
+            or given.hostname != ours.hostname
+            or given_port != our_port
+        ):
+            raise not_ours
+        prefix = urllib.parse.unquote(ours.path).rstrip("/") + "/"
+        path = urllib.parse.unquote(given.path)
+        if not path.startswith(prefix):
+            raise not_ours
+        blob = path[len(prefix) :]
+        if not _UPLOAD_BLOB.match(blob):
+            raise not_ours
+        return blob
+
+    # Import ------------------------------------------------------------------------------------
+    def import_from_package(
+        self,
+        principal: Principal,
+        *,
+        package_url,
+        definition_group_id,
+        execution_id=None,
+        legal_entity_id=None,
+    ) -> str:
+        blob = self.upload_blob_name(package_url)
+        job = self._pick_job(principal, _text_param(definition_group_id, "definitionGroupId"), "import", None)
+        exec_id = new_execution_id(execution_id)
+        message_id = package_message_id(exec_id)
+
+        existing = self._messages.find_by_id(message_id)
+        if existing is not None:
+            return self._same_import(existing, blob, exec_id)
+        if self._runs.find_run(exec_id) is not None:
+            raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        uploads = self._clients.container(names.CONTAINER_UPLOADS)
+        try:
+            props = uploads.get_blob_client(blob).get_blob_properties()
+        except ResourceNotFoundError:
+            raise ValidationError(
+                "nothing was uploaded to packageUrl: PUT the package to the BlobUrl first "
+                "(x-ms-blob-type: BlockBlob)",
+                code="PackageNotUploaded",
+            ) from None
+        if not props.size:
+            raise ValidationError("the uploaded package is empty", code="EmptyPackage")
+
+        dedup_key = "exec-" + hashlib.sha256(exec_id.encode()).hexdigest()
+        earlier = self._messages.claim_dedup(job.activity_id, dedup_key, message_id, _DEDUP_WINDOW_SECONDS)
+        if earlier is not None:  # a concurrent call with the same execution ID won
+            found = self._messages.find_by_id(earlier)
+            if found is not None:
+                return self._same_import(found, blob, exec_id)
+        company = execution_id_text(legal_entity_id).lower() or (job.company or "").lower() or None
+        try:
+            message = self._messages.create_message(
+                job.activity_id,
+                message_id,
+                {
+                    "Status": statuses.ENQUEUED,
+                    "Direction": "import",
+                    "ExternalIdentifier": blob.split("/", 1)[1],
+                    "Entity": None,
+                    "Company": company,
+                    "BlobContainer": names.CONTAINER_UPLOADS,
+                    "BlobName": blob,
+                    "Size": props.size,
+                    "Mode": "package",
+                    "RunId": exec_id,
+                    "Trigger": statuses.TRIGGER_PACKAGE_API,
+                },
+            )
+        except Exception:
+            self._messages.release_dedup(job.activity_id, dedup_key, message_id)
+            raise
+        try:
+            self._dispatch(job, message, exec_id)
+        except Exception:  # the message is stored; the scheduler dispatches waiting messages
+            log.exception("package API dispatch failed for execution %s", exec_id)
+        return exec_id
+
+    @staticmethod
+    def _same_import(existing: dict, blob: str, exec_id: str) -> str:
+        if existing.get("BlobName") != blob:
+            raise ConflictError(
+                f"the execution ID {exec_id!r} already imports another package; send a new executionId",
+                code="ExecutionIdInUse",
+            )
+        return exec_id
+
+    def _dispatch(self, job: Job, message: dict, exec_id: str) -> None:
+        if job.process_in_order:
+            self._dispatcher.dispatch_drain(job, statuses.TRIGGER_PACKAGE_API)
+            return
+
+        def change(current: dict) -> dict | None:
+            if current.get("Status") != statuses.ENQUEUED or current.get("DispatchedAt") is not None:
+                return None
+            return {"DispatchedAt": now_utc()}
+
+        if self._messages.update_message(job.activity_id, message["RowKey"], change) is None:
+            return
+        self._import_queue.send_message(
+            work_items.encode(
+                kind=work_items.KIND_MESSAGE,
+                jobId=job.activity_id,
+                messageId=message["MessageId"],
+                rowKey=message["RowKey"],
+                trigger=statuses.TRIGGER_PACKAGE_API,
+                runId=exec_id,
+            )
+        )
+
+    # Export ------------------------------------------------------------------------------------
+    def export_to_package(
+        self,
+        principal: Principal,
+        *,
+        definition_group_id,
+        package_name=None,
+        execution_id=None,
+        legal_entity_id=None,
+    ) -> str:
+        legal = execution_id_text(legal_entity_id) or None
+        job = self._pick_job(
+            principal, _text_param(definition_group_id, "definitionGroupId"), "export", legal
+        )
+        exec_id = new_execution_id(execution_id)
+        existing = self._runs.find_run(exec_id)
+        if existing is not None:
+            if existing.get("Operation") == "export" and existing.get("PartitionKey") == job.activity_id:
+                return exec_id  # a retried call: the same execution
+            raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
+        if self._messages.find_by_id(package_message_id(exec_id)) is not None:
+            raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
+        self._export.start(job, statuses.TRIGGER_PACKAGE_API, run_id=exec_id, offer=False)
+        name = execution_id_text(package_name)
+        if name:
+            self._runs.update_run(exec_id, PackageName=sanitize_file_name(name))
+        return exec_id
+
+    # Executions --------------------------------------------------------------------------------
+    def find_execution(self, execution_id) -> Execution | None:
+        for candidate in execution_id_candidates(execution_id):
+            run = self._runs.find_run(candidate)
+            message = self._messages.find_by_id(package_message_id(candidate))
+            if run is None and message is None:
+                continue
+            if run is None:
+                return Execution(candidate, message["PartitionKey"], "import", None, [message])
+            operation = run.get("Operation") or "import"
+            found: list[dict] = []
+            if operation == "import":
+                if message is not None:
+                    found = [message]
+                else:
+                    for mid in (run.get("Messages") or [])[-_MAX_RUN_MESSAGES:]:
+                        m = self._messages.find_by_id(mid)
+                        if m is not None:
+                            found.append(m)
+            return Execution(candidate, run["PartitionKey"], operation, run, found)
+        return None
+
+    def execution_for(self, principal: Principal, execution_id) -> Execution:
+        if not execution_id_text(execution_id):
+            raise ValidationError("the body needs executionId", code="MissingParameter")
+        ex = self.find_execution(execution_id)
+        if ex is None:
+            raise NotFoundError(
+                f"execution {execution_id_text(execution_id)[:100]!r} does not exist",
+                code="ExecutionNotFound",
+            )
+        self._authorize_execution(principal, ex)
+        return ex
+
+    def summary_status(self, principal: Principal, execution_id) -> str:
+        if not execution_id_text(execution_id):
+            raise ValidationError("the body needs executionId", code="MissingParameter")
+        ex = self.find_execution(execution_id)
+        if ex is None:
+            return UNKNOWN
+        self._authorize_execution(principal, ex)
+        return summary_of(ex)
+
+    def execution_errors(self, principal: Principal, execution_id) -> list[str]:
+        ex = self.execution_for(principal, execution_id)
+        out: list[str] = []
+        for m in ex.messages:
+            out += [line.strip() for line in (m.get("ErrorSummary") or "").splitlines() if line.strip()]
+        if ex.run:
+            out += [str(e) for e in ex.run.get("Errors") or [] if e]
+        return list(dict.fromkeys(out))
+
+    def exported_package_url(self, principal: Principal, execution_id) -> str:
+        ex = self.execution_for(principal, execution_id)
+        run = ex.run
+        if (
+            ex.operation != "export"
+            or run is None
+            or run.get("Status") != statuses.RUN_ENDED
+            or not run.get("FileUploaded")
+            or not run.get("BlobName")
+        ):
+            return ""
+        file_name = run.get("PackageName") or f"{sanitize_file_name(ex.execution_id)}"
+        if not file_name.lower().endswith(".zip"):
+            file_name += ".zip"
+        return sas.read_url(
+            self._clients,
+            names.CONTAINER_OUTBOUND,
+            run["BlobName"],
+            content_disposition=f'attachment; filename="{file_name}"',
+        )
+
+    def summary_page_url(self, principal: Principal, execution_id, base_url: str) -> str:
+        ex = self.execution_for(principal, execution_id)
+        if len(ex.messages) == 1:
+            return f"{base_url}/api/manage/messages/{ex.messages[0]['MessageId']}"
+        return f"{base_url}/api/manage/jobs/{ex.job_id}/runs"
+
+    # Error keys files --------------------------------------------------------------------------
+    def _entity_errors(self, ex: Execution, entity_name) -> list[tuple[dict, str]]:
+        """(message, Counts key) of each entity of the execution that rejected records, per `entity_name`."""
+        wanted: set[str] = set()
+        name = execution_id_text(entity_name)
+        if name:
+            wanted.add(name.casefold())
+            usable = len(name) <= 128 and not _EXEC_BAD.search(name)
+            entity = self._config.find_entity(name) if usable else None
+            if entity is not None:
+                wanted |= {entity.name.casefold(), entity.label.casefold()}
+        out = []
+        for m in ex.messages:
+            if not m.get("ErrorFile"):
+                continue
+            for key, counts in (m.get("Counts") or {}).items():
+                base = key.split(" #", 1)[0]
+                rejected = int((counts or {}).get("rejected") or 0)
+                if rejected > 0 and (not wanted or key.casefold() in wanted or base.casefold() in wanted):
+                    out.append((m, key))
+        return out
+
+    def _error_keys_blob(self, message: dict, key: str) -> str:
+        """The message's error file when only this entity rejected records, else a copy of its rows only."""
+        counts = message.get("Counts") or {}
+        with_errors = [k for k, c in counts.items() if int((c or {}).get("rejected") or 0) > 0]
+        if len(with_errors) <= 1:
+            return message["ErrorFile"]
+        errors = self._clients.container(names.CONTAINER_ERRORS)
+        blob = f"{message['MessageId']}/{sanitize_file_name(key)}.csv"
+        client = errors.get_blob_client(blob)
+        if client.exists():
+            return blob
+        from azure.storage.blob import ContentSettings
+
+        from shared.storage.blob_io import open_blob
+
+        base = key.split(" #", 1)[0]
+        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024, mode="w+b") as out:
+            text_out = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+            writer = csv.writer(text_out)
+            with open_blob(errors, message["ErrorFile"]) as raw:
+                reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+                for index, row in enumerate(reader):
+                    if index == 0 or (row and row[0] in (key, base)):
+                        writer.writerow(row)
+            text_out.flush()
+            out.seek(0)
+            client.upload_blob(
+                out, overwrite=True, content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
+            )
+            text_out.detach()
+        return blob
+
+    def generate_error_keys_file(self, principal: Principal, execution_id, entity_name) -> bool:
+        ex = self.execution_for(principal, execution_id)
+        found = self._entity_errors(ex, entity_name)
+        for message, key in found:
+            self._error_keys_blob(message, key)
+        return bool(found)
+
+    def error_keys_file_url(self, principal: Principal, execution_id, entity_name) -> str:
+        ex = self.execution_for(principal, execution_id)
+        found = self._entity_errors(ex, entity_name)
+        if not found:
+            return ""
+        message, key = found[0]
+        blob = self._error_keys_blob(message, key)
+        return sas.read_url(
+            self._clients,
+            names.CONTAINER_ERRORS,
+            blob,
+            content_disposition=f'attachment; filename="{sanitize_file_name(key)}-errors.csv"',
+        )
+
+
+def summary_of(ex: Execution) -> str:
+    """The execution summary status (PROTOCOL §6) of an execution."""
+    run_status = ex.run.get("Status") if ex.run else None
+    if run_status == statuses.RUN_CANCELED:
+        return "Canceled"
+    if ex.operation == "export" or not ex.messages:
+        return _RUN_SUMMARY.get(run_status, UNKNOWN)
+    values = [statuses.EXECUTION_SUMMARY.get(m.get("Status"), "Executing") for m in ex.messages]
+    if all(v == "NotRun" for v in values):
+        return "NotRun"
+    if any(v in ("NotRun", "Executing") for v in values):
+        return "Executing"
+    if all(v == "Succeeded" for v in values):
+        return "Succeeded"
+    if all(v == "Failed" for v in values):
+        return "Failed"
+    return "PartiallySucceeded"
