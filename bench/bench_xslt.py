@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/bench_xslt.py [--mb 50] [--repeat 3]
 
 Both sides go from the file's bytes to the serialized result with the same stylesheet:
-- ours: compile_transform (cached) + apply_transform (hardened, limited parse in a worker thread);
+- ours: compile_transform (cached) + apply_transform (hardened, limited parse; transform in a pooled worker thread);
 - raw:  etree.fromstring with a plain XMLParser + etree.XSLT(...)(doc) + bytes(result).
 The best of --repeat runs is reported for each, as MB/s of input, and their ratio (target >= 0.95).
 No Azurite is needed: the transform step touches no storage.

@@ -20,16 +20,23 @@ case-sensitively (as Azure Tables does); enum values, GUIDs and the company are 
 their case does not matter in the filter.
 
 Storage conventions compile_filter relies on: each field is stored under its own name; int as
-Int64; bool as Boolean; date as 'YYYY-MM-DD' string; datetime as Edm.DateTime; guid as canonical
-lower-case string without braces; enum as the schema's spelling; string as string; decimal as a
-string plus a Double named `<FIELD>__num`; company as lower-case string under `company`; null
-values are not stored (the property is absent).
+Int64 plus a Double named `<FIELD>__num`; bool as Boolean; date as 'YYYY-MM-DD' string; datetime
+as Edm.DateTime; guid as canonical lower-case string without braces; enum as the schema's
+spelling; string as string; decimal as a string plus a Double named `<FIELD>__num`; company as
+lower-case string under `company`; null values are not stored (the property is absent).
+
+Numbers are compared through their Double shadow, never the field itself: azure-data-tables
+renders an int parameter that fits 32 bits as an Int32 literal (`5`, not `5L`), and Azure Tables
+never finds an Int64 property equal to an Int32 literal, so a query on the Int64 property would
+miss rows. A float parameter is rendered as a Double literal, which the shadow matches. Ints with
+|v| < 2**53 are exact as Doubles, so their comparisons (even `ne`) stay exact on the server; larger
+ones are left to evaluate().
 
 The compiled query is a *superset* prefilter: callers must still apply evaluate() to every
-returned entity. That is what makes it exact where Table queries cannot be: decimals (compared
-through their Double shadow), `ne` and `not` on optional fields (a missing property never matches
-a Table comparison), null tests, and filters above Azure's 15-comparison limit (the query then
-keeps what fits).
+returned entity. That is what makes it exact where Table queries cannot be: decimals and very
+large ints (compared through their Double shadow, or not at all), `ne` and `not` on optional
+fields (a missing property never matches a Table comparison), null tests, and filters above
+Azure's 15-comparison limit (the query then keeps what fits).
 """
 
 from __future__ import annotations
@@ -45,13 +52,18 @@ from shared.domain.schema import Entity, Field
 
 COMPANY_FIELD = "company"
 COMPANY_PROPERTY = "company"
-DECIMAL_SHADOW_SUFFIX = "__num"
+# The Double copy stored beside each int and decimal field (entity_repo.NUM_SUFFIX).
+NUM_SHADOW_SUFFIX = "__num"
+DECIMAL_SHADOW_SUFFIX = NUM_SHADOW_SUFFIX  # the former name
 MAX_FILTER_LENGTH = 4000
 MAX_NESTING = 32
 MAX_COMPARISONS = 100
 # Azure Table storage accepts at most 15 discrete comparisons in one $filter.
 MAX_TABLE_COMPARISONS = 15
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Every int with a smaller magnitude is exactly a Double, and Doubles of larger ints never round
+# onto it; str() of such a float is plain notation (it switches to exponents only from 1e16).
+_EXACT_DOUBLE_INT = 2**53
 
 OPS = ("eq", "ne", "gt", "ge", "lt", "le")
 _SYMBOLS = {"=": "eq", "==": "eq", "!=": "ne", "<>": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
@@ -575,6 +587,15 @@ def _leaf(c: Comparison, company_property: str) -> _Q:
         return _TRUE
     if c.op == "ne" and not c.required:
         return _TRUE  # a missing property matches `ne` in evaluate() but never in a Table query
+    if c.type == "int":
+        # Compared through the Double shadow (see the module docstring): an int parameter would be
+        # rendered as an Int32 literal, which never matches the Int64 property.
+        number = int(c.value)  # type: ignore[call-overload]
+        if abs(number) >= _EXACT_DOUBLE_INT:
+            return _TRUE  # not exact as a Double; evaluate() decides
+        # Below 2**53 the Double comparison gives exactly the int comparison, `ne` included,
+        # whatever the stored value (rounding is monotonic and cannot land on this Double).
+        return _Cmp(prop + NUM_SHADOW_SUFFIX, c.op, float(number))
     if c.type == "decimal":
         if c.op == "ne":
             return _TRUE  # different decimals can share a Double
@@ -586,7 +607,7 @@ def _leaf(c: Comparison, company_property: str) -> _Q:
         # Rounding to a Double may make distinct decimals equal, so strict bounds become
         # inclusive; evaluate() restores exactness.
         op = {"gt": "ge", "lt": "le"}.get(c.op, c.op)
-        return _Cmp(prop + DECIMAL_SHADOW_SUFFIX, op, shadow)
+        return _Cmp(prop + NUM_SHADOW_SUFFIX, op, shadow)
     return _Cmp(prop, c.op, _storage_value(c))
 
 

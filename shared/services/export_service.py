@@ -413,8 +413,8 @@ class ExportService:
                     file_name=self._file_name(entity, fmt, used_names),
                     sequence=index + 1,
                     columns=_columns(entity, pe),
-                    query=_int64_literals(_spaced(query), params),
-                    params={k: v for k, v in params.items() if not _is_int(v)},
+                    query=_spaced(query),
+                    params=params,
                     expr=expr,
                     select=select,
                     sheet=_sheet_name(pe, entity) if fmt.kind == "excel" else None,
@@ -604,23 +604,6 @@ def _spaced(query: str | None) -> str | None:
     if not query:
         return query
     return re.sub(r"\s+", " ", query.replace("(", "( ").replace(")", " )")).strip()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int64_literals(query: str | None, params: dict) -> str | None:
-    """Int fields are stored as Int64, and a Table query matches an Int64 property only against an Int64
-    literal (`5L`); azure-data-tables renders an int that fits 32 bits as `5`, which matches nothing.
-    So integer parameters are written into the query as Int64 literals (integers only: no injection)."""
-    if not query:
-        return query
-    words = query.split(" ")
-    for i, word in enumerate(words):
-        if word.startswith("@") and _is_int(params.get(word[1:])):
-            words[i] = f"{int(params[word[1:]])}L"
-    return " ".join(words)
 
 
 def _columns(entity: Entity, pe: ProjectEntity) -> list[tuple[Field, str]]:

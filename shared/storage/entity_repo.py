@@ -24,7 +24,7 @@ from shared.domain.schema import Entity
 from shared.storage import names
 
 BATCH_LIMIT = 100  # Table transactions take at most 100 operations, all in one partition
-NUM_SUFFIX = "__num"  # a Double copy of each decimal, for range filters
+NUM_SUFFIX = "__num"  # a Double copy of each int and decimal, for filters (see shared/formats/filters.py)
 MODIFIED = "SysModifiedAt"
 COMPANY = "company"
 _ESCAPE = re.compile(r"[%/\\#?|\x00-\x1f\x7f-\x9f]")
@@ -91,6 +91,9 @@ def encode_record(
             continue
         if f.type == "int":
             row[f.name] = EntityProperty(int(value), EdmType.INT64)
+            # Filters compare through this Double: an Int64 property never matches the Int32
+            # literal azure-data-tables renders for a small int parameter.
+            row[f.name + NUM_SUFFIX] = float(value)
         elif f.type == "decimal":
             row[f.name] = str(value)
             row[f.name + NUM_SUFFIX] = float(value)

@@ -254,7 +254,7 @@ def c(text: str) -> tuple[str, dict[str, object]]:
 
 def test_compile_simple_comparisons() -> None:
     assert c("NAME eq 'Contoso'") == ("NAME eq @p0", {"p0": "Contoso"})
-    assert c("QTY ge 5") == ("QTY ge @p0", {"p0": 5})
+    assert c("QTY ge 5") == ("QTY__num ge @p0", {"p0": 5.0})
     assert c("BLOCKED eq true") == ("BLOCKED eq @p0", {"p0": True})
     assert c("CREATED lt 2024-01-31") == ("CREATED lt @p0", {"p0": "2024-01-31"})
     assert c("MODIFIEDAT ge 2024-01-31T12:00:00+02:00") == (
@@ -284,24 +284,46 @@ def test_compile_decimals_against_their_double_shadow() -> None:
     )  # not plain-notation safe
 
 
+def test_compile_ints_against_their_double_shadow() -> None:
+    # An int parameter would be rendered as an Int32 literal, which never matches the stored Int64
+    # property; the Double shadow is matched by the float parameter.
+    for text, expected in [
+        ("QTY eq 5", ("QTY__num eq @p0", {"p0": 5.0})),
+        ("QTY gt 5", ("QTY__num gt @p0", {"p0": 5.0})),  # exact below 2**53: strict stays strict
+        ("QTY lt -5", ("QTY__num lt @p0", {"p0": -5.0})),
+        ("QTY ge 3000000000", ("QTY__num ge @p0", {"p0": 3000000000.0})),
+        ("LEVEL ne 2", ("LEVEL__num ne @p0", {"p0": 2.0})),  # required: `ne` is exact
+        ("LEVEL le 9007199254740991", ("LEVEL__num le @p0", {"p0": 9007199254740991.0})),
+        ("LEVEL eq -9007199254740991", ("LEVEL__num eq @p0", {"p0": -9007199254740991.0})),
+    ]:
+        text_out, params = c(text)
+        assert (text_out, params) == expected, text
+        assert all(type(v) is float for v in params.values()), text
+    assert c("QTY ne 2") == ("", {})  # optional: a missing value is unequal to 2
+    # From 2**53 on, distinct ints share Doubles: evaluate() alone decides.
+    assert c("LEVEL eq 9007199254740992") == ("", {})
+    assert c("LEVEL gt -9007199254740992") == ("", {})
+    assert c("LEVEL eq 9223372036854775807 and QTY eq 1") == ("QTY__num eq @p0", {"p0": 1.0})
+
+
 def test_compile_nesting_and_logic() -> None:
     assert c("QTY ge 5 and (NAME eq 'a' or NAME eq 'b')") == (
-        "QTY ge @p0 and ( NAME eq @p1 or NAME eq @p2 )",
-        {"p0": 5, "p1": "a", "p2": "b"},
+        "QTY__num ge @p0 and ( NAME eq @p1 or NAME eq @p2 )",
+        {"p0": 5.0, "p1": "a", "p2": "b"},
     )
     assert c("(QTY eq 1 and LEVEL eq 2) or (QTY eq 3 and LEVEL eq 4)") == (
-        "( QTY eq @p0 and LEVEL eq @p1 ) or ( QTY eq @p2 and LEVEL eq @p3 )",
-        {"p0": 1, "p1": 2, "p2": 3, "p3": 4},
+        "( QTY__num eq @p0 and LEVEL__num eq @p1 ) or ( QTY__num eq @p2 and LEVEL__num eq @p3 )",
+        {"p0": 1.0, "p1": 2.0, "p2": 3.0, "p3": 4.0},
     )
     # De Morgan on a required field is exact...
     assert c("not (LEVEL lt 5 or CUSTOMERACCOUNT eq 'x')") == (
-        "LEVEL ge @p0 and CUSTOMERACCOUNT ne @p1",
-        {"p0": 5, "p1": "x"},
+        "LEVEL__num ge @p0 and CUSTOMERACCOUNT ne @p1",
+        {"p0": 5.0, "p1": "x"},
     )
     # ...on optional fields a missing property would be lost, so the constraint is dropped.
     assert c("not (QTY lt 5)") == ("", {})
     assert c("NAME ne 'x'") == ("", {})
-    assert c("NAME ne 'x' and QTY eq 1") == ("QTY eq @p0", {"p0": 1})
+    assert c("NAME ne 'x' and QTY eq 1") == ("QTY__num eq @p0", {"p0": 1.0})
     assert c("NAME ne 'x' or QTY eq 1") == ("", {})
     assert c("NAME eq null") == ("", {})
 
@@ -337,9 +359,15 @@ def test_compiled_output_through_azure_data_tables_substitution() -> None:
         "and MODIFIEDAT ge 2024-01-31T10:00:00Z and CREDITLIMIT ge 1"
     )
     assert substitute(params, text) == (
-        "( QTY eq 0 or QTY eq 1 or LEVEL eq 5000000000L ) and BLOCKED eq false "
+        "( QTY__num eq 0.0 or QTY__num eq 1.0 or LEVEL__num eq 5000000000.0 ) and BLOCKED eq false "
         "and MODIFIEDAT ge datetime'2024-01-31T10:00:00.000000Z' and CREDITLIMIT__num ge 1.0"
     )
+    # Int filters never produce an integer literal (Int32 `5` or Int64 `5L`), only plain Doubles,
+    # up to the largest int compiled server-side.
+    for value in (0, 1, -1, 2, 2**31, 3000000000, -(2**53) + 1, 2**53 - 1):
+        text, params = c(f"LEVEL ge {value}")
+        assert substitute(params, text) == f"LEVEL__num ge {float(value)}"
+        assert re.fullmatch(r"LEVEL__num ge -?\d+\.0", substitute(params, text))
     # Wrapped by a caller with spaces, as documented, the placeholders still substitute.
     assert substitute(params, f"PartitionKey ge @pk and ( {text} )".replace("@pk", "'usmf-'")).endswith(
         "1.0 )"
@@ -347,7 +375,7 @@ def test_compiled_output_through_azure_data_tables_substitution() -> None:
 
 
 def test_param_prefix() -> None:
-    assert compile_filter(p("QTY eq 1"), param_prefix="f") == ("QTY eq @f0", {"f0": 1})
+    assert compile_filter(p("QTY eq 1"), param_prefix="f") == ("QTY__num eq @f0", {"f0": 1.0})
     with pytest.raises(ValueError):
         compile_filter(p("QTY eq 1"), param_prefix="p )")
 
@@ -357,14 +385,21 @@ def test_param_prefix() -> None:
 
 def _encode(record: dict) -> dict:
     """A record as the entity store writes it (see the storage conventions in filters.py)."""
+    from azure.data.tables import EdmType, EntityProperty
+
+    from shared.storage.entity_repo import NUM_SUFFIX
+
     row: dict[str, object] = {}
     for f in ENTITY.fields:
         v = record.get(f.name)
         if v is None:
             continue
-        if f.type == "decimal":
+        if f.type == "int":
+            row[f.name] = EntityProperty(v, EdmType.INT64)
+            row[f.name + NUM_SUFFIX] = float(v)
+        elif f.type == "decimal":
             row[f.name] = str(v)
-            row[f.name + "__num"] = float(v)
+            row[f.name + NUM_SUFFIX] = float(v)
         elif f.type == "date":
             row[f.name] = v.isoformat()
         else:
@@ -373,10 +408,57 @@ def _encode(record: dict) -> dict:
     return row
 
 
+def test_the_emulated_rows_are_what_the_store_writes() -> None:
+    from shared.storage.entity_repo import encode_record
+
+    record = {**_random_record(random.Random(1)), "QTY": 7, "CREDITLIMIT": Decimal("1.5"), "NAME": None}
+    stored = encode_record(ENTITY, record, record["company"], 4, datetime(2024, 1, 1, tzinfo=UTC))
+    for key in ("PartitionKey", "RowKey", "SysModifiedAt"):
+        del stored[key]
+    assert stored == _encode(record)
+    assert stored["QTY__num"] == 7.0 and type(stored["QTY__num"]) is float
+
+
+def _property_type(value: object) -> str:
+    """The Edm type a stored property has."""
+    if hasattr(value, "edm_type"):
+        return str(value.edm_type.value)  # type: ignore[union-attr]
+    if isinstance(value, bool):
+        return "Edm.Boolean"
+    if isinstance(value, int):
+        return "Edm.Int32"
+    if isinstance(value, float):
+        return "Edm.Double"
+    if isinstance(value, datetime):
+        return "Edm.DateTime"
+    assert isinstance(value, str), value
+    return "Edm.String"
+
+
+def _literal_type(name: str, params: dict[str, object]) -> str:
+    """The Edm type of the literal azure-data-tables writes for a parameter."""
+    from azure.data.tables._serialize import _parameter_filter_substitution
+
+    literal = _parameter_filter_substitution(params, f"@{name}")
+    if literal.startswith("'"):
+        return "Edm.String"
+    if literal.startswith("datetime'"):
+        return "Edm.DateTime"
+    if isinstance(params[name], bool):
+        return "Edm.Boolean"
+    if literal.endswith("L"):
+        return "Edm.Int64"
+    if re.fullmatch(r"-?\d+", literal):
+        return "Edm.Int32"  # what the service reads `5` (or, beyond 32 bits, fails to read) as
+    assert re.fullmatch(r"-?\d+\.\d+", literal), literal
+    return "Edm.Double"
+
+
 def _table_eval(text: str, params: dict[str, object], row: dict) -> bool:
     """A tiny Azure Table $filter evaluator for the shape compile_filter emits.
 
-    Like the service: a comparison on a missing property is false.
+    Like the service: a comparison on a missing property is false, and so is one whose literal has
+    another Edm type than the property (an Int64 property never equals the Int32 literal `5`).
     """
     if not text:
         return True
@@ -409,9 +491,10 @@ def _table_eval(text: str, params: dict[str, object], row: dict) -> bool:
             return result
         prop, op, ref = tokens[pos : pos + 3]
         pos += 3
-        if prop not in row:
+        if prop not in row or _property_type(row[prop]) != _literal_type(ref[1:], params):
             return False
         a, b = row[prop], params[ref[1:]]
+        a = getattr(a, "value", a)
         return {
             "eq": a == b,
             "ne": a != b,
@@ -436,8 +519,15 @@ _POOLS: dict[str, list[tuple[object, str]]] = {
         (Decimal("5"), "5"),
         (Decimal("-2.5"), "-2.5"),
     ],
-    "QTY": [(None, "null"), (0, "0"), (1, "1"), (7, "7")],
-    "LEVEL": [(1, "1"), (2, "2")],
+    "QTY": [
+        (None, "null"),
+        (0, "0"),
+        (1, "1"),
+        (7, "7"),
+        (3000000000, "3000000000"),
+        (2**53 + 1, str(2**53 + 1)),
+    ],
+    "LEVEL": [(1, "1"), (2, "2"), (-3000000000, "-3000000000"), (2**53, str(2**53))],
     "BLOCKED": [(None, "null"), (True, "true"), (False, "false")],
     "CREATED": [(None, "null"), (date(2024, 1, 30), "2024-01-30"), (date(2024, 1, 31), "2024-01-31")],
     "MODIFIEDAT": [
@@ -497,6 +587,15 @@ def test_the_compiled_query_never_loses_a_matching_record() -> None:
     # The check is not vacuous: many records match, and the server side does filter.
     assert matched > checked // 10
     assert narrowed > 100
+
+
+def test_the_emulator_rejects_what_the_service_rejects() -> None:
+    # The bug the Double shadow fixes: an Int64 property against the Int32 literal `7` matches nothing.
+    row = _encode({"CUSTOMERACCOUNT": "A", "QTY": 7, "LEVEL": 1, "company": "usmf"})
+    assert not _table_eval("QTY eq @p0", {"p0": 7}, row)
+    assert _table_eval("QTY eq @p0", {"p0": 2**40}, {"QTY": row["QTY"].__class__(2**40, row["QTY"].edm_type)})
+    assert _table_eval(*c("QTY eq 7"), row)
+    assert not _table_eval(*c("QTY eq 8"), row)
 
 
 def test_datetime_params_are_timezone_aware() -> None:

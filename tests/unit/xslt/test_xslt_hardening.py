@@ -312,3 +312,111 @@ def test_one_compiled_transform_serves_many_threads() -> None:
         int(etree.fromstring(r).findtext("CUSTCUSTOMERGROUPENTITY/CUSTOMERGROUPID")) for r in results
     )
     assert ids == list(range(16))
+
+
+# ---------------------------------------------------------------- parse path and worker threads
+
+
+def test_libxml2_caps_depth_at_256_without_huge_tree() -> None:
+    # apply_transform skips its own depth walk for max_depth >= 256 because of this cap.
+    from shared.formats import xslt
+
+    assert xslt._PARSER_MAX_DEPTH == 256
+    compiled = compile_transform(
+        _xsl('<xsl:template match="/"><o><xsl:value-of select="count(//n)"/></o></xsl:template>')
+    )
+    assert b"<o>256</o>" in apply_transform(compiled, _nested(256), max_depth=1000)
+    for max_depth, shown in ((1000, 256), (256, 256), (50, 50)):
+        with pytest.raises(FormatError, match=f"deeper than {shown} levels"):
+            apply_transform(compiled, _nested(257), max_depth=max_depth)
+        with pytest.raises(FormatError, match=f"deeper than {shown} levels"):
+            apply_transform(compiled, _nested(5000), max_depth=max_depth)
+
+
+def test_depth_limit_on_a_wide_document() -> None:
+    compiled = compile_transform(
+        _xsl('<xsl:template match="/"><o><xsl:value-of select="count(//n)"/></o></xsl:template>')
+    )
+    wide = b"<r>" + b"<n/>" * 5000 + _nested(9) + b"<n/>" * 5000 + b"</r>"  # deepest branch in the middle
+    assert b"<o>10009</o>" in apply_transform(compiled, wide, max_depth=10)
+    with pytest.raises(FormatError, match="deeper than 9 levels"):
+        apply_transform(compiled, wide, max_depth=9)
+
+
+def test_a_dtd_is_refused_before_the_body_is_parsed() -> None:
+    import io
+
+    # The body after the DOCTYPE is malformed far beyond the prolog: the DTD is still the reason.
+    doc = (
+        b'<?xml version="1.0"?><!DOCTYPE groups [<!ENTITY e "x">]><groups>'
+        + b"<group/>" * 2000
+        + b"<broken></groups>"
+    )
+    for source in (doc, io.BytesIO(doc)):
+        with pytest.raises(FormatError, match="DTD"):
+            apply_transform(compile_transform(TO_D365), source)
+
+
+def test_every_kind_of_doctype_is_refused_without_loading_anything(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    for doc in (
+        b"<!DOCTYPE groups><groups/>",
+        b'<!DOCTYPE groups SYSTEM "file:///etc/passwd"><groups/>',
+        f'<!DOCTYPE groups PUBLIC "-//x//y" "http://127.0.0.1:{port}/x.dtd"><groups/>'.encode(),
+        b'<!DOCTYPE g [<!ENTITY x SYSTEM "file:///etc/passwd">]><g a="&x;"/>',  # used in the root tag
+        '<?xml version="1.0" encoding="utf-16"?><!DOCTYPE g [<!ENTITY x "y">]><g>&x;</g>'.encode("utf-16"),
+    ):
+        with pytest.raises(FormatError, match="DTD") as info:
+            apply_transform(compile_transform(TO_D365), doc)
+        assert "root:" not in str(info.value)
+    assert not _connected(listener)
+
+
+def test_streams_are_parsed_with_the_same_limits() -> None:
+    import io
+
+    compiled = compile_transform(TO_D365)
+    # A prolog longer than one piece of the DOCTYPE check, then the document.
+    long_prolog = b"<!--" + b"x" * 20000 + b"-->" + GROUPS
+    for source in (long_prolog, io.BytesIO(long_prolog)):
+        assert b"<CUSTOMERGROUPID>20</CUSTOMERGROUPID>" in apply_transform(compiled, source)
+    with pytest.raises(FormatError, match=f"larger than {len(long_prolog) - 1} bytes"):
+        apply_transform(compiled, io.BytesIO(long_prolog), max_input_bytes=len(long_prolog) - 1)
+    with pytest.raises(FormatError, match="larger than 100 bytes"):  # within the prolog
+        apply_transform(compiled, io.BytesIO(long_prolog), max_input_bytes=100)
+    with pytest.raises(FormatError, match="deeper than 50 levels"):
+        apply_transform(compiled, io.BytesIO(_nested(51)), max_depth=50)
+    with pytest.raises(FormatError, match="not well-formed"):
+        apply_transform(compiled, io.BytesIO(b"<groups><group></groups>"))
+    with pytest.raises(FormatError, match="not well-formed"):
+        apply_transform(compiled, io.BytesIO(b""))
+    assert b"Retail" in apply_transform(compiled, bytearray(GROUPS))
+
+
+def _transform_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "xslt-transform"}
+
+
+def test_worker_threads_are_reused() -> None:
+    compiled = compile_transform(TO_D365)
+    apply_transform(compiled, GROUPS)
+    before = _transform_threads()
+    for _ in range(20):
+        apply_transform(compiled, GROUPS)
+    assert _transform_threads() == before
+
+
+def test_without_a_timeout_the_transform_runs_in_the_callers_thread(monkeypatch) -> None:
+    from shared.formats import xslt
+
+    def no_worker(*args, **kwargs):  # pragma: no cover - fails the test if reached
+        raise AssertionError("a worker thread was used")
+
+    monkeypatch.setattr(xslt, "_run_bounded", no_worker)
+    assert b"Wholesale" in apply_transform(compile_transform(TO_D365), GROUPS, timeout_seconds=None)
+    with pytest.raises(FormatError, match="DTD"):
+        apply_transform(
+            compile_transform(TO_D365),
+            b'<!DOCTYPE g [<!ENTITY x SYSTEM "file:///etc/passwd">]><g a="&x;"/>',
+            timeout_seconds=None,
+        )
