@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,20 +85,34 @@ def main() -> int:
     mb = len(data) / (1024 * 1024)
     print(f"input: {mb:.1f} MB of XML, {data.count(b'<Order ')} orders")
 
-    # Alternate the two so that neither always runs on a warmer machine.
-    best_ours = best_raw = float("inf")
-    out_ours = out_raw = 0
-    for _ in range(args.repeat):
-        t, out_ours = ours(data)
-        best_ours = min(best_ours, t)
-        t, out_raw = raw(data)
-        best_raw = min(best_raw, t)
-    if out_ours != out_raw:
-        print(f"warning: output sizes differ (ours {out_ours}, raw {out_raw})")
-    ours_mbs, raw_mbs = mb / best_ours, mb / best_raw
-    print(f"apply_transform (hardened):  {ours_mbs:6.1f} MB/s  ({best_ours:.2f} s, best of {args.repeat})")
-    print(f"raw lxml etree.XSLT:         {raw_mbs:6.1f} MB/s  ({best_raw:.2f} s, best of {args.repeat})")
-    print(f"ratio: {ours_mbs / raw_mbs:.2f} (target >= 0.95)")
+    def compare(label: str, call) -> None:
+        # Alternate the two so that neither always runs on a warmer machine.
+        best_ours = best_raw = float("inf")
+        out_ours = out_raw = 0
+        for _ in range(args.repeat):
+            t, out_ours = call(ours)
+            best_ours = min(best_ours, t)
+            t, out_raw = call(raw)
+            best_raw = min(best_raw, t)
+        if out_ours != out_raw:
+            print(f"warning: output sizes differ (ours {out_ours}, raw {out_raw})")
+        ours_mbs, raw_mbs = mb / best_ours, mb / best_raw
+        print(label)
+        print(
+            f"  apply_transform (hardened):  {ours_mbs:6.1f} MB/s  ({best_ours:.2f} s, best of {args.repeat})"
+        )
+        print(
+            f"  raw lxml etree.XSLT:         {raw_mbs:6.1f} MB/s  ({best_raw:.2f} s, best of {args.repeat})"
+        )
+        print(f"  ratio: {ours_mbs / raw_mbs:.2f} (target >= 0.95)")
+
+    compare("both called from the main thread:", lambda fn: fn(data))
+    # The Functions Python worker runs sync functions on pool threads, so this is how both run in production.
+    with ThreadPoolExecutor(1) as pool:
+        compare(
+            "both called from a pool thread (as the Functions worker calls sync functions):",
+            lambda fn: pool.submit(fn, data).result(),
+        )
     return 0
 
 
