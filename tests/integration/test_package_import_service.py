@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 
-from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.formats.package_manifest import EntityTransform, ManifestEntity
 from shared.services import work_items
@@ -20,30 +19,9 @@ RESHAPE = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XS
   </xsl:template></xsl:stylesheet>"""
 
 
-@pytest.fixture(scope="module")
-def services(app_env):
-    from shared.services import registry
-
-    return registry
-
-
 @pytest.fixture
-def package_job(services):
-    config = services.config_service()
-    entity = f"Pi{uuid.uuid4().hex[:8]}"
-    config.upsert_entity(entity, {"keys": ["K"], "fields": [{"name": "K"}, {"name": "V", "type": "int"}]})
-    config.upsert_project(entity, {"operation": "import", "entities": [{"entity": entity}]})
-    app = str(uuid.uuid4())
-    job = config.create_job(
-        {
-            "name": entity,
-            "project": entity,
-            "mode": "package",
-            "company": "usmf",
-            "authorizationPolicy": [{"applicationId": app}],
-        }
-    )
-    return job, Principal(app_id=app), entity
+def package_job(make_import_job):
+    return make_import_job("Pi", mode="package")
 
 
 def import_package(services, job, principal, data: bytes) -> dict:

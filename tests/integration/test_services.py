@@ -9,35 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.services import work_items
 
 
-@pytest.fixture(scope="module")
-def services(app_env):
-    from shared.services import registry
-
-    return registry
-
-
 @pytest.fixture
-def job(services):
-    config = services.config_service()
-    entity = f"It{uuid.uuid4().hex[:8]}"
-    config.upsert_entity(entity, {"keys": ["K"], "fields": [{"name": "K"}, {"name": "V", "type": "int"}]})
-    config.upsert_project(entity, {"operation": "import", "entities": [{"entity": entity}]})
-    app = str(uuid.uuid4())
-    created = config.create_job(
-        {
-            "name": entity,
-            "project": entity,
-            "company": "usmf",
-            "recurrence": {"unit": "minutes", "interval": 1},
-            "authorizationPolicy": [{"applicationId": app}],
-        }
-    )
-    return created, Principal(app_id=app), entity
+def job(make_import_job):
+    return make_import_job("It", recurrence={"unit": "minutes", "interval": 1})
 
 
 def enqueue(services, job, principal, entity, body=b"K,V\n1,1\n"):
