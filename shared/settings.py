@@ -63,6 +63,12 @@ def enqueue_dedup_minutes() -> int:
     return get_int("ENQUEUE_DEDUP_MINUTES", 60)
 
 
+def export_incremental_overlap_seconds() -> int:
+    """How far an incremental export reaches back before the previous run's start. Rows whose write was
+    stamped before that start but committed after its scan would otherwise never be exported."""
+    return get_int("EXPORT_INCREMENTAL_OVERLAP_SECONDS", 300)
+
+
 def entity_partition_buckets() -> int:
     return get_int("ENTITY_PARTITION_BUCKETS", 16)
 

@@ -79,6 +79,8 @@ def app_env(azurite, key_dir, tmp_path_factory) -> dict[str, str]:
         "SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
         "MAX_ENQUEUE_BYTES": str(8 * 1024 * 1024),
         "DEV_FAULT_FAIL_ONCE_DIR": str(fault_dir),
+        # Exact incremental windows in tests; test_export_service checks the margin itself.
+        "EXPORT_INCREMENTAL_OVERLAP_SECONDS": "0",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

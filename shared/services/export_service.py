@@ -33,10 +33,11 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, BinaryIO
 
+from shared import settings
 from shared.domain import statuses
 from shared.domain.config import Job, Project, ProjectEntity
 from shared.domain.schema import Entity, Field, SourceFormat
@@ -363,7 +364,8 @@ class ExportService:
 
     # Steps -------------------------------------------------------------------------------------
     def _since(self, job: Job, run_id: str, started: datetime) -> datetime | None:
-        """The start time of the job's last successful export run before this one (None: export everything)."""
+        """The start of the job's last successful export run before this one, less the overlap margin
+        (None: export everything). At least once: rows near the cutoff may be exported twice, never lost."""
         token = None
         for _ in range(MAX_RUN_PAGES):
             page, token = self._runs.list_runs(job.activity_id, continuation=token)
@@ -375,7 +377,8 @@ class ExportService:
                     and isinstance(run.get("StartedAt"), datetime)
                     and run["StartedAt"] < started
                 ):
-                    return _utc(run["StartedAt"])
+                    overlap = timedelta(seconds=settings.export_incremental_overlap_seconds())
+                    return _utc(run["StartedAt"]) - overlap
             if not token:
                 break
         return None

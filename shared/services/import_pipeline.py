@@ -152,7 +152,8 @@ def process(
     of 100 (grouping per fixed-size chunk instead leaves many part-filled batches), and full batches
     go to `upsert` WINDOW_BATCHES at a time, which runs them in parallel.
     """
-    from shared.storage.entity_repo import BATCH_LIMIT
+    from shared.storage.entity_repo import BATCH_LIMIT, MODIFIED
+    from shared.storage.message_repo import now_utc
 
     pending: dict[str, dict[str, tuple[int, dict]]] = {}  # partition -> row key -> (line, row)
     ready: list[list[tuple[int, dict]]] = []
@@ -164,6 +165,9 @@ def process(
         if not rows:
             return
         lines = {row["PartitionKey"] + "\x00" + row["RowKey"]: line for line, row in rows}
+        stamp = now_utc()  # the write time, not the read time: incremental exports compare with it
+        for _, row in rows:
+            row[MODIFIED] = stamp
         result = upsert([row for _, row in rows])
         outcome.written += result.written
         for row, reason in result.failed:

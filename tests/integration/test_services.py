@@ -178,3 +178,27 @@ def test_a_due_time_is_claimed_by_exactly_one_racer(services):
     assert wins.count(True) == 1
     assert scheduler._claim_due(job_id, "processing", due) is False
     assert scheduler._claim_due(job_id, "processing", due.replace(minute=1)) is True  # the next due time
+
+
+def test_imported_rows_are_stamped_when_written_not_when_read(services, job):
+    from shared.storage.entity_repo import MODIFIED
+
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity, b"K,V\n1,1\n2,2\n")
+    message = services.message_repo().get_by_id(message_id)
+    services.import_worker().handle(
+        {
+            "kind": work_items.KIND_MESSAGE,
+            "jobId": created.activity_id,
+            "messageId": message_id,
+            "rowKey": message["RowKey"],
+        },
+        claim_token="stamp-test",
+    )
+    final = services.message_repo().get_by_id(message_id)
+    assert final["Status"] == statuses.PROCESSED
+    processing_at = next(t["at"] for t in final["Transitions"] if t["status"] == statuses.PROCESSING)
+    config_entity = services.config_service().get_entity(entity)
+    rows = list(services.entity_repo().iter_rows(config_entity))
+    assert len(rows) == 2
+    assert all(r[MODIFIED].isoformat().replace("+00:00", "Z") >= processing_at.replace("Z", "") for r in rows)
