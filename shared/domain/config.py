@@ -20,6 +20,7 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 RECURRENCE_UNITS = ("minutes", "hours", "days", "weeks", "months")
 OPERATIONS = ("import", "export")
 JOB_MODES = ("file", "package")
+MAX_ROW_PROPERTIES = 252  # Azure Table storage, excluding PartitionKey, RowKey and Timestamp
 
 
 def check_name(name: str, what: str) -> str:
@@ -152,6 +153,15 @@ def parse_entity(name: str, body: Any) -> Entity:
                 max_length=max_length,
                 values=tuple(values or ()),
             )
+        )
+    # A Table row holds at most 252 custom properties; ints and decimals also store a Double shadow for
+    # filtering, and every row carries the company and the modification time.
+    properties = len(fields) + sum(f.type in ("int", "decimal") for f in fields) + 2
+    if properties > MAX_ROW_PROPERTIES:
+        raise ValidationError(
+            f"fields: the entity needs {properties} stored properties (ints and decimals count twice), more than "
+            f"the {MAX_ROW_PROPERTIES} a Table row holds; split it into several entities",
+            code="TooManyFields",
         )
     keys = body.get("keys")
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
