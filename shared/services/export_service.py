@@ -9,8 +9,8 @@ the job's export project in sequence order:
   rows changed since the last successful run started), with the next page fetched while the current
   one is written;
 - writes the rows in the entity's source data format (CSV with D365's conventions, XML-Element,
-  XML-Attribute, JSON lines or Excel) straight into a zip entry of a PackageWriter spooled to a
-  temporary file, so memory holds about two pages whatever the table size;
+  XML-Attribute, JSON lines or Excel: shared.formats.writers) straight into a zip entry of a
+  PackageWriter spooled to a temporary file, so memory holds about two pages whatever the table size;
 
 then uploads the package to `outbound/{jobId}/{runId}.zip` and records an outbound message
 (`Enqueued`) that partners dequeue, download and ack (outbound_service). With "prevent upload when
@@ -22,19 +22,15 @@ overwrites its own package and never offers it twice.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import queue
 import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from shared import settings
@@ -42,6 +38,7 @@ from shared.domain import statuses
 from shared.domain.config import Job, Project, ProjectEntity
 from shared.domain.schema import Entity, Field, SourceFormat
 from shared.errors import AppError, FormatError, NotFoundError
+from shared.formats.writers import excel_sheet_name, write_csv, write_excel, write_json, write_xml
 from shared.services import work_items
 from shared.storage.message_repo import now_utc
 
@@ -54,8 +51,6 @@ MAX_RUN_PAGES = 200  # pages of run history searched for the last successful run
 _MESSAGE_NS = uuid.UUID("9a3c0e4e-5f7d-4a59-b0b4-2f3b9e7f0a11")  # outbound message ID = uuid5(ns, runId)
 _TERMINAL_RUN = {statuses.RUN_ENDED, statuses.RUN_ERROR, statuses.RUN_CANCELED}
 _FILE_NAME_JUNK = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
-_SHEET_JUNK = re.compile(r"[\[\]:*?/\\]")
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _EXTENSIONS = {
     "csv": ".csv",
     "xml-element": ".xml",
@@ -79,76 +74,8 @@ def outbound_message_id(run_id: str) -> str:
     return str(uuid.uuid5(_MESSAGE_NS, run_id))
 
 
-# Values as text ------------------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """azure-data-tables hands Int64 (and some other) values back as EntityProperty(value, type)."""
-    return value.value if hasattr(value, "edm_type") and hasattr(value, "value") else value
-
-
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return _utc(value)
-    return _utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-
-
-def _text_converter(f: Field, fmt: SourceFormat) -> Callable[[Any], str]:
-    """Stored value → the text a D365 file carries: 'yyyy-MM-dd HH:mm:ss' datetimes (UTC), exact decimals
-    in plain notation, Yes/No booleans. Formats with their own date/decimal conventions are honoured."""
-    from shared.formats.conversion import strptime_pattern
-
-    if f.type == "int":
-        return lambda v: str(int(_plain(v)))
-    if f.type == "decimal":
-        comma = fmt.decimal_separator == ","
-
-        def decimal_text(v: Any) -> str:
-            text = format(Decimal(str(_plain(v))), "f")  # exact, never exponent notation
-            return text.replace(".", ",") if comma else text
-
-        return decimal_text
-    if f.type == "date":
-        pattern = strptime_pattern(fmt.date_format or "%Y-%m-%d")
-        if pattern == "%Y-%m-%d":
-            return lambda v: v.isoformat()[:10] if isinstance(v, date) else str(_plain(v))[:10]
-        return lambda v: (v if isinstance(v, date) else date.fromisoformat(str(_plain(v))[:10])).strftime(
-            pattern
-        )
-    if f.type == "datetime":
-        pattern = strptime_pattern(fmt.datetime_format or "%Y-%m-%d %H:%M:%S")
-        return lambda v: _as_datetime(_plain(v)).strftime(pattern)
-    if f.type == "bool":
-        return lambda v: "Yes" if _plain(v) in (True, "true", "True", 1) else "No"
-    return lambda v: str(_plain(v))
-
-
-def _json_converter(f: Field) -> Callable[[Any], Any]:
-    """Stored value → JSON: numbers for int, booleans, exact decimal strings, ISO-8601 dates and datetimes."""
-    if f.type == "int":
-        return lambda v: int(_plain(v))
-    if f.type == "decimal":
-        return lambda v: format(Decimal(str(_plain(v))), "f")
-    if f.type == "bool":
-        return lambda v: bool(_plain(v))
-    if f.type == "date":
-        return lambda v: str(_plain(v))[:10]
-    if f.type == "datetime":
-        return lambda v: _as_datetime(_plain(v)).isoformat().replace("+00:00", "Z")
-    return lambda v: str(_plain(v))
-
-
-def _xml_text(text: str) -> str:
-    text = _XML_INVALID.sub("", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
-
-
-def _xml_attr(text: str) -> str:
-    return _xml_text(text).replace('"', "&quot;").replace("\n", "&#xA;").replace("\t", "&#x9;")
 
 
 # The plan of one entity file --------------------------------------------------------------------
@@ -517,11 +444,7 @@ class ExportService:
         with PackageWriter(spool, compresslevel=self._compresslevel) as writer:
             for plan in plans:
                 try:
-                    if plan.fmt.kind == "excel":
-                        self._write_excel(writer, plan)
-                    else:
-                        with writer.open_entity_file(plan.file_name) as entry:
-                            _WRITERS[plan.fmt.kind](entry, plan, self._pages(plan))
+                    self._write_entity_file(writer, plan)
                 except UnicodeEncodeError as exc:
                     raise ExportError(
                         f"entity {plan.entity.name}: a value cannot be written in the format's encoding "
@@ -577,24 +500,29 @@ class ExportService:
             plan.count += len(page)
             yield page
 
-    def _write_excel(self, writer, plan: EntityPlan) -> None:
-        from openpyxl import Workbook
-
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(plan.sheet or "Sheet1")
-        sheet.append([column for _, column in plan.columns])
-        converters = [(f.name, _text_converter(f, plan.fmt)) for f, _ in plan.columns]
-        for page in self._pages(plan):
-            for row in page:
-                values = []
-                for name, convert in converters:
-                    value = row.get(name)
-                    values.append(None if value is None else convert(value))
-                sheet.append(values)
-        with tempfile.TemporaryFile(dir=self._spool_dir) as xlsx:
-            workbook.save(xlsx)
-            xlsx.seek(0)
-            writer.add_entity_file(plan.file_name, xlsx)
+    def _write_entity_file(self, writer, plan: EntityPlan) -> None:
+        """The plan's rows, in its format, as one entry of the package."""
+        kind = plan.fmt.kind
+        if kind == "excel":
+            with tempfile.TemporaryFile(dir=self._spool_dir) as xlsx:
+                write_excel(xlsx, plan.columns, plan.fmt, self._pages(plan), sheet=plan.sheet)
+                xlsx.seek(0)
+                writer.add_entity_file(plan.file_name, xlsx)
+            return
+        with writer.open_entity_file(plan.file_name) as entry:
+            if kind == "csv":
+                write_csv(entry, plan.columns, plan.fmt, self._pages(plan))
+            elif kind == "json":
+                write_json(entry, plan.columns, plan.fmt, self._pages(plan))
+            else:
+                write_xml(
+                    entry,
+                    plan.columns,
+                    plan.fmt,
+                    self._pages(plan),
+                    record=plan.entity.name.upper(),
+                    attributes=kind == "xml-attribute",
+                )
 
 
 def _no_none(fields: dict) -> dict:
@@ -616,111 +544,4 @@ def _columns(entity: Entity, pe: ProjectEntity) -> list[tuple[Field, str]]:
 
 
 def _sheet_name(pe: ProjectEntity, entity: Entity) -> str:
-    return (_SHEET_JUNK.sub("_", pe.sheet or entity.label).strip("'") or "Sheet1")[:31]
-
-
-# Entity file writers: (zip entry, plan, pages of rows) ---------------------------------------------
-
-
-def _encoding(fmt: SourceFormat) -> tuple[str, bytes]:
-    """The codec and the BOM to start the file with. D365's CSV is UTF-8 without a BOM; CSV-Unicode is
-    UTF-16LE with one."""
-    name = (fmt.encoding or "utf-8").lower().replace("_", "-")
-    if name in ("utf-16", "utf-16-le", "utf-16le"):
-        return "utf-16-le", b"\xff\xfe"
-    if name in ("utf-16-be", "utf-16be"):
-        return "utf-16-be", b"\xfe\xff"
-    if name == "utf-8-sig":
-        return "utf-8", b"\xef\xbb\xbf"
-    return name, b""
-
-
-def _write_csv(entry: BinaryIO, plan: EntityPlan, pages: Iterator[list[dict]]) -> None:
-    fmt = plan.fmt
-    codec, bom = _encoding(fmt)
-    buffer = io.StringIO()
-    if fmt.text_qualifier:
-        writer = csv.writer(
-            buffer,
-            delimiter=fmt.delimiter,
-            quotechar=fmt.text_qualifier,
-            quoting=csv.QUOTE_MINIMAL,  # quote only a value that holds the delimiter, a quote or a line break
-            doublequote=True,
-            lineterminator="\r\n",
-        )
-    else:
-        writer = csv.writer(
-            buffer, delimiter=fmt.delimiter, quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\r\n"
-        )
-    converters = [(f.name, _text_converter(f, fmt)) for f, _ in plan.columns]
-    entry.write(bom)
-    if fmt.header_row:
-        writer.writerow([column for _, column in plan.columns])
-    for page in pages:
-        rows = []
-        for row in page:
-            values = []
-            for name, convert in converters:
-                value = row.get(name)
-                values.append("" if value is None else convert(value))
-            rows.append(values)
-        writer.writerows(rows)
-        entry.write(buffer.getvalue().encode(codec))
-        buffer.seek(0)
-        buffer.truncate()
-    entry.write(buffer.getvalue().encode(codec))
-
-
-def _write_xml(entry: BinaryIO, plan: EntityPlan, pages: Iterator[list[dict]], *, attributes: bool) -> None:
-    """<Document><ENTITY><FIELD>value</FIELD>…</ENTITY>…</Document> (XML-Element) or
-    <Document><ENTITY FIELD="value" …/>…</Document> (XML-Attribute), as D365 writes them."""
-    codec, bom = _encoding(plan.fmt)
-    record = plan.entity.name.upper()
-    converters = [(f.name, column, _text_converter(f, plan.fmt)) for f, column in plan.columns]
-    declared = "utf-16" if codec.startswith("utf-16") else codec
-    entry.write(bom + f'<?xml version="1.0" encoding="{declared}"?>\r\n<Document>\r\n'.encode(codec))
-    for page in pages:
-        parts: list[str] = []
-        for row in page:
-            if attributes:
-                parts.append(f"  <{record}")
-                for name, column, convert in converters:
-                    value = row.get(name)
-                    parts.append(f' {column}="{"" if value is None else _xml_attr(convert(value))}"')
-                parts.append(" />\r\n")
-            else:
-                parts.append(f"  <{record}>")
-                for name, column, convert in converters:
-                    value = row.get(name)
-                    if value is None:
-                        parts.append(f"<{column} />")
-                    else:
-                        parts.append(f"<{column}>{_xml_text(convert(value))}</{column}>")
-                parts.append(f"</{record}>\r\n")
-        entry.write("".join(parts).encode(codec))
-    entry.write("</Document>\r\n".encode(codec))
-
-
-def _write_json(entry: BinaryIO, plan: EntityPlan, pages: Iterator[list[dict]]) -> None:
-    """JSON Lines: one object per record, keyed by column, with exact decimal strings and ISO dates."""
-    codec, bom = _encoding(plan.fmt)
-    converters = [(f.name, column, _json_converter(f)) for f, column in plan.columns]
-    entry.write(bom)
-    for page in pages:
-        lines = []
-        for row in page:
-            obj = {}
-            for name, column, convert in converters:
-                value = row.get(name)
-                obj[column] = None if value is None else convert(value)
-            lines.append(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
-        if lines:
-            entry.write(("\n".join(lines) + "\n").encode(codec))
-
-
-_WRITERS: dict[str, Callable[[BinaryIO, EntityPlan, Iterator[list[dict]]], None]] = {
-    "csv": _write_csv,
-    "xml-element": lambda e, p, r: _write_xml(e, p, r, attributes=False),
-    "xml-attribute": lambda e, p, r: _write_xml(e, p, r, attributes=True),
-    "json": _write_json,
-}
+    return excel_sheet_name(pe.sheet or entity.label)
