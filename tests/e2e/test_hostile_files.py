@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from shared.formats.package_manifest import EntityTransform, ManifestEntity
-from tests.e2e.test_package_import import (
+from tests.support.packages import (
     ZIP_HEADERS,
     build_package,
     build_zip,

@@ -22,6 +22,7 @@ import requests
 
 from shared.formats.package_manifest import Manifest, ManifestEntity, PackageHeader
 from shared.formats.package_writer import PackageWriter
+from tests.support.packages import simple_entity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -30,20 +31,6 @@ TERMINAL = {"Succeeded", "PartiallySucceeded", "Failed", "Canceled"}
 
 
 # Helpers -------------------------------------------------------------------------------------------
-def entity_body(label: str | None = None) -> dict:
-    body = {
-        "keys": ["CODE"],
-        "fields": [
-            {"name": "CODE", "type": "string", "maxLength": 20},
-            {"name": "NAME", "type": "string"},
-            {"name": "AMOUNT", "type": "decimal"},
-        ],
-    }
-    if label:
-        body["label"] = label
-    return body
-
-
 def build_package(files: dict[str, bytes], project: str = "PackageApiTest") -> bytes:
     """A D365 data package: one CSV file per entity (entity name -> CSV), Manifest.xml, PackageHeader.xml."""
     buf = io.BytesIO()
@@ -103,7 +90,7 @@ def wait_status(api, token: str, execution_id: str, timeout: float = 90.0) -> st
 
 def package_import_job(api, *, label: str | None = None) -> tuple[str, str, str, str]:
     """An entity, an import project over it and a package job for a new app: (activity, app, entity, project)."""
-    activity, app, entity = api.import_job(entity_body(label), mode="package")
+    activity, app, entity = api.import_job(simple_entity(label), mode="package")
     project = api.ok("GET", f"/api/manage/jobs/{activity}")["project"]
     return activity, app, entity, project
 
@@ -114,7 +101,7 @@ class ExportJob:
     def __init__(self, api, rows: list[dict]) -> None:
         self.entity = api.unique("Ent")
         self.label = f"Package api {self.entity[3:]}"
-        api.ok("PUT", f"/api/manage/entities/{self.entity}", json=entity_body(self.label))
+        api.ok("PUT", f"/api/manage/entities/{self.entity}", json=simple_entity(self.label))
         self.project = api.unique("Exp")
         api.ok(
             "PUT",
@@ -208,7 +195,7 @@ def test_generated_and_guid_execution_ids(api):
 def test_bad_rows_partially_succeed_with_errors_and_error_keys_files(api):
     activity, app, first, project = package_import_job(api)
     second = api.unique("Ent")
-    api.ok("PUT", f"/api/manage/entities/{second}", json=entity_body())
+    api.ok("PUT", f"/api/manage/entities/{second}", json=simple_entity())
     token = api.make_token(app)
     package = build_package(
         {

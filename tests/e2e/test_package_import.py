@@ -17,37 +17,10 @@ import openpyxl
 from shared.formats.package_manifest import (
     EntityMap,
     EntityTransform,
-    Manifest,
     ManifestEntity,
-    PackageHeader,
-    write_manifest,
-    write_package_header,
 )
 from tests.conftest import d365_fixture
-
-ZIP_HEADERS = {"Content-Type": "application/zip"}
-
-
-# Helpers shared by the package, XSLT and hostile-file tests -----------------------------------
-def build_zip(entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as zf:
-        for name, data in entries:
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def build_package(entities: list[ManifestEntity], files: dict[str, bytes], *, version: int = 2) -> bytes:
-    """A data package as D365 writes it: UTF-16 manifest and header at the root, one file per entity."""
-    manifest = write_manifest(Manifest("TestGroup", entities=entities), package_version=version)
-    header = write_package_header(PackageHeader(description="test", package_version=version))
-    return build_zip([("Manifest.xml", manifest), ("PackageHeader.xml", header), *files.items()])
-
-
-def csv_entity(name: str, path: str, **kw) -> ManifestEntity:
-    return ManifestEntity(
-        entity_name=name, input_file_path=path, source_format=kw.pop("source_format", "CSV"), **kw
-    )
+from tests.support.packages import ZIP_HEADERS, build_package, build_zip, csv_entity, simple_entity
 
 
 def package_job(api, entity_body: dict, **job) -> tuple[str, str, str]:
@@ -67,20 +40,6 @@ def run_package(api, activity: str, app: str, data: bytes, expected: str) -> dic
     detail = api.message(message_id)
     assert status == expected, (detail.get("errorSummary"), detail)
     return detail
-
-
-def simple_entity(label: str | None = None) -> dict:
-    body = {
-        "keys": ["CODE"],
-        "fields": [
-            {"name": "CODE", "type": "string", "maxLength": 20},
-            {"name": "NAME", "type": "string"},
-            {"name": "AMOUNT", "type": "decimal"},
-        ],
-    }
-    if label:
-        body["label"] = label
-    return body
 
 
 def add_entity(api, body: dict, prefix: str = "Pk") -> str:

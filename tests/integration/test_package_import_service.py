@@ -11,7 +11,7 @@ from shared.formats.package_manifest import EntityTransform, ManifestEntity
 from shared.services import work_items
 from shared.services.import_pipeline import EntityOutcome
 from shared.services.package_import import FailRules, PackageEntityInput, PackageRun
-from tests.e2e.test_package_import import build_package
+from tests.support.packages import build_package
 
 RESHAPE = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
   <xsl:template match="/Rows"><Document><xsl:for-each select="Row">
