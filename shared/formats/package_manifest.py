@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from shared.errors import FormatError
+from shared.formats.xml_safety import make_parser
 
 DM_NS = "http://schemas.microsoft.com/dynamics/2015/01/DataManagement"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -135,15 +136,7 @@ def _parser() -> etree.XMLParser:
     # A new parser per call: lxml parsers are not safe to share between threads. The options shut
     # every door to external content; a DTD is rejected after parsing (see _parse_root), and since
     # entities are neither loaded nor substituted nothing in it has taken effect by then.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return make_parser(remove_comments=True, remove_pis=True)
 
 
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")

@@ -53,6 +53,7 @@ from typing import BinaryIO, TypeVar
 from lxml import etree
 
 from shared.errors import FormatError
+from shared.formats.xml_safety import make_parser
 
 MAX_STYLESHEET_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_INPUT_BYTES = 512 * 1024 * 1024
@@ -76,19 +77,10 @@ _PARSER_MAX_DEPTH = 256
 _MAX_IDLE_WORKERS = 8
 
 
-_HARDENED = {
-    "resolve_entities": False,
-    "no_network": True,
-    "load_dtd": False,
-    "dtd_validation": False,
-    "huge_tree": False,
-}
-
-
 def _parser() -> etree.XMLParser:
-    # Local on purpose (the shared xml_safety module is another engineer's); one parser per call
-    # because lxml parsers must not be shared between threads.
-    return etree.XMLParser(**_HARDENED)
+    # One parser per call: lxml parsers must not be shared between threads. IDs stay collected so
+    # that a stylesheet's id() works on the input, as with plain lxml.
+    return make_parser(collect_ids=True)
 
 
 def _error_text(exc: BaseException, log: object | None = None) -> str:
@@ -308,7 +300,7 @@ def _refuse_dtd(read: Callable[[], bytes]) -> None:
     so an error further on (such as an entity used in the root's own start tag) cannot hide it.
     """
     probe = _PrologProbe()
-    parser = etree.XMLParser(target=probe, **_HARDENED)
+    parser = make_parser(target=probe)
     while not probe.saw_root:
         chunk = read()
         if not chunk:
