@@ -3,9 +3,12 @@
 Run: .venv/bin/python bench/bench_xslt.py [--mb 50] [--repeat 3]
 
 Both sides go from the file's bytes to the serialized result with the same stylesheet:
-- ours: compile_transform (cached) + apply_transform (hardened, limited parse; transform in a pooled worker thread);
+- ours: compile_transform (cached) + apply_transform (hardened, limited parse, then the transform,
+  all in a pooled worker thread under the time bound);
 - raw:  etree.fromstring with a plain XMLParser + etree.XSLT(...)(doc) + bytes(result).
-The best of --repeat runs is reported for each, as MB/s of input, and their ratio (target >= 0.95).
+The best of --repeat runs is reported for each, as MB/s of input, and their ratio (target >= 0.95),
+first with both called from a pool thread (how the Functions worker calls sync functions, so the
+figure that matters), then from the main thread, where raw lxml gets glibc's main malloc arena.
 No Azurite is needed: the transform step touches no storage.
 """
 
@@ -79,7 +82,7 @@ def raw(data: bytes) -> tuple[float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
     data = make_input(args.mb * 1024 * 1024)
     mb = len(data) / (1024 * 1024)
@@ -106,13 +109,13 @@ def main() -> int:
         )
         print(f"  ratio: {ours_mbs / raw_mbs:.2f} (target >= 0.95)")
 
-    compare("both called from the main thread:", lambda fn: fn(data))
     # The Functions Python worker runs sync functions on pool threads, so this is how both run in production.
     with ThreadPoolExecutor(1) as pool:
         compare(
             "both called from a pool thread (as the Functions worker calls sync functions):",
             lambda fn: pool.submit(fn, data).result(),
         )
+    compare("both called from the main thread (raw lxml on glibc's main arena):", lambda fn: fn(data))
     return 0
 
 

@@ -16,24 +16,24 @@ Jobs and data packages may carry XSLT that reshapes inbound XML into D365's
   parsed in C (no Python per element). Depth: libxml2 itself refuses more than 256 levels (no
   huge_tree), and `max_depth` below that is checked right after the parse by one XPath walk in C,
   before the transform sees the tree. Stylesheets are bounded by size;
-- the input is parsed in the caller's thread (linear in its size, which is bounded); the
-  stylesheet runs in a pooled worker thread and the caller stops waiting after `timeout_seconds`
-  (None: it runs in the caller's thread, unbounded). Worker threads are reused, not started per
-  call.
+- the input is parsed, transformed and serialized in one pooled worker thread, and the caller
+  stops waiting after `timeout_seconds` (None: all of it runs in the caller's thread, unbounded).
+  Worker threads are reused, not started per call, so a stalled input stream is bounded too.
 
-Throughput (bench/bench_xslt.py): what remains between this and raw lxml in the main thread is
-mostly glibc's per-thread malloc arenas, which give emptied heaps back to the system, so the
-result tree built in a worker thread page-faults afresh on every call (raw lxml itself runs about
-40% slower in any non-main thread), plus the depth walk (about 5%). Keeping thread heaps mapped
-(e.g. MALLOC_TOP_PAD_ in the process environment) closes most of the first; that trades memory
-and is a deployment decision, not this module's.
+Throughput (bench/bench_xslt.py): glibc gives each thread its own malloc arena. Parsing in one
+thread and transforming in another made every call build the result tree in a second arena and
+free the input across arenas, which measured 0.77-0.80 of raw lxml. With all of the work in one
+reused thread, its arena stays warm between calls, as raw lxml's does in its own thread: about
+1.0 when both are called from a pool thread, as the Functions worker calls sync functions. Raw lxml
+called from the process's main thread uses glibc's main arena, which is faster still; no Functions
+invocation runs there.
 
 Limitation: Python cannot kill a thread and libxslt has no cancellation hook, so a timed-out
 transform keeps its thread (and a CPU) busy until it finishes or the process is recycled. lxml
 releases the GIL while libxslt runs, so other work continues; `runaway_transforms()` reports how
 many such threads are still running so a worker can stop taking XSLT work or restart (a thread
-rejoins the pool once its transform ends). A subprocess could be killed, but costs too much per
-file for the throughput target. Memory used by a transform's output is bounded only after the fact
+rejoins the pool once its transform ends). A subprocess could be killed, but it starts with a
+cold heap: page faults alone cost about 25% of a 50 MB transform. Memory used by a transform's output is bounded only after the fact
 (`max_output_bytes`).
 """
 
@@ -58,8 +58,6 @@ from shared.formats.xml_safety import make_parser
 MAX_STYLESHEET_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_INPUT_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024 * 1024
-# D365 documents are three levels deep (Document/ENTITY/FIELD); partner XML is rarely beyond 20.
-DEFAULT_MAX_DEPTH = 100
 DEFAULT_TIMEOUT_SECONDS = 300.0
 _CACHE_SIZE = 64
 # With an authority ("//resources"), libxslt classes these URLs as network reads; without one it
@@ -73,6 +71,10 @@ _PROLOG_CHUNK = 4 * 1024
 # libxml2 refuses deeper documents unless huge_tree is set (a unit test pins this down); a
 # max_depth at or above it needs no check of its own.
 _PARSER_MAX_DEPTH = 256
+# The default is that cap: it bounds libxslt's recursion over the input like any lower one would,
+# and a lower limit costs a walk over the whole tree (about 5% of a transform). Callers that want
+# a tighter shape check pass max_depth.
+DEFAULT_MAX_DEPTH = _PARSER_MAX_DEPTH
 # Idle worker threads kept for reuse; more may run at once, the extra ones end when done.
 _MAX_IDLE_WORKERS = 8
 
@@ -125,28 +127,31 @@ def _check_no_dtd(tree: etree._ElementTree, what: str) -> None:
 
 @dataclass(eq=False)
 class CompiledTransform:
-    """A compiled, hardened stylesheet. Safe to share: each call checks out its own XSLT object."""
+    """A compiled, hardened stylesheet. Safe to share: each thread runs its own XSLT object."""
 
     digest: str
     _stylesheet: etree._ElementTree = field(repr=False)
     _access: etree.XSLTAccessControl = field(repr=False)
-    _pool: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
+    _per_thread: threading.local = field(default_factory=threading.local, repr=False)
     _compile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _checkout(self) -> etree.XSLT:
-        # lxml allows using an XSLT object from several threads, but its error_log is per object;
-        # one object per concurrent call keeps each call's errors its own.
-        try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            pass
-        # Compiling reads the shared stylesheet document; one compile at a time keeps libxml2
-        # from walking it from two threads at once. It only happens when every copy is busy.
-        with self._compile_lock:
-            return etree.XSLT(self._stylesheet, access_control=self._access)
+    def _for_this_thread(self) -> etree.XSLT:
+        """This thread's XSLT object, compiled here on first use.
 
-    def _checkin(self, xslt: etree.XSLT) -> None:
-        self._pool.put(xslt)
+        lxml gives each thread its own string dictionary and copies the stylesheet into the
+        compiling thread's one. A result tree built with another thread's stylesheet has all its
+        names re-interned afterwards (two walks over the whole result, about 7% of a transform);
+        an object compiled in the running thread needs none. Its error_log is then also this
+        thread's alone.
+        """
+        xslt = getattr(self._per_thread, "xslt", None)
+        if xslt is None:
+            # Compiling reads the shared stylesheet document; one compile at a time keeps libxml2
+            # from walking it from two threads at once.
+            with self._compile_lock:
+                xslt = etree.XSLT(self._stylesheet, access_control=self._access)
+            self._per_thread.xslt = xslt
+        return xslt
 
 
 _cache: OrderedDict[str, CompiledTransform] = OrderedDict()
@@ -219,7 +224,7 @@ def compile_transform(
         raise FormatError(f"the XSLT does not compile: {'; '.join(dict.fromkeys(errors))}")
 
     compiled = CompiledTransform(digest=digest, _stylesheet=tree, _access=access)
-    compiled._checkin(xslt)
+    compiled._per_thread.xslt = xslt
     with _cache_lock:
         # Another thread may have compiled the same bytes meanwhile; keep the first, so that
         # callers always share one object per key.
@@ -367,26 +372,17 @@ def _parse_input(source: bytes | BinaryIO, *, max_input_bytes: int, max_depth: i
     return tree
 
 
-def _transform(
-    compiled: CompiledTransform,
-    inbox: list[etree._ElementTree],
-    *,
-    max_output_bytes: int,
-) -> bytes:
-    """Transform the tree in `inbox` and serialize the result. The tree is taken out, so that a
-    runaway transform keeps it alive and a finished one frees it here."""
-    doc = inbox.pop()
-    xslt = compiled._checkout()
+def _transform(compiled: CompiledTransform, doc: etree._ElementTree, *, max_output_bytes: int) -> bytes:
+    """Transform the tree and serialize the result."""
+    xslt = compiled._for_this_thread()
     try:
         result = xslt(doc)
     except FormatError:
         raise
     except (etree.LxmlError, ValueError, TypeError) as exc:
         # XSLTApplyError carries only the last message; the log has the rest (xsl:message).
-        raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
-    finally:
         # A failed run leaves the object reusable; the next call clears its error log.
-        compiled._checkin(xslt)
+        raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
     output = bytes(result)
     if len(output) > max_output_bytes:
         raise FormatError(f"the XSLT produced more than {max_output_bytes} bytes")
@@ -495,18 +491,16 @@ def apply_transform(
     Raises FormatError for bad input, a failing stylesheet (including xsl:message
     terminate="yes", whose text is in the message), any blocked access, or a timeout.
 
-    The input is parsed in the caller's thread: the hardened parse and the depth check take time
-    linear in the input, which `max_input_bytes` bounds. The stylesheet, untrusted code that can
-    run for ever, runs in a pooled worker thread that the caller waits for at most
-    `timeout_seconds` (None: in the caller's thread, unbounded). Parsing here also keeps the
-    input tree in the caller's malloc arena (see the module docstring): parsing in the worker
-    measured about 25% slower overall.
+    The parse, the stylesheet (untrusted code that can run for ever) and the serialization run in
+    one pooled worker thread that the caller waits for at most `timeout_seconds` (None: in the
+    caller's thread, unbounded). One thread for all three keeps the input and result trees in
+    one warm malloc arena (see the module docstring).
     """
     source: bytes | BinaryIO = bytes(input_data) if isinstance(input_data, bytearray) else input_data
-    inbox = [_parse_input(source, max_input_bytes=max_input_bytes, max_depth=max_depth)]
 
     def run() -> bytes:
-        return _transform(compiled, inbox, max_output_bytes=max_output_bytes)
+        doc = _parse_input(source, max_input_bytes=max_input_bytes, max_depth=max_depth)
+        return _transform(compiled, doc, max_output_bytes=max_output_bytes)
 
     if timeout_seconds is None:
         return run()

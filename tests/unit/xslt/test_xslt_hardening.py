@@ -420,3 +420,53 @@ def test_without_a_timeout_the_transform_runs_in_the_callers_thread(monkeypatch)
             b'<!DOCTYPE g [<!ENTITY x SYSTEM "file:///etc/passwd">]><g a="&x;"/>',
             timeout_seconds=None,
         )
+
+
+def test_a_stalled_input_stream_is_under_the_time_bound() -> None:
+    import io
+
+    release = threading.Event()
+
+    class Stalled(io.RawIOBase):
+        """Serves the prolog, then blocks until the test lets it go (a partner upload that hangs)."""
+
+        def __init__(self) -> None:
+            self._parts = [b"<groups>", b""]
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            if len(self._parts) == 1:
+                release.wait(10)
+            return self._parts.pop(0) if self._parts else b""
+
+    started = time.monotonic()
+    with pytest.raises(FormatError, match="did not finish within 0.2 seconds"):
+        apply_transform(compile_transform(TO_D365), Stalled(), timeout_seconds=0.2)
+    assert time.monotonic() - started < 5
+    release.set()
+    deadline = time.monotonic() + 10
+    while runaway_transforms() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runaway_transforms() == 0  # the parse then failed (truncated input) and the thread came back
+
+
+def test_each_thread_runs_an_xslt_object_compiled_in_that_thread() -> None:
+    # lxml re-interns every name of a result built with another thread's stylesheet; see
+    # CompiledTransform._for_this_thread.
+    compiled = compile_transform(TO_D365)
+    seen: dict[str, object] = {}
+
+    def grab(name: str) -> None:
+        seen[name] = compiled._for_this_thread()
+        assert compiled._for_this_thread() is seen[name]
+        assert b"Wholesale" in apply_transform(compiled, GROUPS, timeout_seconds=None)
+
+    threads = [threading.Thread(target=grab, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(x) for x in seen.values()}) == 3
+    assert compiled._for_this_thread() not in seen.values()
