@@ -12,6 +12,7 @@ import logging
 import os
 import uuid
 from datetime import timedelta
+from typing import BinaryIO
 
 from shared import settings
 from shared.domain import statuses
@@ -160,7 +161,7 @@ class ImportWorker:
             return package_inputs(
                 config=self._config,
                 project=project,
-                open_blob=lambda: open_blob(self._source(message), message["BlobName"]),
+                open_blob=lambda: self._open(message),
                 resources=resources if resources is not None else contextlib.ExitStack(),
             )
         wanted = (message.get("Entity") or "").lower()
@@ -174,7 +175,7 @@ class ImportWorker:
                 EntityInput(
                     entity=entity,
                     fmt=fmt,
-                    open_stream=lambda: open_blob(self._source(message), message["BlobName"]),
+                    open_stream=lambda: self._open(message),
                     mapping=[
                         {"source": m.source, "target": m.target, "default": m.default} for m in pe.mapping
                     ],
@@ -184,6 +185,18 @@ class ImportWorker:
                 )
             ]
         raise FormatError(f"entity {message.get('Entity')!r} is no longer in the project {project.name!r}")
+
+    def _open(self, message: dict) -> BinaryIO:
+        """The message's file, as it was when accepted (package API uploads are pinned by ETag)."""
+        from azure.core.exceptions import ResourceModifiedError
+
+        try:
+            return open_blob(self._source(message), message["BlobName"], etag=message.get("BlobETag"))
+        except ResourceModifiedError:
+            raise FormatError(
+                "the package was overwritten after ImportFromPackage accepted it; nothing was imported. "
+                "Upload it again (GetAzureWriteUrl) and call ImportFromPackage with the new URL"
+            ) from None
 
     def _source(self, message: dict):
         """The container of the message's file: inbound, or uploads for a package API import."""

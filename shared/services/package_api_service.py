@@ -5,7 +5,10 @@
 - **ImportFromPackage** takes back one of *our* upload URLs (matched by host and container path; it is
   never fetched, so no URL can make the app call elsewhere), picks an enabled import job of the data
   project that the caller is authorized on, and records a package-mode message that reads the blob
-  where it was uploaded (`BlobContainer` = uploads). Its message ID derives from the execution ID, so
+  where it was uploaded (`BlobContainer` = uploads). Only the application that asked for the upload
+  URL may import it (admins excepted), and the message pins the blob's ETag, so overwriting the
+  package through the still-valid URL after the import was accepted fails that import with a
+  reason instead of importing other bytes. Its message ID derives from the execution ID, so
   the execution is found (NotRun) before a worker starts its run, and a repeated call with the same
   execution ID answers that execution instead of importing twice. The work item carries the execution
   ID as the run ID (a process-in-order job drains in order instead: its run ID is the drain's).
@@ -55,6 +58,10 @@ _FILE_JUNK = re.compile(r"[^A-Za-z0-9._-]+")
 _UPLOAD_BLOB = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[A-Za-z0-9._-]{1,128}$"
 )
+# Who asked for each upload URL: an empty blob per upload, beside it in the same container. A
+# write SAS names one blob, so an uploader cannot write these; they never match _UPLOAD_BLOB.
+_REQUESTER_PREFIX = "requested-by/"
+_REQUESTER_KEY = "applicationid"
 _DEDUP_WINDOW_SECONDS = 10 * 365 * 24 * 3600  # an execution ID is never reused for another import
 _MAX_RUN_MESSAGES = 50
 
@@ -252,7 +259,10 @@ class PackageApiService:
             )
         blob_id = uuid.uuid4()
         blob = f"{blob_id}/{sanitize_file_name(unique_file_name)}"
-        self._clients.container(names.CONTAINER_UPLOADS)  # created on first use
+        uploads = self._clients.container(names.CONTAINER_UPLOADS)  # created on first use
+        uploads.upload_blob(
+            _REQUESTER_PREFIX + str(blob_id), b"", metadata={_REQUESTER_KEY: principal.app_id or ""}
+        )
         url = sas.write_url(self._clients, names.CONTAINER_UPLOADS, blob)
         return json.dumps({"BlobId": "{" + str(blob_id).upper() + "}", "BlobUrl": url}, separators=(",", ":"))
 
@@ -290,6 +300,27 @@ class PackageApiService:
             raise not_ours
         return blob
 
+    def _check_requester(self, principal: Principal, blob: str) -> None:
+        """Only the application that asked for an upload URL may import what was put there."""
+        if self._is_admin(principal):
+            return
+        from azure.core.exceptions import ResourceNotFoundError
+
+        marker = _REQUESTER_PREFIX + blob.split("/", 1)[0]
+        try:
+            props = (
+                self._clients.container(names.CONTAINER_UPLOADS).get_blob_client(marker).get_blob_properties()
+            )
+            requester = (props.metadata or {}).get(_REQUESTER_KEY)
+        except ResourceNotFoundError:
+            requester = None
+        if not requester or requester.lower() != (principal.app_id or "").lower():
+            raise ForbiddenError(
+                f"packageUrl was not handed out to application {principal.app_id}: "
+                "import only packages uploaded to your own GetAzureWriteUrl",
+                code="UploadNotYours",
+            )
+
     # Import ------------------------------------------------------------------------------------
     def import_from_package(
         self,
@@ -302,6 +333,7 @@ class PackageApiService:
     ) -> str:
         blob = self.upload_blob_name(package_url)
         job = self._pick_job(principal, _text_param(definition_group_id, "definitionGroupId"), "import", None)
+        self._check_requester(principal, blob)
         exec_id = new_execution_id(execution_id)
         message_id = package_message_id(exec_id)
 
@@ -345,6 +377,8 @@ class PackageApiService:
                     "BlobContainer": names.CONTAINER_UPLOADS,
                     "BlobName": blob,
                     "Size": props.size,
+                    # The worker reads this version only: the upload URL stays writable for its hour.
+                    "BlobETag": props.etag,
                     "Mode": "package",
                     "RunId": exec_id,
                     "Trigger": statuses.TRIGGER_PACKAGE_API,

@@ -22,6 +22,17 @@ class BlobReader(io.RawIOBase):
         return n
 
 
-def open_blob(container, name: str, *, chunk_size: int = 4 * 1024 * 1024) -> io.BufferedReader:
-    downloader = container.download_blob(name, max_concurrency=2)
+def open_blob(
+    container, name: str, *, etag: str | None = None, chunk_size: int = 4 * 1024 * 1024
+) -> io.BufferedReader:
+    """A buffered stream over the blob. With `etag`, only that version: a blob changed since raises
+    azure.core.exceptions.ResourceModifiedError (the SDK pins later chunks to the first one's ETag)."""
+    if etag:
+        from azure.core import MatchConditions
+
+        downloader = container.download_blob(
+            name, max_concurrency=2, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    else:
+        downloader = container.download_blob(name, max_concurrency=2)
     return io.BufferedReader(BlobReader(downloader), buffer_size=chunk_size)

@@ -351,13 +351,35 @@ def test_authorization(api):
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "WrongProjectOperation"
 
 
+def test_only_the_application_that_asked_for_the_upload_url_imports_it(api):
+    app, partner = str(uuid.uuid4()), str(uuid.uuid4())
+    policy = [{"applicationId": a, "enabled": True} for a in (app, partner)]
+    activity, _, entity = api.import_job(simple_entity(), mode="package", authorizationPolicy=policy)
+    project = api.ok("GET", f"/api/manage/jobs/{activity}")["project"]
+    token, partner_token = api.make_token(app), api.make_token(partner)
+
+    url = upload(api, token, build_package({entity: CSV_OK}))
+    # Both applications are on the project's job, but the upload is the requester's.
+    body = {"packageUrl": url, "definitionGroupId": project, "executionId": ""}
+    resp = action(api, "ImportFromPackage", partner_token, body)
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["error"]["code"] == "UploadNotYours"
+    assert partner in resp.json()["error"]["message"]
+    assert wait_status(api, token, value(api, "ImportFromPackage", token, body)) == "Succeeded"
+    # An upload URL that GetAzureWriteUrl never handed out, in the right shape: no requester on record.
+    forged = url.replace(url.split("/uploads/")[1].split("/")[0], str(uuid.uuid4()))
+    resp = action(api, "ImportFromPackage", token, {**body, "packageUrl": forged})
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "UploadNotYours", resp.text
+
+
 def test_package_url_must_be_one_of_our_uploads(api):
     _, app, entity, project = package_import_job(api)
     token = api.make_token(app)
     url = upload(api, token, build_package({entity: CSV_OK}))
     parts = urllib.parse.urlsplit(url)
     blob_path = parts.path
-    never_uploaded = blob_path.replace(blob_path.split("/")[-2], str(uuid.uuid4()))
+    # Handed out, but nothing was PUT there.
+    never_uploaded = json.loads(value(api, "GetAzureWriteUrl", token, {"uniqueFileName": "p.zip"}))["BlobUrl"]
     cases = {
         "https://evil.example.com" + blob_path + "?" + parts.query: "InvalidPackageUrl",
         "http://169.254.169.254/metadata/instance": "InvalidPackageUrl",
@@ -369,7 +391,7 @@ def test_package_url_must_be_one_of_our_uploads(api):
         ): ("InvalidPackageUrl"),
         "file:///etc/passwd": "InvalidPackageUrl",
         "not a url": "InvalidPackageUrl",
-        urllib.parse.urlunsplit(parts._replace(path=never_uploaded)): "PackageNotUploaded",
+        never_uploaded: "PackageNotUploaded",
         "": "MissingParameter",
     }
     for package_url, code in cases.items():

@@ -161,3 +161,53 @@ def test_rules_without_flags_block_nothing():
     rules.failed(0, _inp("a"))
     assert rules.blocked(1, _inp("b")) is None
     assert not rules.strict(_inp("a"))
+
+
+def test_a_package_overwritten_after_import_from_package_is_not_imported(services, package_job, monkeypatch):
+    """The upload URL stays writable for its hour; the import reads the version it accepted, or nothing."""
+    import json
+
+    import requests
+
+    job, principal, entity = package_job
+    api = services.package_api_service()
+    # Nothing else may pick the work item up: this test runs the worker itself, after the overwrite.
+    monkeypatch.setattr(api, "_dispatch", lambda *args: None)
+    entities = [ManifestEntity(entity_name=entity, input_file_path="a.csv", source_format="CSV")]
+    accepted = build_package(entities, {"a.csv": b"K,V\nkept,1\n"})
+    swapped = build_package(entities, {"a.csv": b"K,V\nswapped,2\n"})
+
+    def put(url: str, data: bytes) -> None:
+        resp = requests.put(url, data=data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+        assert resp.status_code == 201, resp.text
+
+    def accept(url: str) -> dict:
+        from shared.services.package_api_service import package_message_id
+
+        exec_id = api.import_from_package(principal, package_url=url, definition_group_id=job.project)
+        message = services.message_repo().get_by_id(package_message_id(exec_id))
+        assert message["BlobETag"]
+        return {
+            "kind": work_items.KIND_MESSAGE,
+            "jobId": job.activity_id,
+            "messageId": message["MessageId"],
+            "rowKey": message["RowKey"],
+            "runId": exec_id,
+        }
+
+    first = json.loads(api.write_url(principal, "first.zip"))["BlobUrl"]
+    put(first, accepted)
+    item = accept(first)
+    put(first, swapped)  # after ImportFromPackage accepted the first version
+    services.import_worker().handle(item, claim_token=str(uuid.uuid4()))
+    message = services.message_repo().get_by_id(item["messageId"])
+    assert message["Status"] == statuses.PREPROCESSING_ERROR
+    assert "overwritten after ImportFromPackage accepted it" in message["ErrorSummary"]
+
+    # The control: not overwritten, it imports.
+    second = json.loads(api.write_url(principal, "second.zip"))["BlobUrl"]
+    put(second, accepted)
+    item = accept(second)
+    services.import_worker().handle(item, claim_token=str(uuid.uuid4()))
+    message = services.message_repo().get_by_id(item["messageId"])
+    assert message["Status"] == statuses.PROCESSED, message.get("ErrorSummary")
