@@ -20,13 +20,11 @@ Jobs and data packages may carry XSLT that reshapes inbound XML into D365's
   stops waiting after `timeout_seconds` (None: all of it runs in the caller's thread, unbounded).
   Worker threads are reused, not started per call, so a stalled input stream is bounded too.
 
-Throughput (bench/bench_xslt.py): glibc gives each thread its own malloc arena. Parsing in one
-thread and transforming in another made every call build the result tree in a second arena and
-free the input across arenas, which measured 0.77-0.80 of raw lxml. With all of the work in one
-reused thread, its arena stays warm between calls, as raw lxml's does in its own thread: about
-1.0 when both are called from a pool thread, as the Functions worker calls sync functions. Raw lxml
-called from the process's main thread uses glibc's main arena, which is faster still; no Functions
-invocation runs there.
+Throughput (bench/bench_xslt.py): on par with raw lxml. Two things used to cost about 20%:
+parsing in the caller's thread and transforming in another (the result tree was built in a second
+malloc arena and the input freed across arenas), and running an XSLT object compiled in another
+thread (lxml then re-interns every name of the result tree; see CompiledTransform). Now the whole
+call runs in one reused thread, with an XSLT object compiled in that thread.
 
 Limitation: Python cannot kill a thread and libxslt has no cancellation hook, so a timed-out
 transform keeps its thread (and a CPU) busy until it finishes or the process is recycled. lxml
