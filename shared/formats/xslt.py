@@ -31,8 +31,8 @@ transform keeps its thread (and a CPU) busy until it finishes or the process is 
 releases the GIL while libxslt runs, so other work continues; `runaway_transforms()` reports how
 many such threads are still running so a worker can stop taking XSLT work or restart (a thread
 rejoins the pool once its transform ends). A subprocess could be killed, but it starts with a
-cold heap: page faults alone cost about 25% of a 50 MB transform. Memory used by a transform's output is bounded only after the fact
-(`max_output_bytes`).
+cold heap: page faults alone cost about 25% of a 50 MB transform. Memory used by a transform's
+output is bounded only after the fact (`max_output_bytes`).
 """
 
 from __future__ import annotations
@@ -492,7 +492,7 @@ def apply_transform(
     The parse, the stylesheet (untrusted code that can run for ever) and the serialization run in
     one pooled worker thread that the caller waits for at most `timeout_seconds` (None: in the
     caller's thread, unbounded). One thread for all three keeps the input and result trees in
-    one warm malloc arena (see the module docstring).
+    one warm malloc arena, with an XSLT object compiled in that thread (see the module docstring).
     """
     source: bytes | BinaryIO = bytes(input_data) if isinstance(input_data, bytearray) else input_data
 
