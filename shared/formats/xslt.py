@@ -381,6 +381,8 @@ def _transform(compiled: CompiledTransform, doc: etree._ElementTree, *, max_outp
         # XSLTApplyError carries only the last message; the log has the rest (xsl:message).
         # A failed run leaves the object reusable; the next call clears its error log.
         raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
+    except MemoryError:
+        raise FormatError("the XSLT failed: its result did not fit in memory") from None
     output = bytes(result)
     if len(output) > max_output_bytes:
         raise FormatError(f"the XSLT produced more than {max_output_bytes} bytes")
@@ -468,10 +470,10 @@ def _run_bounded(fn: Callable[[], _T], timeout_seconds: float) -> _T:
                 _runaway.add(worker)
                 raise FormatError(f"the XSLT did not finish within {timeout_seconds:g} seconds")
     if job.error is not None:
+        # As raised in the worker: a stylesheet or input fault is already a FormatError, and
+        # anything else (a storage stream failing mid-read) keeps its type, so transient stays transient.
         error, job.error = job.error, None
-        if isinstance(error, FormatError):
-            raise error
-        raise FormatError(f"the XSLT failed: {error}") from error
+        raise error
     return job.result  # type: ignore[return-value]
 
 

@@ -188,15 +188,7 @@ class ImportWorker:
 
     def _open(self, message: dict) -> BinaryIO:
         """The message's file, as it was when accepted (package API uploads are pinned by ETag)."""
-        from azure.core.exceptions import ResourceModifiedError
-
-        try:
-            return open_blob(self._source(message), message["BlobName"], etag=message.get("BlobETag"))
-        except ResourceModifiedError:
-            raise FormatError(
-                "the package was overwritten after ImportFromPackage accepted it; nothing was imported. "
-                "Upload it again (GetAzureWriteUrl) and call ImportFromPackage with the new URL"
-            ) from None
+        return open_blob(self._source(message), message["BlobName"], etag=message.get("BlobETag"))
 
     def _source(self, message: dict):
         """The container of the message's file: inbound, or uploads for a package API import."""

@@ -56,7 +56,8 @@ _EXEC_BAD = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _EXEC_JUNK = re.compile(r"^[\s\"']+|[\s\"']+$")
 _FILE_JUNK = re.compile(r"[^A-Za-z0-9._-]+")
 _UPLOAD_BLOB = re.compile(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[A-Za-z0-9._-]{1,128}$"
+    # The file name as sanitize_file_name makes it: never "." or "..", which URLs resolve away.
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/(?!\.+$)[A-Za-z0-9._-]{1,128}$"
 )
 # Who asked for each upload URL: an empty blob per upload, beside it in the same container. A
 # write SAS names one blob, so an uploader cannot write these; they never match _UPLOAD_BLOB.

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import io
 
+from shared.errors import FormatError
+
+
+class BlobChangedError(FormatError):
+    """The blob is no longer the version that was accepted; terminal, as retrying reads it no better."""
+
+
+_CHANGED = (
+    "the file was overwritten after it was accepted; nothing was imported. For a package API import, "
+    "upload it again (GetAzureWriteUrl) and call ImportFromPackage with the new URL"
+)
+
 
 class BlobReader(io.RawIOBase):
     """A read-only raw stream over a blob download (fetched in chunks as the reader asks)."""
@@ -16,7 +28,12 @@ class BlobReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._downloader.read(len(buffer))
+        from azure.core.exceptions import ResourceModifiedError
+
+        try:
+            data = self._downloader.read(len(buffer))
+        except ResourceModifiedError:  # a later chunk of a pinned download (If-Match)
+            raise BlobChangedError(_CHANGED) from None
         n = len(data)
         buffer[:n] = data
         return n
@@ -25,14 +42,18 @@ class BlobReader(io.RawIOBase):
 def open_blob(
     container, name: str, *, etag: str | None = None, chunk_size: int = 4 * 1024 * 1024
 ) -> io.BufferedReader:
-    """A buffered stream over the blob. With `etag`, only that version: a blob changed since raises
-    azure.core.exceptions.ResourceModifiedError (the SDK pins later chunks to the first one's ETag)."""
+    """A buffered stream over the blob. With `etag`, only that version: when the blob has changed,
+    opening or any later read raises BlobChangedError (the SDK pins every chunk to the ETag)."""
     if etag:
         from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
 
-        downloader = container.download_blob(
-            name, max_concurrency=2, etag=etag, match_condition=MatchConditions.IfNotModified
-        )
+        try:
+            downloader = container.download_blob(
+                name, max_concurrency=2, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            raise BlobChangedError(_CHANGED) from None
     else:
         downloader = container.download_blob(name, max_concurrency=2)
     return io.BufferedReader(BlobReader(downloader), buffer_size=chunk_size)

@@ -390,6 +390,12 @@ def test_package_url_must_be_one_of_our_uploads(api):
             parts._replace(path=blob_path.replace("/uploads/", "/uploads/../outbound/"))
         ): ("InvalidPackageUrl"),
         "file:///etc/passwd": "InvalidPackageUrl",
+        urllib.parse.urlunsplit(
+            parts._replace(path=blob_path.rsplit("/", 1)[0] + "/..")
+        ): "InvalidPackageUrl",
+        urllib.parse.urlunsplit(
+            parts._replace(path=blob_path.rsplit("/", 1)[0] + "/%2e")
+        ): "InvalidPackageUrl",
         "not a url": "InvalidPackageUrl",
         never_uploaded: "PackageNotUploaded",
         "": "MissingParameter",

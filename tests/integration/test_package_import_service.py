@@ -202,7 +202,7 @@ def test_a_package_overwritten_after_import_from_package_is_not_imported(service
     services.import_worker().handle(item, claim_token=str(uuid.uuid4()))
     message = services.message_repo().get_by_id(item["messageId"])
     assert message["Status"] == statuses.PREPROCESSING_ERROR
-    assert "overwritten after ImportFromPackage accepted it" in message["ErrorSummary"]
+    assert "overwritten after it was accepted" in message["ErrorSummary"]
 
     # The control: not overwritten, it imports.
     second = json.loads(api.write_url(principal, "second.zip"))["BlobUrl"]

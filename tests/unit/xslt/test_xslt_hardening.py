@@ -470,3 +470,19 @@ def test_each_thread_runs_an_xslt_object_compiled_in_that_thread() -> None:
         t.join()
     assert len({id(x) for x in seen.values()}) == 3
     assert compiled._for_this_thread() not in seen.values()
+
+
+def test_a_failing_input_stream_keeps_its_error_type() -> None:
+    # A storage read that fails is transient (the worker retries the message), not a stylesheet fault.
+    import io
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            raise ConnectionResetError("network blip")
+
+    for timeout in (5, None):
+        with pytest.raises(ConnectionResetError, match="network blip"):
+            apply_transform(compile_transform(TO_D365), Broken(), timeout_seconds=timeout)
