@@ -486,3 +486,20 @@ def test_a_failing_input_stream_keeps_its_error_type() -> None:
     for timeout in (5, None):
         with pytest.raises(ConnectionResetError, match="network blip"):
             apply_transform(compile_transform(TO_D365), Broken(), timeout_seconds=timeout)
+
+
+def test_a_thread_compiles_a_transform_once_however_often_it_runs_it(monkeypatch) -> None:
+    compiles: list[int] = []
+    real = etree.XSLT
+
+    def counting(*args, **kwargs):
+        compiles.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(etree, "XSLT", counting)
+    compiled = compile_transform(TO_D365)
+    assert len(compiles) == 1  # checked (and cached) once
+    for _ in range(20):
+        assert b"Wholesale" in apply_transform(compiled, GROUPS)  # in a pooled worker thread
+        assert b"Wholesale" in apply_transform(compiled, GROUPS, timeout_seconds=None)  # here
+    assert len(compiles) == 2  # plus once in the worker thread; this thread reuses the first
