@@ -14,9 +14,11 @@ from shared.api import (
     scheduler,
     workers,
 )
-from shared.auth.validator import check_auth_mode
+from shared.setting_problems import startup_problems
 
-check_auth_mode()  # fail at start, not on the first request, when AUTH_MODE is unsafe or wrong
+# Never raise here: on the real host an import error leaves zero functions and every route 404s, with
+# nothing saying why. Problems are logged now, and the HTTP endpoints answer 503 naming the setting.
+startup_problems()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 

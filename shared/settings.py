@@ -56,7 +56,12 @@ def public_base_url() -> str | None:
 
 
 def max_enqueue_bytes() -> int:
-    return get_int("MAX_ENQUEUE_BYTES", 100 * 1024 * 1024)
+    """The largest file enqueue accepts, in bytes. By default 90% of the host's own body limit
+    (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, default 104,857,600), so the app's 413 that points to the package
+    API is what partners see: bodies above the host limit are refused by the host, with no body, before
+    the app runs (HOST.md, "Body size")."""
+    host_limit = get_int("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", 104_857_600)
+    return get_int("MAX_ENQUEUE_BYTES", host_limit // 10 * 9)
 
 
 def enqueue_dedup_minutes() -> int:
@@ -67,6 +72,12 @@ def export_incremental_overlap_seconds() -> int:
     """How far an incremental export reaches back before the previous run's start. Rows whose write was
     stamped before that start but committed after its scan would otherwise never be exported."""
     return get_int("EXPORT_INCREMENTAL_OVERLAP_SECONDS", 300)
+
+
+def config_check_seconds() -> float:
+    """How often, at most, an HTTP process checks whether the configuration changed (CONFIG_CHECK_SECONDS,
+    default 2): the bound within which a change made on one instance reaches requests on another."""
+    return float(get("CONFIG_CHECK_SECONDS", "2") or 2)
 
 
 def entity_partition_buckets() -> int:

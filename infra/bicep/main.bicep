@@ -93,6 +93,14 @@ param zoneRedundant bool = false
 @maxValue(730)
 param logRetentionInDays int = 30
 
+@description('Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT). Raise it together with maxEnqueueBytes.')
+@minValue(1048576)
+param requestBodySizeLimitBytes int = 104857600
+
+@description('Largest file enqueue accepts, in bytes (MAX_ENQUEUE_BYTES); below requestBodySizeLimitBytes. Larger files go through the package API.')
+@minValue(1)
+param maxEnqueueBytes int = 94371840
+
 @description('Private networking: VNet integration of the app, and storage reachable only through private endpoints (public network access disabled). Off by default.')
 param privateNetworking bool = false
 
@@ -207,6 +215,8 @@ module app 'modules/function-app.bicep' = {
     authAdminApps: authAdminApps
     publicBaseUrl: publicBaseUrl
     schedulerSchedule: schedulerSchedule
+    requestBodySizeLimitBytes: requestBodySizeLimitBytes
+    maxEnqueueBytes: maxEnqueueBytes
     extraAppSettings: extraAppSettings
   }
   dependsOn: [

@@ -6,7 +6,7 @@ import json
 
 import azure.functions as func
 
-from shared.api.http import clean_id, endpoint, json_response, parse_guid
+from shared.api.http import clean_id, endpoint, json_response, parse_guid, require_length
 from shared.errors import AppError, NotFoundError
 
 bp = func.Blueprint()
@@ -27,6 +27,7 @@ def _activity_id(req) -> str:
 def enqueue(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.registry import enqueue_service
 
+    require_length(req)
     message_id = enqueue_service().enqueue(
         _activity_id(req),
         principal,

@@ -52,6 +52,7 @@ def read_json(req, *, lenient_quotes: bool = False, required: bool = True) -> An
     raw = req.get_body() or b""
     text = raw.decode("utf-8-sig", errors="replace").strip()
     if not text:
+        require_length(req)
         if required:
             raise ValidationError("the request body is empty; send a JSON object", code="EmptyBody")
         return None
@@ -70,6 +71,23 @@ def read_json(req, *, lenient_quotes: bool = False, required: bool = True) -> An
         raise ValidationError(
             f"the request body is not valid JSON: {exc.msg} at position {exc.pos}", code="InvalidJson"
         ) from exc
+
+
+def require_length(req) -> None:
+    """411 for an empty body sent without Content-Length (chunked): the host forwards a body only when
+    Content-Length > 0 (GrpcMessageConversionExtensions.ToRpcHttp; host issue #7930), so a chunked body
+    arrives empty and would otherwise be reported as missing."""
+    if (
+        not req.get_body()
+        and req.headers.get("content-length") is None
+        and req.method not in ("GET", "DELETE")
+    ):
+        raise AppError(
+            "the request has no Content-Length (a chunked body?); the Functions host drops bodies sent "
+            "without one. Send the body with a Content-Length header",
+            code="LengthRequired",
+            status=411,
+        )
 
 
 _ID_JUNK = re.compile(r'^[\s"\'{]+|[\s"\'}]+$')
@@ -125,6 +143,11 @@ def endpoint(*, auth: str = "admin", unknown_status: int | None = None) -> Calla
 
     def decorate(handler: Callable) -> Callable:
         def wrapper(req: func.HttpRequest):
+            from shared.setting_problems import misconfigured_message, startup_problems
+
+            problems = startup_problems()
+            if problems:
+                return error_response("Misconfigured", misconfigured_message(problems), 503)
             try:
                 if auth == "anonymous":
                     return handler(req)

@@ -21,23 +21,49 @@ KIND_JOB = "job"
 MAX_TRANSFORM_BYTES = 2 * 1024 * 1024
 
 
-class _TtlCache:
-    """Hot-path reads (the job on every enqueue) are cached briefly; writes in this process invalidate."""
+class _VersionedCache:
+    """Configuration documents cached per process, valid while the configuration's version is unchanged.
 
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._data: dict[tuple[str, str], tuple[float, Any]] = {}
+    On Flex Consumption the HTTP functions, each queue function and the timer run on instances of their
+    own (HOST.md, "Indexing and processes"), so a write in one process cannot invalidate another's cache.
+    Every configuration write changes one version row (ConfigRepository.get_version). A cache compares
+    that version at most every `check_seconds` on reads, and at once on `refresh()`, which queue workers
+    and the timer call at the start of each work item or tick. Bound: a worker sees every change made
+    before its work item started; an HTTP request sees changes within `check_seconds`.
+    """
+
+    def __init__(self, read_version: Callable[[], str], check_seconds: float) -> None:
+        self._read_version = read_version
+        self._check_seconds = check_seconds
+        self._data: dict[tuple[str, str], Any] = {}
+        self._version: str | None = None
+        self._checked_at = float("-inf")
+        self._generation = 0  # bumped on every clear, so a load that raced a clear is not stored
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
+    def refresh(self, *, force: bool = True) -> None:
         now = time.monotonic()
         with self._lock:
-            hit = self._data.get(key)
-            if hit and now - hit[0] < self._ttl:
-                return hit[1]
+            if not force and now - self._checked_at < self._check_seconds:
+                return
+        version = self._read_version()
+        with self._lock:
+            if version != self._version:
+                self._data.clear()
+                self._generation += 1
+                self._version = version
+            self._checked_at = now
+
+    def get(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
+        self.refresh(force=False)
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+            generation = self._generation
         value = load()
         with self._lock:
-            self._data[key] = (now, value)
+            if generation == self._generation:
+                self._data[key] = value
         return value
 
     def invalidate(self, kind: str, key: str) -> None:
@@ -46,13 +72,22 @@ class _TtlCache:
 
 
 class ConfigService:
-    def __init__(self, repo, artifacts=None, *, cache_seconds: float = 10.0) -> None:
+    def __init__(self, repo, artifacts=None, *, check_seconds: float | None = None) -> None:
+        from shared import settings
+
         self._repo = repo
         self._artifacts = artifacts  # blob container for XSLT documents
-        self._cache = _TtlCache(cache_seconds)
+        if check_seconds is None:
+            check_seconds = settings.config_check_seconds()
+        self._cache = _VersionedCache(repo.get_version, check_seconds)
 
     def _cached(self, kind: str, key: str, load: Callable[[], Any]) -> Any:
         return self._cache.get((kind, key.lower()), load)
+
+    def refresh(self) -> None:
+        """Drop cached configuration if anything changed anywhere (one point read). Workers and the timer
+        call this at the start of each work item or tick."""
+        self._cache.refresh()
 
     # Entities ----------------------------------------------------------------------------------
     def upsert_entity(self, name: str, body: Any) -> tuple[Entity, bool]:

@@ -215,6 +215,7 @@ class ExportService:
     # The worker ----------------------------------------------------------------------------------
     def handle(self, item: dict) -> ExportResult | None:
         """Run the export of a work item. A run that already ended is not run again (a redelivered item)."""
+        self._config.refresh()  # see every configuration change made before this item (other instances)
         run_id = item.get("runId")
         if not run_id:
             log.error("export work item without a runId: %s", item)

@@ -51,6 +51,7 @@ class ImportWorker:
 
     # Entry points ----------------------------------------------------------------------------
     def handle(self, item: dict, *, claim_token: str) -> None:
+        self._config.refresh()  # see every configuration change made before this item (other instances)
         try:
             job = self._config.get_job(item["jobId"], fresh=True)
         except NotFoundError:

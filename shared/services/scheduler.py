@@ -34,6 +34,7 @@ class Scheduler:
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
         now = now or now_utc()
+        self._config.refresh()  # this instance may not have seen configuration written elsewhere
         summary = {"dispatched": 0, "sampled": 0}
         for job in self._config.list_jobs():
             if not job.enabled:

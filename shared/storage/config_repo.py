@@ -34,9 +34,29 @@ def _decode(row: dict) -> dict:
     return json.loads("".join(parts))
 
 
+# Every write replaces this row, so its ETag changes: a cheap version of the whole configuration that
+# processes on other instances compare against to know when their caches are stale.
+_VERSION_KEY = ("meta", "version")
+
+
 class ConfigRepository:
     def __init__(self, table: TableClient) -> None:
         self._table = table
+
+    def get_version(self) -> str:
+        """An opaque version of the whole configuration (the version row's ETag; "none" before any write).
+        One point read."""
+        try:
+            row = self._table.get_entity(*_VERSION_KEY, select=["PartitionKey"])
+        except ResourceNotFoundError:
+            return "none"
+        return row.metadata.get("etag") or "none"
+
+    def _bump_version(self) -> None:
+        self._table.upsert_entity(
+            {"PartitionKey": _VERSION_KEY[0], "RowKey": _VERSION_KEY[1], "ChangedAt": datetime.now(UTC)},
+            mode=UpdateMode.REPLACE,
+        )
 
     def find(self, kind: str, key: str) -> dict | None:
         try:
@@ -63,21 +83,25 @@ class ConfigRepository:
         """Returns True when the document was created, False when it replaced one."""
         try:
             self._table.create_entity(self._row(kind, key, doc))
-            return True
+            created = True
         except ResourceExistsError:
             self._table.upsert_entity(self._row(kind, key, doc), mode=UpdateMode.REPLACE)
-            return False
+            created = False
+        self._bump_version()
+        return created
 
     def create(self, kind: str, key: str, doc: dict) -> None:
         try:
             self._table.create_entity(self._row(kind, key, doc))
         except ResourceExistsError as exc:
             raise ConflictError(f"{kind} {key!r} already exists") from exc
+        self._bump_version()
 
     def delete(self, kind: str, key: str) -> bool:
         if self.find(kind, key) is None:
             return False
         self._table.delete_entity(kind, key.lower())
+        self._bump_version()
         return True
 
     def list(self, kind: str) -> Iterator[dict]:

@@ -22,7 +22,7 @@ ODATA = "data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities."
 # function name -> (route template, methods). The route prefix is "" (host.json), so this is the URL path.
 EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     # anonymous probes
-    "root": ("", {"GET"}),
+    "root": ("{root:maxlength(0)?}", {"GET"}),
     "health": ("api/health", {"GET"}),
     # D365 connector
     "enqueue": ("api/connector/enqueue/{activityId}", {"POST"}),
@@ -205,3 +205,17 @@ def test_import_does_not_load_heavy_modules():
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == [], f"importing function_app loaded {loaded}; import them inside the functions"
+
+
+def test_root_is_served_at_the_base_url_and_nowhere_else(functions):
+    """On the real host an empty route is served at the function's name (/root), so RIS's "Validate
+    connection" would get the homepage's 204 at `/` (ScriptHost.ValidateHttpFunction). A template of one
+    optional segment matches `/` (host PR #1102); maxlength(0) keeps it from matching anything else."""
+    from tools.devhost.routes import RouteTemplate, split_path
+
+    [root] = [f for f in functions if f.get_function_name() == "root"]
+    template = RouteTemplate(root.get_trigger().route)
+    assert root.get_trigger().route.strip(), "an empty route is served at /root on the real host"
+    assert template.match(split_path("/")) is not None
+    for other in ("/root", "/api", "/x", "/data"):
+        assert template.match(split_path(other)) is None, other

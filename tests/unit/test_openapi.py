@@ -35,7 +35,10 @@ def app_operations() -> set[tuple[str, str]]:
         trigger = function.get_trigger()
         if trigger.get_binding_name() != "httpTrigger":
             continue
-        route = trigger.route if trigger.route is not None else function.get_function_name()
+        # As the host serves it: an empty route at the function's name, trailing optional segments
+        # (the root's "{root:maxlength(0)?}") matching their absence.
+        route = (trigger.route or "").strip() or function.get_function_name()
+        route = re.sub(r"(^|/)\{[^{}]*\?\}$", "", route)
         assert trigger.methods, f"{function.get_function_name()} accepts every method; list them"
         for method in trigger.methods:
             operations.add(("/" + route.strip("/"), str(getattr(method, "value", method)).lower()))

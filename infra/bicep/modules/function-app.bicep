@@ -68,6 +68,14 @@ param schedulerSchedule string = '0 * * * * *'
 @description('Public https base URL of the app, used to build download locations (PUBLIC_BASE_URL). Empty: https://<name>.<App Service domain>. Set it when clients come through a custom domain or a gateway.')
 param publicBaseUrl string = ''
 
+@description('Largest request body the host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT). Larger bodies get the host\'s bare 413 before the app runs.')
+@minValue(1048576)
+param requestBodySizeLimitBytes int = 104857600
+
+@description('Largest file enqueue accepts, in bytes (MAX_ENQUEUE_BYTES). Must stay below requestBodySizeLimitBytes, so that the app\'s own 413, which points partners to the package API, is what they see.')
+@minValue(1)
+param maxEnqueueBytes int = 94371840
+
 @description('More application settings, as name/value pairs.')
 param extraAppSettings array = []
 
@@ -195,10 +203,20 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'SCHEDULER_SCHEDULE'
           value: schedulerSchedule
         }
-        // GET / must reach our root function (RIS's connection check), not the host's default page.
+        // No HTML homepage: GET / is our root function (RIS's connection check), and never the host's page.
         {
           name: 'AzureWebJobsDisableHomepage'
           value: 'true'
+        }
+        // The host refuses bodies above this itself; the app's enqueue limit stays below it, so partners get
+        // the app's 413 with the package-API pointer rather than the host's empty one.
+        {
+          name: 'FUNCTIONS_REQUEST_BODY_SIZE_LIMIT'
+          value: string(requestBodySizeLimitBytes)
+        }
+        {
+          name: 'MAX_ENQUEUE_BYTES'
+          value: string(maxEnqueueBytes < requestBodySizeLimitBytes ? maxEnqueueBytes : requestBodySizeLimitBytes / 10 * 9)
         }
       ], extraAppSettings)
     }
