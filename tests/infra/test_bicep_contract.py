@@ -3,6 +3,7 @@ parameters file, azure.yaml and the deployment guide."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from shared.storage import names
@@ -237,3 +238,26 @@ def test_deployment_doc_covers_the_walkthrough():
 def test_bicep_dir_holds_no_bicepparam():
     # ARCHITECTURE.md: main.parameters.json only; a .bicepparam cannot be validated offline.
     assert not list(BICEP_DIR.rglob("*.bicepparam"))
+
+
+def test_the_enqueue_limit_is_deployed_below_the_hosts_body_limit():
+    """The host refuses bodies above FUNCTIONS_REQUEST_BODY_SIZE_LIMIT with an empty 413 before the app runs
+    (HttpRequestBodySizeMiddleware); the app's 413 points partners to the package API only below it."""
+    settings = function_app_settings()
+    assert settings["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "requestBodySizeLimitBytes"}}
+    }
+    assert settings["MAX_ENQUEUE_BYTES"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "effectiveMaxEnqueueBytes"}}
+    }
+    text = (ROOT / "infra" / "bicep" / "modules" / "function-app.bicep").read_text(encoding="utf-8")
+    assert (
+        "var effectiveMaxEnqueueBytes = min(maxEnqueueBytes, requestBodySizeLimitBytes - 1048576)" in text
+    )
+    defaults = {
+        name: int(value)
+        for name, value in re.findall(r"param (requestBodySizeLimitBytes|maxEnqueueBytes) int = (\d+)", text)
+    }
+    assert defaults["maxEnqueueBytes"] < defaults["requestBodySizeLimitBytes"] == 104_857_600
+    example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    assert int(example["MAX_ENQUEUE_BYTES"]) < int(example["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"])

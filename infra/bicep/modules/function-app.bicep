@@ -88,6 +88,8 @@ var appServiceDomains = {
 var appServiceDomain = contains(appServiceDomains, environment().name) ? appServiceDomains[environment().name] : 'azurewebsites.net'
 var defaultBaseUrl = 'https://${name}.${appServiceDomain}'
 var effectiveBaseUrl = empty(publicBaseUrl) ? defaultBaseUrl : publicBaseUrl
+// At least 1 MiB below the host's limit, whatever the parameters say.
+var effectiveMaxEnqueueBytes = min(maxEnqueueBytes, requestBodySizeLimitBytes - 1048576)
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -216,7 +218,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'MAX_ENQUEUE_BYTES'
-          value: string(maxEnqueueBytes < requestBodySizeLimitBytes ? maxEnqueueBytes : requestBodySizeLimitBytes / 10 * 9)
+          value: string(effectiveMaxEnqueueBytes)
         }
       ], extraAppSettings)
     }
