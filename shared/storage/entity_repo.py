@@ -22,6 +22,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransac
 
 from shared.domain.schema import Entity
 from shared.storage import names
+from shared.storage.retry import retry_call
 
 BATCH_LIMIT = 100  # Table transactions take at most 100 operations, all in one partition
 NUM_SUFFIX = "__num"  # a Double copy of each int and decimal, for filters (see shared/formats/filters.py)
@@ -188,7 +189,9 @@ class EntityRepository:
     def _submit(table: TableClient, batch: list[dict]) -> tuple[int, list[tuple[dict, str]]]:
         ops = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
         try:
-            table.submit_transaction(ops)
+            # A batch is a POST, which the SDK does not retry after a reset (shared/storage/retry.py);
+            # a batch of upserts is idempotent, so it is retried here, not by restarting the file.
+            retry_call(lambda: table.submit_transaction(ops), what="a batch upsert")
             return len(batch), []
         except TableTransactionError:
             pass
