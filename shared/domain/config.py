@@ -13,20 +13,36 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain import limits
+from shared.domain.limits import MAX_ROW_PROPERTIES
 from shared.domain.schema import FIELD_TYPES, FORMAT_KINDS, Entity, Field, SourceFormat
 from shared.errors import ValidationError
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+COMPANY_RE = re.compile(limits.COMPANY_PATTERN)
 RECURRENCE_UNITS = ("minutes", "hours", "days", "weeks", "months")
 OPERATIONS = ("import", "export")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # a mapping default is stored as a Table Int64
 JOB_MODES = ("file", "package")
-MAX_ROW_PROPERTIES = 252  # Azure Table storage, excluding PartitionKey, RowKey and Timestamp
+
+# Codes of the ValidationErrors below that concern a limit (the message names the field and the limit).
+TOO_LONG = "ValueTooLong"
+TOO_MANY = "TooManyItems"
+OUT_OF_RANGE = "OutOfRange"
+
+
+def preview(value: Any, limit: int = 60) -> str:
+    """repr(value), shortened to about `limit` characters: messages quote what was sent, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}…{text[-8:]} ({len(text)} chars)"
 
 
 def check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or len(name) > limits.NAME_MAX_LENGTH or not NAME_RE.match(name):
         raise ValidationError(
-            f"{what} name {name!r} is not valid: use 1-64 letters, digits, '_' or '-', starting with a letter",
+            f"{what} name {preview(name)} is not valid: use 1-{limits.NAME_MAX_LENGTH} letters, digits, '_' "
+            "or '-', starting with a letter",
             code="InvalidName",
         )
     return name
@@ -39,24 +55,36 @@ def _obj(body: Any, what: str) -> dict:
 
 
 def _unknown(body: dict, allowed: set[str], path: str) -> None:
-    extra = sorted(set(body) - allowed)
+    extra = sorted(set(body) - allowed) if len(body) <= 100 else [k for k in body if k not in allowed]
     if extra:
         where = f"{path}: " if path else ""
-        raise ValidationError(
-            f"{where}unknown field(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}"
-        )
+        shown = ", ".join(preview(k, 40).strip("'\"") for k in extra[:5])
+        more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+        raise ValidationError(f"{where}unknown field(s) {shown}{more}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _str(
-    body: dict, key: str, path: str, *, required: bool = False, default: str | None = None
+    body: dict,
+    key: str,
+    path: str,
+    *,
+    required: bool = False,
+    default: str | None = None,
+    max_length: int | None = None,
 ) -> str | None:
-    value = body.get(key, default)
+    value = body.get(key)
+    if value is None:  # absent and null alike mean the default
+        value = default
     if value is None:
         if required:
             raise ValidationError(f"{path}{key} is required")
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{path}{key} must be a string")
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(
+            f"{path}{key} is {len(value)} characters long; the limit is {max_length}", code=TOO_LONG
+        )
     return value
 
 
@@ -69,27 +97,56 @@ def _bool(body: dict, key: str, path: str, default: bool) -> bool:
     return value
 
 
-def _int(body: dict, key: str, path: str, default: int | None, *, minimum: int | None = None) -> int | None:
-    value = body.get(key, default)
+def _int(body: dict, key: str, path: str, default: int | None, *, minimum: int, maximum: int) -> int | None:
+    """An integer within [minimum, maximum] (absent or null: `default`); the message names the range, never
+    the value (which may have 5,000 digits)."""
+    value = body.get(key)
+    if value is None:
+        value = default
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{path}{key} must be an integer")
-    if minimum is not None and value < minimum:
-        raise ValidationError(f"{path}{key} must be at least {minimum}")
+    if not minimum <= value <= maximum:
+        raise ValidationError(f"{path}{key} must be between {minimum} and {maximum}", code=OUT_OF_RANGE)
     return value
 
 
+def _list(body: dict, key: str, path: str, *, max_items: int, required: bool = False) -> list:
+    """A JSON list of at most `max_items` items (non-empty when `required`); absent or null is []."""
+    value = body.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or (required and not value):
+        raise ValidationError(f"{path}{key} must be a {'non-empty ' if required else ''}list")
+    if len(value) > max_items:
+        raise ValidationError(f"{path}{key} has {len(value)} items; the limit is {max_items}", code=TOO_MANY)
+    return value
+
+
+_DATETIME_SHAPE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def parse_datetime(value: Any, path: str) -> datetime | None:
+    """An ISO-8601 date-time (UTC when it names no offset) within limits.DATETIME_MIN/MAX, both as written
+    and in UTC."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{path} must be an ISO-8601 date-time string")
+    if not isinstance(value, str) or len(value) > 40 or not _DATETIME_SHAPE.match(value):
+        raise ValidationError(f"{path} must be an ISO-8601 date-time string (yyyy-MM-ddTHH:mm:ssZ)")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
-        raise ValidationError(f"{path}: {value!r} is not an ISO-8601 date-time") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise ValidationError(f"{path}: {preview(value)} is not an ISO-8601 date-time") from exc
+    written = parsed.year
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    low, high = limits.DATETIME_MIN, limits.DATETIME_MAX
+    # Compare the year as written first: converting year 1 or 9999 with an offset overflows.
+    if not low.year <= written <= high.year or not low <= parsed <= high:
+        raise ValidationError(
+            f"{path} must be between {iso(low)} and {iso(high.replace(microsecond=0))}", code=OUT_OF_RANGE
+        )
+    return parsed
 
 
 def iso(value: datetime | None) -> str | None:
@@ -97,12 +154,12 @@ def iso(value: datetime | None) -> str | None:
 
 
 def parse_guid(value: Any, path: str) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > limits.GUID_MAX_LENGTH:
         raise ValidationError(f"{path} must be a GUID string")
     try:
         return str(uuid.UUID(value.strip().strip("{}")))
     except ValueError as exc:
-        raise ValidationError(f"{path}: {value!r} is not a GUID") from exc
+        raise ValidationError(f"{path}: {preview(value)} is not a GUID") from exc
 
 
 # Entities ------------------------------------------------------------------------------------
@@ -112,9 +169,7 @@ def parse_entity(name: str, body: Any) -> Entity:
     check_name(name, "entity")
     body = _obj(body, "entity")
     _unknown(body, {"label", "fields", "keys", "companySpecific"}, "")
-    raw_fields = body.get("fields")
-    if not isinstance(raw_fields, list) or not raw_fields:
-        raise ValidationError("fields must be a non-empty list")
+    raw_fields = _list(body, "fields", "", max_items=limits.FIELDS_MAX, required=True)
     fields: list[Field] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_fields):
@@ -122,27 +177,37 @@ def parse_entity(name: str, body: Any) -> Entity:
         raw = _obj(raw, f"field {i}")
         _unknown(raw, {"name", "type", "required", "maxLength", "values"}, f"fields[{i}]")
         fname = _str(raw, "name", path, required=True)
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", fname or ""):
-            raise ValidationError(f"{path}name {fname!r} is not valid: letters, digits and '_' only")
+        if len(fname) > limits.FIELD_NAME_MAX_LENGTH or not FIELD_NAME_RE.match(fname):
+            raise ValidationError(
+                f"{path}name {preview(fname)} is not valid: 1-{limits.FIELD_NAME_MAX_LENGTH} letters, digits "
+                "and '_', not starting with a digit"
+            )
         if fname.upper() in seen or fname.upper() in ("PARTITIONKEY", "ROWKEY", "TIMESTAMP", "COMPANY"):
             raise ValidationError(f"{path}name {fname!r} is duplicated or reserved")
         seen.add(fname.upper())
         ftype = _str(raw, "type", path, default="string")
         if ftype not in FIELD_TYPES:
             raise ValidationError(
-                f"{path}type {ftype!r} is not a field type; use one of {', '.join(FIELD_TYPES)}"
+                f"{path}type {preview(ftype)} is not a field type; use one of {', '.join(FIELD_TYPES)}"
             )
-        values = raw.get("values")
         if ftype == "enum":
-            if (
-                not isinstance(values, list)
-                or not values
-                or not all(isinstance(v, str) and v for v in values)
-            ):
-                raise ValidationError(f"{path}values must list the enum's values (non-empty strings)")
-        elif values is not None:
+            values = _list(raw, "values", path, max_items=limits.ENUM_VALUES_MAX, required=True)
+            for j, v in enumerate(values):
+                if not isinstance(v, str) or not v:
+                    raise ValidationError(f"{path}values[{j}] must be a non-empty string")
+                if len(v) > limits.ENUM_VALUE_MAX_LENGTH:
+                    raise ValidationError(
+                        f"{path}values[{j}] is {len(v)} characters long; the limit is "
+                        f"{limits.ENUM_VALUE_MAX_LENGTH}",
+                        code=TOO_LONG,
+                    )
+            if len(set(values)) != len(values):
+                raise ValidationError(f"{path}values lists a value twice")
+        elif raw.get("values") is not None:
             raise ValidationError(f"{path}values is only allowed on enum fields")
-        max_length = _int(raw, "maxLength", path, None, minimum=1)
+        else:
+            values = []
+        max_length = _int(raw, "maxLength", path, None, minimum=1, maximum=limits.STRING_MAX_LENGTH)
         if max_length is not None and ftype != "string":
             raise ValidationError(f"{path}maxLength is only allowed on string fields")
         fields.append(
@@ -151,7 +216,7 @@ def parse_entity(name: str, body: Any) -> Entity:
                 type=ftype,
                 required=_bool(raw, "required", path, False),
                 max_length=max_length,
-                values=tuple(values or ()),
+                values=tuple(values),
             )
         )
     # A Table row holds at most 252 custom properties; ints and decimals also store a Double shadow for
@@ -163,22 +228,24 @@ def parse_entity(name: str, body: Any) -> Entity:
             f"the {MAX_ROW_PROPERTIES} a Table row holds; split it into several entities",
             code="TooManyFields",
         )
-    keys = body.get("keys")
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+    keys = _list(body, "keys", "", max_items=limits.KEYS_MAX, required=True)
+    if not all(isinstance(k, str) for k in keys):
         raise ValidationError("keys must be a non-empty list of field names")
     by_upper = {f.name.upper(): f.name for f in fields}
-    canonical_keys = []
+    canonical_keys: list[str] = []
     for k in keys:
         if k.upper() not in by_upper:
             raise ValidationError(
-                f"keys: {k!r} is not among the fields ({', '.join(f.name for f in fields)})"
+                f"keys: {preview(k)} is not among the fields ({', '.join(f.name for f in fields)})"
             )
+        if by_upper[k.upper()] in canonical_keys:
+            raise ValidationError(f"keys: {k!r} is listed twice")
         canonical_keys.append(by_upper[k.upper()])
     # Key fields are always required: a record without its key cannot be stored.
     fields = [replace(f, required=True) if f.name in canonical_keys else f for f in fields]
     return Entity(
         name=name,
-        label=_str(body, "label", "", default=name) or name,
+        label=_str(body, "label", "", default=name, max_length=limits.LABEL_MAX_LENGTH) or name,
         fields=tuple(fields),
         keys=tuple(canonical_keys),
         company_specific=_bool(body, "companySpecific", "", True),
@@ -226,6 +293,43 @@ def dotnet_to_strftime(pattern: str) -> str:
     return out
 
 
+def parse_encoding(value: Any, path: str) -> str | None:
+    """A text encoding's canonical codec name (None: detect from the BOM, else UTF-8).
+
+    Only what the codec registry flags as a text encoding (`CodecInfo._is_text_encoding`, False for the
+    bytes-to-bytes codecs base64, zlib, rot13, hex, ...) and that describes a file's characters
+    (limits.NOT_FILE_ENCODINGS). Source: CPython Lib/codecs.py (CodecInfo) and Lib/encodings/*.py."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{path} must be a string")
+    if len(value) > limits.ENCODING_MAX_LENGTH:
+        raise ValidationError(
+            f"{path} is {len(value)} characters long; the limit is {limits.ENCODING_MAX_LENGTH}",
+            code=TOO_LONG,
+        )
+    import codecs
+
+    try:
+        info = codecs.lookup(value)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True) or info.name in limits.NOT_FILE_ENCODINGS:
+        raise ValidationError(
+            f"{path} {preview(value)} is not a text encoding; use a character set such as utf-8, utf-16-le, "
+            "cp1252 or iso8859-1",
+            code="UnknownEncoding",
+        )
+    return info.name
+
+
+def _one_char(value: str, path: str, *, empty: bool) -> str:
+    if value in ("\r", "\n") or len(value) > 1 or (not value and not empty):
+        expected = "one character (not a line break)" + (" or empty" if empty else "")
+        raise ValidationError(f"{path} must be {expected}")
+    return value
+
+
 def parse_format(name: str, body: Any) -> SourceFormat:
     check_name(name, "format")
     body = _obj(body, "format")
@@ -242,37 +346,34 @@ def parse_format(name: str, body: Any) -> SourceFormat:
     _unknown(body, allowed, "")
     kind = _str(body, "kind", "", default="csv")
     if kind not in FORMAT_KINDS:
-        raise ValidationError(f"kind {kind!r} is not a format kind; use one of {', '.join(FORMAT_KINDS)}")
+        raise ValidationError(
+            f"kind {preview(kind)} is not a format kind; use one of {', '.join(FORMAT_KINDS)}"
+        )
     delimiter = _str(body, "delimiter", "", default=",")
     if delimiter in ("\\t", "tab", "TAB"):
         delimiter = "\t"
-    if not delimiter or len(delimiter) != 1:
-        raise ValidationError("delimiter must be a single character (or 'tab')")
-    qualifier = _str(body, "textQualifier", "", default='"')
-    if qualifier is not None and len(qualifier) > 1:
-        raise ValidationError("textQualifier must be one character or empty")
-    encoding = _str(body, "encoding", "")
-    if encoding:
-        import codecs
-
-        try:
-            encoding = codecs.lookup(encoding).name
-        except LookupError as exc:
-            raise ValidationError(f"encoding {encoding!r} is not known") from exc
+    if not delimiter or len(delimiter) != 1 or delimiter in "\r\n":
+        raise ValidationError("delimiter must be a single character (or 'tab'), not a line break")
+    qualifier = _one_char(_str(body, "textQualifier", "", default='"') or "", "textQualifier", empty=True)
+    if qualifier == delimiter:
+        raise ValidationError("textQualifier must differ from the delimiter")
+    encoding = parse_encoding(body.get("encoding"), "encoding")
     decimal_sep = _str(body, "decimalSeparator", "", default=".")
     if decimal_sep not in (".", ","):
         raise ValidationError("decimalSeparator must be '.' or ','")
+    date_format = _str(body, "dateFormat", "", default="yyyy-MM-dd", max_length=limits.PATTERN_MAX_LENGTH)
+    datetime_format = _str(
+        body, "datetimeFormat", "", default="yyyy-MM-dd HH:mm:ss", max_length=limits.PATTERN_MAX_LENGTH
+    )
     return SourceFormat(
         name=name,
         kind=kind,
         delimiter=delimiter,
-        text_qualifier=qualifier or "",
-        encoding=encoding or None,
+        text_qualifier=qualifier,
+        encoding=encoding,
         header_row=_bool(body, "headerRow", "", True),
-        date_format=dotnet_to_strftime(_str(body, "dateFormat", "", default="yyyy-MM-dd") or "yyyy-MM-dd"),
-        datetime_format=dotnet_to_strftime(
-            _str(body, "datetimeFormat", "", default="yyyy-MM-dd HH:mm:ss") or "yyyy-MM-dd HH:mm:ss"
-        ),
+        date_format=dotnet_to_strftime(date_format or "yyyy-MM-dd"),
+        datetime_format=dotnet_to_strftime(datetime_format or "yyyy-MM-dd HH:mm:ss"),
         decimal_separator=decimal_sep,
         extra={"source": body},
     )
@@ -319,66 +420,87 @@ class Project:
     description: str = ""
     filter: str | None = None
     entities: tuple[ProjectEntity, ...] = ()
+    # Exports: prefix text cells that a spreadsheet would run as a formula with a quote (writers.py).
+    neutralize_formulas: bool = True
 
     def ordered_entities(self) -> list[ProjectEntity]:
         return sorted(self.entities, key=lambda e: e.sequence)
 
 
+def _parse_mapping_rule(rule: Any, rpath: str) -> MappingRule:
+    rule = _obj(rule, rpath.rstrip("."))
+    _unknown(rule, {"source", "target", "default"}, rpath.rstrip("."))
+    target = _str(rule, "target", rpath, required=True, max_length=limits.FIELD_NAME_MAX_LENGTH)
+    source = _str(rule, "source", rpath, max_length=limits.COLUMN_MAX_LENGTH)
+    default = rule.get("default")
+    if isinstance(default, str):
+        if len(default) > limits.DEFAULT_MAX_LENGTH:
+            raise ValidationError(
+                f"{rpath}default is {len(default)} characters long; the limit is {limits.DEFAULT_MAX_LENGTH}",
+                code=TOO_LONG,
+            )
+    elif isinstance(default, bool) or default is None:
+        pass
+    elif isinstance(default, int | float):
+        if not _INT64_MIN <= default <= _INT64_MAX:  # False for NaN and the infinities too
+            raise ValidationError(
+                f"{rpath}default must be a number between {_INT64_MIN} and {_INT64_MAX}", code=OUT_OF_RANGE
+            )
+    else:
+        raise ValidationError(f"{rpath}default must be a string, number or boolean")
+    if source is None and default is None:
+        raise ValidationError(f"{rpath} needs a source column or a default")
+    return MappingRule(source=source or "", target=target, default=default)
+
+
 def parse_project(name: str, body: Any) -> Project:
     check_name(name, "project")
     body = _obj(body, "project")
-    _unknown(body, {"operation", "description", "filter", "entities"}, "")
+    _unknown(body, {"operation", "description", "filter", "entities", "neutralizeFormulas"}, "")
     operation = _str(body, "operation", "", required=True)
     if operation not in OPERATIONS:
-        raise ValidationError(f"operation {operation!r} must be 'import' or 'export'")
-    raw_entities = body.get("entities")
-    if not isinstance(raw_entities, list) or not raw_entities:
-        raise ValidationError("entities must be a non-empty list")
+        raise ValidationError(f"operation {preview(operation)} must be 'import' or 'export'")
+    raw_entities = _list(body, "entities", "", max_items=limits.PROJECT_ENTITIES_MAX, required=True)
     entities = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_entities):
         path = f"entities[{i}]."
         raw = _obj(raw, f"entities[{i}]")
         _unknown(raw, {"entity", "format", "sequence", "mapping", "transforms", "sheet"}, f"entities[{i}]")
-        ename = _str(raw, "entity", path, required=True)
+        ename = _str(raw, "entity", path, required=True, max_length=limits.REFERENCE_MAX_LENGTH)
+        if not ename.strip():
+            raise ValidationError(f"{path}entity must not be empty")
         if ename.upper() in seen:
             raise ValidationError(f"{path}entity {ename!r} is listed twice")
         seen.add(ename.upper())
-        mapping = []
-        for j, rule in enumerate(raw.get("mapping") or []):
-            rpath = f"{path}mapping[{j}]."
-            rule = _obj(rule, f"{rpath}")
-            _unknown(rule, {"source", "target", "default"}, rpath.rstrip("."))
-            target = _str(rule, "target", rpath, required=True)
-            source = _str(rule, "source", rpath)
-            default = rule.get("default")
-            if default is not None and not isinstance(default, str | int | float | bool):
-                raise ValidationError(f"{rpath}default must be a string, number or boolean")
-            if source is None and default is None:
-                raise ValidationError(f"{rpath} needs a source column or a default")
-            mapping.append(MappingRule(source=source or "", target=target, default=default))
-        transforms = raw.get("transforms") or []
-        if not isinstance(transforms, list) or not all(isinstance(t, str) for t in transforms):
-            raise ValidationError(f"{path}transforms must be a list of transform names")
+        rules = _list(raw, "mapping", path, max_items=limits.MAPPING_RULES_MAX)
+        mapping = [_parse_mapping_rule(rule, f"{path}mapping[{j}].") for j, rule in enumerate(rules)]
+        transforms = _list(raw, "transforms", path, max_items=limits.TRANSFORMS_MAX)
+        for j, t in enumerate(transforms):
+            if not isinstance(t, str):
+                raise ValidationError(f"{path}transforms must be a list of transform names")
+            check_name(t, f"{path}transforms[{j}]: transform")
+        fmt = _str(raw, "format", path, default="CSV", max_length=limits.NAME_MAX_LENGTH) or "CSV"
         entities.append(
             ProjectEntity(
                 entity=ename,
-                format=_str(raw, "format", path, default="CSV") or "CSV",
-                sequence=_int(raw, "sequence", path, i + 1, minimum=0) or 0,
+                format=fmt,
+                sequence=_int(raw, "sequence", path, i + 1, minimum=0, maximum=limits.SEQUENCE_MAX) or 0,
                 mapping=tuple(mapping),
                 transforms=tuple(transforms),
-                sheet=_str(raw, "sheet", path),
+                sheet=_str(raw, "sheet", path, max_length=limits.SHEET_MAX_LENGTH),
             )
         )
-    flt = _str(body, "filter", "")
+    flt = _str(body, "filter", "", max_length=limits.FILTER_MAX_LENGTH)
     if flt is not None and operation != "export":
         raise ValidationError("filter applies to export projects only")
     return Project(
         name=name,
         operation=operation,
-        description=_str(body, "description", "", default="") or "",
+        description=_str(body, "description", "", default="", max_length=limits.DESCRIPTION_MAX_LENGTH) or "",
         filter=flt or None,
         entities=tuple(entities),
+        neutralize_formulas=_bool(body, "neutralizeFormulas", "", True),
     )
 
 
@@ -388,6 +510,7 @@ def project_to_json(project: Project) -> dict:
         "operation": project.operation,
         "description": project.description,
         "filter": project.filter,
+        "neutralizeFormulas": project.neutralize_formulas,
         "entities": [
             {
                 "entity": e.entity,
@@ -452,19 +575,26 @@ class Job:
         return any(p.enabled and p.application_id == app_id for p in self.authorization_policy)
 
 
+def _unit(raw: dict, p: str) -> str:
+    unit = _str(raw, "unit", p, default="minutes")
+    if unit not in RECURRENCE_UNITS:
+        raise ValidationError(f"{p}unit {preview(unit)} must be one of {', '.join(RECURRENCE_UNITS)}")
+    return unit
+
+
 def _parse_recurrence(raw: Any, path: str) -> Recurrence | None:
     if raw is None:
         return None
     raw = _obj(raw, path)
     _unknown(raw, {"unit", "interval", "start", "end", "count"}, path)
     p = f"{path}."
-    unit = _str(raw, "unit", p, default="minutes")
-    if unit not in RECURRENCE_UNITS:
-        raise ValidationError(f"{p}unit {unit!r} must be one of {', '.join(RECURRENCE_UNITS)}")
-    interval = _int(raw, "interval", p, 1, minimum=1)
+    unit = _unit(raw, p)
+    interval = _int(raw, "interval", p, 1, minimum=limits.INTERVAL_MIN, maximum=limits.INTERVAL_MAX)
     start = parse_datetime(raw.get("start"), f"{p}start")
     end = parse_datetime(raw.get("end"), f"{p}end")
-    count = _int(raw, "count", p, None, minimum=1)
+    count = _int(
+        raw, "count", p, None, minimum=limits.RECURRENCE_COUNT_MIN, maximum=limits.RECURRENCE_COUNT_MAX
+    )
     if start and end and end <= start:
         raise ValidationError(f"{p}end must be after {p}start")
     if end and count:
@@ -478,14 +608,17 @@ def _parse_monitoring(raw: Any, path: str) -> Monitoring | None:
     raw = _obj(raw, path)
     _unknown(raw, {"unit", "interval", "backlogThreshold"}, path)
     p = f"{path}."
-    unit = _str(raw, "unit", p, default="minutes")
-    if unit not in RECURRENCE_UNITS:
-        raise ValidationError(f"{p}unit {unit!r} must be one of {', '.join(RECURRENCE_UNITS)}")
-    return Monitoring(
-        unit=unit,
-        interval=_int(raw, "interval", p, 5, minimum=1) or 5,
-        backlog_threshold=_int(raw, "backlogThreshold", p, 100, minimum=1) or 100,
+    unit = _unit(raw, p)
+    interval = _int(raw, "interval", p, 5, minimum=limits.INTERVAL_MIN, maximum=limits.INTERVAL_MAX)
+    threshold = _int(
+        raw,
+        "backlogThreshold",
+        p,
+        100,
+        minimum=limits.BACKLOG_THRESHOLD_MIN,
+        maximum=limits.BACKLOG_THRESHOLD_MAX,
     )
+    return Monitoring(unit=unit, interval=interval or 5, backlog_threshold=threshold or 100)
 
 
 JOB_FIELDS = {
@@ -513,15 +646,16 @@ def parse_job(activity_id: str, body: Any) -> Job:
     body_id = body.get("activityId")
     if body_id is not None and parse_guid(body_id, "activityId") != activity_id:
         raise ValidationError("activityId in the body differs from the one in the path")
-    name = _str(body, "name", "", required=True)
+    name = _str(body, "name", "", required=True, max_length=limits.JOB_NAME_MAX_LENGTH)
     if not name.strip():
         raise ValidationError("name must not be empty")
     mode = _str(body, "mode", "", default="file")
     if mode not in JOB_MODES:
-        raise ValidationError(f"mode {mode!r} must be 'file' or 'package'")
-    policy_raw = body.get("authorizationPolicy") or []
-    if not isinstance(policy_raw, list):
+        raise ValidationError(f"mode {preview(mode)} must be 'file' or 'package'")
+    policy_raw = body.get("authorizationPolicy")
+    if policy_raw is not None and not isinstance(policy_raw, list):
         raise ValidationError("authorizationPolicy must be a list of {applicationId, enabled}")
+    policy_raw = _list(body, "authorizationPolicy", "", max_items=limits.POLICY_ENTRIES_MAX)
     policy = []
     for i, raw in enumerate(policy_raw):
         path = f"authorizationPolicy[{i}]"
@@ -534,11 +668,24 @@ def parse_job(activity_id: str, body: Any) -> Job:
             )
         )
     company = _str(body, "company", "")
+    if company and (len(company) > limits.COMPANY_MAX_LENGTH or not COMPANY_RE.match(company)):
+        raise ValidationError(
+            f"company {preview(company)} is not a legal entity ID: 1-{limits.COMPANY_MAX_LENGTH} letters, "
+            "digits, '_' or '-', starting with a letter or digit"
+        )
+    redelivery = _int(
+        body,
+        "redeliveryMinutes",
+        "",
+        30,
+        minimum=limits.REDELIVERY_MINUTES_MIN,
+        maximum=limits.REDELIVERY_MINUTES_MAX,
+    )
     return Job(
         activity_id=activity_id,
         name=name,
-        project=_str(body, "project", "", required=True),
-        description=_str(body, "description", "", default="") or "",
+        project=_str(body, "project", "", required=True, max_length=limits.NAME_MAX_LENGTH),
+        description=_str(body, "description", "", default="", max_length=limits.DESCRIPTION_MAX_LENGTH) or "",
         enabled=_bool(body, "enabled", "", True),
         mode=mode,
         process_in_order=_bool(body, "processInOrder", "", False),
@@ -547,7 +694,7 @@ def parse_job(activity_id: str, body: Any) -> Job:
         recurrence=_parse_recurrence(body.get("recurrence"), "recurrence"),
         monitoring=_parse_monitoring(body.get("monitoring"), "monitoring"),
         prevent_upload_when_zero_records=_bool(body, "preventUploadWhenZeroRecords", "", False),
-        redelivery_minutes=_int(body, "redeliveryMinutes", "", 30, minimum=1) or 30,
+        redelivery_minutes=redelivery or 30,
         incremental=_bool(body, "incremental", "", False),
         authorization_policy=tuple(policy),
     )
