@@ -8,6 +8,15 @@ Converters are built once per file; each page is formatted and encoded in one go
 Values as written: 'yyyy-MM-dd HH:mm:ss' datetimes in UTC (or the format's own patterns), exact
 decimals in plain notation, Yes/No booleans; JSON carries numbers, booleans, exact decimal strings and
 ISO-8601 dates. A missing (None) value is an empty field, an empty element or attribute, or JSON null.
+
+Formula neutralization (CSV and Excel, on unless `neutralize=False`): a text value (string and enum
+fields) that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written with a single quote in
+front, so that a spreadsheet shows it instead of running it as a formula (OWASP, "CSV Injection",
+owasp.org/www-community/attacks/CSV_Injection). Numbers, dates and booleans are never changed: a
+negative int or decimal stays `-5`. In CSV without a text qualifier, where a delimiter or line break in a
+value is only backslash-escaped and a spreadsheet would start a new cell there, the start of each such
+cell is neutralized too. Excel text cells are always written as strings (never a formula or an error
+value), whatever the option.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from shared.formats.conversion import strptime_pattern
 Column = tuple[Field, str]  # (entity field, column/element name in the file)
 Page = Sequence[Mapping[str, Any]]  # rows: field name → stored value
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list of characters that start a formula
+_TEXT_TYPES = frozenset({"string", "enum"})  # field types whose values are free text
 _SHEET_JUNK = re.compile(r"[\[\]:*?/\\]")
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -77,6 +88,32 @@ def _text_converter(f: Field, fmt: SourceFormat) -> Callable[[Any], str]:
     return lambda v: str(_plain(v))
 
 
+def neutralize_formula(text: str) -> str:
+    """`text` with a single quote in front when a spreadsheet would run it as a formula (FORMULA_PREFIXES)."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _cell_converters(
+    columns: Sequence[Column], fmt: SourceFormat, neutralize: bool, guard: Callable[[str], str] | None = None
+) -> list[tuple[str, Callable[[Any], str]]]:
+    """(field name, stored value → cell text) per column; text fields neutralized when `neutralize`."""
+    guard = guard or neutralize_formula
+    converters = []
+    for f, _ in columns:
+        convert = _text_converter(f, fmt)
+        if neutralize and f.type in _TEXT_TYPES:
+            convert = (lambda c: lambda v: guard(c(v)))(convert)
+        converters.append((f.name, convert))
+    return converters
+
+
+def _unqualified_guard(delimiter: str) -> Callable[[str], str]:
+    """Neutralization for CSV without a text qualifier: a spreadsheet ignores the backslash escapes, so
+    every delimiter or line break inside a value starts a cell of its own, and each of those is guarded."""
+    starts = re.compile(f"(^|[{re.escape(delimiter)}\r\n])(?=[=+\\-@\t\r])")
+    return lambda text: starts.sub(r"\1'", text)
+
+
 def _json_converter(f: Field) -> Callable[[Any], Any]:
     """Stored value → JSON: numbers for int, booleans, exact decimal strings, ISO-8601 dates and datetimes."""
     if f.type == "int":
@@ -123,10 +160,18 @@ def excel_sheet_name(name: str) -> str:
 # Entity file writers: (stream, columns, format, pages of rows) -------------------------------------
 
 
-def write_csv(stream: BinaryIO, columns: Sequence[Column], fmt: SourceFormat, pages: Iterable[Page]) -> None:
+def write_csv(
+    stream: BinaryIO,
+    columns: Sequence[Column],
+    fmt: SourceFormat,
+    pages: Iterable[Page],
+    *,
+    neutralize: bool = True,
+) -> None:
     """Delimited text with CRLF line ends: values quoted only when they hold the delimiter, the qualifier
     or a line break (no qualifier: such characters are escaped with a backslash); a header row when the
-    format has one; the format's encoding (and its BOM for UTF-16 or utf-8-sig)."""
+    format has one; the format's encoding (and its BOM for UTF-16 or utf-8-sig). Text that would run as a
+    formula is neutralized unless `neutralize` is False (see the module docstring)."""
     codec, bom = _encoding(fmt)
     buffer = io.StringIO()
     if fmt.text_qualifier:
@@ -142,7 +187,8 @@ def write_csv(stream: BinaryIO, columns: Sequence[Column], fmt: SourceFormat, pa
         writer = csv.writer(
             buffer, delimiter=fmt.delimiter, quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\r\n"
         )
-    converters = [(f.name, _text_converter(f, fmt)) for f, _ in columns]
+    guard = None if fmt.text_qualifier else _unqualified_guard(fmt.delimiter)
+    converters = _cell_converters(columns, fmt, neutralize, guard)
     stream.write(bom)
     if fmt.header_row:
         writer.writerow([column for _, column in columns])
@@ -222,9 +268,11 @@ def write_excel(
     pages: Iterable[Page],
     *,
     sheet: str | None = None,
+    neutralize: bool = True,
 ) -> None:
     """An .xlsx workbook with one sheet (`sheet`, else 'Sheet1'): a header row of the column names, then
-    one row per record with the values as text (as in CSV); a missing value is an empty cell.
+    one row per record with the values as text (as in CSV); a missing value is an empty cell. Text that
+    would run as a formula is neutralized unless `neutralize` is False (see the module docstring).
 
     openpyxl's write-only mode keeps rows in a temporary file; saving writes a zip, so `stream` should
     be a seekable file (e.g. a temporary file)."""
@@ -232,14 +280,32 @@ def write_excel(
 
     workbook = Workbook(write_only=True)
     worksheet = workbook.create_sheet(sheet or "Sheet1")
-    worksheet.append([column for _, column in columns])
-    converters = [(f.name, _text_converter(f, fmt)) for f, _ in columns]
+    worksheet.append([_excel_text(worksheet, column) for _, column in columns])
+    converters = _cell_converters(columns, fmt, neutralize)
     for page in pages:
         for row in page:
             values = []
             for name, convert in converters:
                 value = row.get(name)
                 # Cells cannot hold XML-invalid control characters; drop them as the XML writer does.
-                values.append(None if value is None else _XML_INVALID.sub("", convert(value)))
+                values.append(
+                    None if value is None else _excel_text(worksheet, _XML_INVALID.sub("", convert(value)))
+                )
             worksheet.append(values)
     workbook.save(stream)
+
+
+def _excel_text(worksheet: Any, text: str) -> Any:
+    """`text` as openpyxl should store it: plain text as is; text that openpyxl would turn into a formula
+    (it starts with '=') or an error value ('#N/A', ...) as a cell forced to a string.
+
+    openpyxl 3.1 Cell._bind_value sets data_type 'f' for a str longer than one character starting with
+    '=' and 'e' for one of ERROR_CODES; a cell's data_type can be reset to 's' after the value is bound,
+    and the writer then emits an inline string (openpyxl/cell/_writer.py)."""
+    if not text.startswith(("=", "#")):
+        return text
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(worksheet, value=text)
+    cell.data_type = "s"
+    return cell

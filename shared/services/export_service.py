@@ -94,6 +94,7 @@ class EntityPlan:
     select: list[str]
     sheet: str | None = None
     count: int = 0
+    neutralize: bool = True  # the project's neutralizeFormulas (CSV and Excel)
 
 
 @dataclass
@@ -349,6 +350,7 @@ class ExportService:
                     expr=expr,
                     select=select,
                     sheet=_sheet_name(pe, entity) if fmt.kind == "excel" else None,
+                    neutralize=project.neutralize_formulas,
                 )
             )
         return plans
@@ -506,13 +508,20 @@ class ExportService:
         kind = plan.fmt.kind
         if kind == "excel":
             with tempfile.TemporaryFile(dir=self._spool_dir) as xlsx:
-                write_excel(xlsx, plan.columns, plan.fmt, self._pages(plan), sheet=plan.sheet)
+                write_excel(
+                    xlsx,
+                    plan.columns,
+                    plan.fmt,
+                    self._pages(plan),
+                    sheet=plan.sheet,
+                    neutralize=plan.neutralize,
+                )
                 xlsx.seek(0)
                 writer.add_entity_file(plan.file_name, xlsx)
             return
         with writer.open_entity_file(plan.file_name) as entry:
             if kind == "csv":
-                write_csv(entry, plan.columns, plan.fmt, self._pages(plan))
+                write_csv(entry, plan.columns, plan.fmt, self._pages(plan), neutralize=plan.neutralize)
             elif kind == "json":
                 write_json(entry, plan.columns, plan.fmt, self._pages(plan))
             else:

