@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import signal
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient, TextBase64EncodePolicy
 
 from tests.devhost.hostproc import HostProcess, clean_env
@@ -46,8 +47,13 @@ def records(output_dir: Path, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def queue(azurite: AzuriteProcess, name: str, policy: Any = None) -> QueueClient:
-    return QueueClient.from_connection_string(azurite.connection_string, name, message_encode_policy=policy)
+def queue(azurite: AzuriteProcess, name: str, policy: Any = None, *, create: bool = False) -> QueueClient:
+    """A client for the queue; ``create`` for trigger queues, which the host never creates (QueueListener.cs)."""
+    client = QueueClient.from_connection_string(azurite.connection_string, name, message_encode_policy=policy)
+    if create:
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+    return client
 
 
 def peek(client: QueueClient) -> list[str]:
@@ -193,7 +199,7 @@ def test_queue_trigger_decodes_base64_and_deletes(
     sample_host: HostProcess, devhost_azurite: AzuriteProcess, output_dir: Path
 ) -> None:
     texts = [f"hello {i} ünï {uuid.uuid4()}" for i in range(6)]
-    sender = queue(devhost_azurite, "work-items", TextBase64EncodePolicy())
+    sender = queue(devhost_azurite, "work-items", TextBase64EncodePolicy(), create=True)
     for text in texts:
         sender.send_message(text)
     binary = uuid.uuid4().bytes + b"\x00\xff"
@@ -215,7 +221,7 @@ def test_failing_message_moves_to_poison_with_original_content(
     sample_host: HostProcess, devhost_azurite: AzuriteProcess, output_dir: Path
 ) -> None:
     body = f"bad-{uuid.uuid4()}"
-    queue(devhost_azurite, "fail-items", TextBase64EncodePolicy()).send_message(body)
+    queue(devhost_azurite, "fail-items", TextBase64EncodePolicy(), create=True).send_message(body)
     poison = queue(devhost_azurite, "fail-items-poison")
     encoded = base64.b64encode(body.encode()).decode()
     wait_for(
@@ -232,7 +238,7 @@ def test_undecodable_message_is_poisoned_without_invoking(
     sample_host: HostProcess, devhost_azurite: AzuriteProcess
 ) -> None:
     raw = f"not base64 {uuid.uuid4()}!"
-    queue(devhost_azurite, "work-items").send_message(raw)
+    queue(devhost_azurite, "work-items", create=True).send_message(raw)
     poison = queue(devhost_azurite, "work-items-poison")
     wait_for(lambda: raw in peek(poison), 15, "raw message poisoned")
     assert "is not valid base64" in sample_host.stderr

@@ -1,9 +1,20 @@
-"""Poll Azure Storage queues for queue-triggered functions with the host's retry and poison semantics.
+"""Poll Azure Storage queues for queue-triggered functions with the Storage Queues extension's semantics.
 
-Like the Functions host: messages are received in batches and hidden for the duration of the
-invocation (a lease, renewed while it runs), deleted on success, made visible again after
-``visibilityTimeout`` on failure, and moved with their original content to ``<queue>-poison``
-once ``dequeue_count`` reaches ``maxDequeueCount``.
+Modelled on Azure/azure-sdk-for-net, sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/
+Queues/QueueListener.cs and QueueProcessor.cs, and Storage.Queues/src/Listeners/QueueListenerFactory.cs and
+QueueServiceClientProvider.cs:
+
+- the trigger queue is never created: while it does not exist the listener backs off and checks again;
+- a batch is received hidden for 10 minutes (``--queue-lease``), renewed at half-time while the function runs;
+- success deletes the message; failure makes it visible again after ``visibilityTimeout``, or, once
+  ``dequeue_count >= maxDequeueCount``, copies it with its original text to ``<queue>-poison`` (created on
+  demand) and deletes it;
+- a message that is not valid for ``messageEncoding`` goes to the poison queue at once, uninvoked;
+- a message received with ``dequeue_count > maxDequeueCount`` (a worker died mid-invocation) goes to the poison
+  queue without invoking;
+- a queue whose name ends in ``-poison`` (or whose ``-poison`` name would exceed 63 characters) has no poison
+  queue: a failure leaves the message invisible until its lease lapses, and a message over the limit or not
+  decodable is skipped, neither invoked nor deleted, until its time-to-live ends.
 """
 
 from __future__ import annotations
@@ -32,7 +43,10 @@ from .settings import QueueSettings
 log = logging.getLogger("devhost.queue")
 
 MIN_POLLING_INTERVAL = 0.1
-DEFAULT_LEASE_SECONDS = 300
+# QueueListener: "_visibilityTimeout = TimeSpan.FromMinutes(10)", renewed when half of it is left.
+DEFAULT_LEASE_SECONDS = 600
+POISON_SUFFIX = "-poison"
+MAX_QUEUE_NAME = 63  # Azure queue names are 3-63 characters
 _ERROR_LOG_EVERY = 30.0
 
 
@@ -70,7 +84,15 @@ def manual_message(text: str) -> QueueMessage:
     )
 
 
-def open_queue(connection_setting: str, queue_name: str) -> QueueClient:
+def poison_queue_name(queue_name: str) -> str | None:
+    """``<queue>-poison``, or None when the queue has no poison queue (QueueListenerFactory.CreatePoisonQueueReference)."""
+    if queue_name.endswith(POISON_SUFFIX) or len(queue_name) + len(POISON_SUFFIX) > MAX_QUEUE_NAME:
+        return None
+    return queue_name + POISON_SUFFIX
+
+
+def open_queue(connection_setting: str, queue_name: str, *, create: bool = False) -> QueueClient:
+    """A client for the queue; ``create`` only for poison queues, which the host creates on first use."""
     client = QueueClient.from_connection_string(
         connection_string(connection_setting),
         queue_name,
@@ -79,8 +101,9 @@ def open_queue(connection_setting: str, queue_name: str) -> QueueClient:
         retry_policy=LinearRetry(backoff=1, retry_total=2, random_jitter_range=1),
         connection_timeout=5,
     )
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
+    if create:
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
     return client
 
 
@@ -114,6 +137,7 @@ class QueuePoller:
         self.threshold = max(0, min(settings.new_batch_threshold, settings.batch_size))
         # The host runs up to batchSize + newBatchThreshold messages at once per function.
         self.capacity = self.batch_size + self.threshold
+        self.poison_name = poison_queue_name(function.queue_name)
         self._client: QueueClient | None = None
         self._poison: QueueClient | None = None
         self._poison_lock = threading.Lock()
@@ -125,6 +149,7 @@ class QueuePoller:
         )
         self._thread = threading.Thread(target=self._run, name=f"poll-{function.name}", daemon=True)
         self._last_error: tuple[str, float] | None = None
+        self._missing_reported = False
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -153,10 +178,21 @@ class QueuePoller:
             log.error("%s (queue %s, function %s)", text, self.function.queue_name, self.function.name)
             self._last_error = (text, now)
 
+    def _queue_missing(self) -> None:
+        # QueueListener checks that the queue exists and backs off while it does not; it never creates it.
+        if not self._missing_reported:
+            log.info(
+                "queue %s does not exist; function %s waits for it (the host never creates trigger queues)",
+                self.function.queue_name,
+                self.function.name,
+            )
+            self._missing_reported = True
+
     def _run(self) -> None:
         delay = MIN_POLLING_INTERVAL
         max_delay = max(MIN_POLLING_INTERVAL, self.settings.local_polling_interval)
         while not self._stop.is_set():
+            messages: list[Any] = []
             try:
                 if self._client is None:
                     self._client = open_queue(self.function.connection, self.function.queue_name)
@@ -167,13 +203,13 @@ class QueuePoller:
                 with self._cond:
                     room = min(self.batch_size, self.capacity - self._inflight)
                 messages = self._receive(room) if room > 0 else []
+            except ResourceNotFoundError:
+                self._queue_missing()
             except Exception as error:
                 self._report("polling failed", error)
-                messages = []
-                if isinstance(error, ResourceNotFoundError):
-                    self._client = None  # the queue was deleted (e.g. by a test): create it again
             if messages:
                 self._last_error = None
+                self._missing_reported = False
                 delay = MIN_POLLING_INTERVAL
                 for message in messages:
                     self._dispatch(message)
@@ -221,21 +257,35 @@ class QueuePoller:
 
     # --- invocation -------------------------------------------------------------------------------
     def _dispatch(self, message: Any) -> None:
-        lease = _Lease(message.id, message.pop_receipt, time.monotonic() + self.lease_seconds / 2)
         with self._cond:
             self._inflight += 1
-            self._leases[message.id] = lease
-        if message.dequeue_count and message.dequeue_count > self.settings.max_dequeue_count:
-            # Already over the limit (a previous run died mid-invocation): poison without running.
-            self._executor.submit(self._finish, message, lease, False)
+        dequeue_count = message.dequeue_count or 0
+        if dequeue_count > self.settings.max_dequeue_count:
+            # QueueProcessor.BeginProcessingMessageAsync: a previous run died mid-invocation; not invoked again.
+            why = f"over maxDequeueCount {self.settings.max_dequeue_count}"
+            self._executor.submit(
+                self._finish, message, None, lambda lease: self._handle_poison(message, why)
+            )
             return
-        self._executor.submit(self._process, message, lease)
+        try:
+            body = decode_content(message.content, self.settings.message_encoding)
+        except MessageDecodeError as error:
+            # QueueServiceClientProvider's MessageDecodingFailed handler poisons at once, uninvoked.
+            why = str(error)
+            self._executor.submit(
+                self._finish, message, None, lambda lease: self._handle_poison(message, why)
+            )
+            return
+        # Only an invocation holds a lease that is renewed; skipped messages keep their receive visibility.
+        lease = _Lease(message.id, message.pop_receipt, time.monotonic() + self.lease_seconds / 2)
+        with self._cond:
+            self._leases[message.id] = lease
+        self._executor.submit(self._process, message, lease, body)
 
-    def _process(self, message: Any, lease: _Lease) -> None:
+    def _process(self, message: Any, lease: _Lease, body: bytes) -> None:
         started = time.perf_counter()
         ok = False
         try:
-            body = decode_content(message.content, self.settings.message_encoding)
             # The worker's QueueMessage (azure.functions.queue), which carries the dequeue count.
             self.function.invoke(
                 QueueMessage(
@@ -249,31 +299,29 @@ class QueuePoller:
                 )
             )
             ok = True
-        except MessageDecodeError as error:
-            print(f"Message {message.id} on {self.function.queue_name}: {error}", file=sys.stderr, flush=True)
         except Exception:
-            print(
+            _say(
                 f"Function {self.function.name} failed on message {message.id} "
-                f"(dequeue count {message.dequeue_count}):\n{traceback.format_exc()}",
-                file=sys.stderr,
-                flush=True,
+                f"(dequeue count {message.dequeue_count}):\n{traceback.format_exc()}"
             )
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             outcome = "Succeeded" if ok else "Failed"
-            print(
+            _say(
                 f"queue {self.function.queue_name} -> {self.function.name} {message.id} "
-                f"dequeue={message.dequeue_count} {outcome} {elapsed:.1f}ms",
-                file=sys.stderr,
-                flush=True,
+                f"dequeue={message.dequeue_count} {outcome} {elapsed:.1f}ms"
             )
-            self._finish(message, lease, ok)
+            self._finish(message, lease, lambda held: self._complete(message, held, ok))
 
-    def _finish(self, message: Any, lease: _Lease, ok: bool) -> None:
+    def _finish(self, message: Any, lease: _Lease | None, settle: Any) -> None:
+        """Run ``settle(lease)`` (delete, release, poison or leave), then free the in-flight slot."""
         try:
-            with lease.lock:
-                lease.done = True
-                self._settle(message, lease, ok)
+            if lease is None:
+                settle(None)
+            else:
+                with lease.lock:
+                    lease.done = True
+                    settle(lease)
         except Exception as error:
             # The lease expires on its own, so the message is retried later.
             self._report(f"settling message {message.id} failed", error)
@@ -283,30 +331,60 @@ class QueuePoller:
                 self._inflight -= 1
                 self._cond.notify_all()
 
-    def _settle(self, message: Any, lease: _Lease, ok: bool) -> None:
+    def _complete(self, message: Any, lease: _Lease, ok: bool) -> None:
+        """QueueProcessor.CompleteProcessingMessageAsync."""
         assert self._client is not None
         if ok:
-            self._client.delete_message(lease.message_id, pop_receipt=lease.pop_receipt)
-        elif (message.dequeue_count or 0) >= self.settings.max_dequeue_count:
-            poison = self._poison_queue()
-            # The original, still-encoded text, so a requeue is a plain copy back.
-            poison.send_message(message.content)
-            self._client.delete_message(lease.message_id, pop_receipt=lease.pop_receipt)
-            print(
-                f"queue {self.function.queue_name}: message {message.id} moved to {poison.queue_name} "
-                f"after {message.dequeue_count} attempts",
-                file=sys.stderr,
-                flush=True,
+            self._client.delete_message(message.id, pop_receipt=lease.pop_receipt)
+        elif self.poison_name is None:
+            # "For queues without a corresponding poison queue, leave the message invisible when processing
+            # fails to prevent a fast infinite loop." It reappears when its lease lapses.
+            _say(
+                f"queue {self.function.queue_name}: message {message.id} failed and stays invisible for up "
+                f"to {self.lease_seconds}s (a queue ending in {POISON_SUFFIX!r} has no poison queue)"
             )
+        elif (message.dequeue_count or 0) >= self.settings.max_dequeue_count:
+            self._move_to_poison(message, lease.pop_receipt, f"after {message.dequeue_count} attempts")
         else:
             self._client.update_message(
-                lease.message_id,
+                message.id,
                 pop_receipt=lease.pop_receipt,
                 visibility_timeout=int(self.settings.visibility_timeout),
             )
 
+    def _handle_poison(self, message: Any, why: str) -> None:
+        """QueueProcessor.HandlePoisonMessageAsync for a message that is not invoked."""
+        if self.poison_name is None:
+            # Nothing is copied or deleted: the message stays hidden for its receive visibility, then comes
+            # back (with a higher dequeue count) until its time-to-live ends.
+            _say(
+                f"queue {self.function.queue_name}: message {message.id} skipped without invoking "
+                f"{self.function.name} ({why}); it is not deleted (a queue ending in {POISON_SUFFIX!r} "
+                "has no poison queue) and reappears until it expires"
+            )
+            return
+        self._move_to_poison(message, message.pop_receipt, f"without invoking ({why})")
+
+    def _move_to_poison(self, message: Any, pop_receipt: str, why: str) -> None:
+        assert self._client is not None
+        poison = self._poison_queue()
+        # The original, still-encoded text, so a requeue is a plain copy back.
+        poison.send_message(message.content)
+        self._client.delete_message(message.id, pop_receipt=pop_receipt)
+        _say(
+            f"queue {self.function.queue_name}: message {message.id} moved to {poison.queue_name} {why} "
+            f"(dequeue count {message.dequeue_count})"
+        )
+
     def _poison_queue(self) -> QueueClient:
+        assert self.poison_name is not None
         with self._poison_lock:
             if self._poison is None:
-                self._poison = open_queue(self.function.connection, f"{self.function.queue_name}-poison")
+                # AddMessageAndCreateIfNotExistsAsync: the poison queue is created on first use.
+                self._poison = open_queue(self.function.connection, self.poison_name, create=True)
             return self._poison
+
+
+def _say(text: str) -> None:
+    """Invocation outcomes go to stderr unbuffered, in order with the functions' own output."""
+    print(text, file=sys.stderr, flush=True)
