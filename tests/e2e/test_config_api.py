@@ -181,7 +181,7 @@ def test_job_lifecycle_and_validation(api):
     [
         ({"project": "NoSuchProject"}, "project: project 'NoSuchProject' does not exist"),
         ({"recurrence": {"unit": "fortnights"}}, "recurrence.unit"),
-        ({"recurrence": {"unit": "days", "interval": 0}}, "recurrence.interval must be at least 1"),
+        ({"recurrence": {"unit": "days", "interval": 0}}, "recurrence.interval must be between 1 and 10000"),
         ({"recurrence": {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}}, "recurrence.end"),
         ({"authorizationPolicy": [{"applicationId": "not-a-guid"}]}, "authorizationPolicy[0].applicationId"),
         ({"mode": "batch"}, "mode"),
@@ -226,3 +226,107 @@ def test_transforms_are_validated_and_stored(api):
     bad = api.admin("PUT", f"/api/manage/transforms/{api.unique('T')}", data=b"<not-xslt/>")
     assert bad.status_code == 400 and error_of(bad)["code"] == "InvalidTransform"
     assert api.admin("DELETE", f"/api/manage/transforms/{name}").status_code == 204
+
+
+# Bounded and meaningful values (issue 17): each violation is a 400 naming the field and the limit -----------
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment", "code"),
+    [
+        (
+            {**ENTITY, "label": "x" * 60_000},
+            "label is 60000 characters long; the limit is 128",
+            "ValueTooLong",
+        ),
+        (
+            {
+                **ENTITY,
+                "fields": [
+                    *ENTITY["fields"],
+                    {"name": "E", "type": "enum", "values": list(map(str, range(5000)))},
+                ],
+            },
+            "fields[2].values has 5000 items; the limit is 1000",
+            "TooManyItems",
+        ),
+        (
+            {**ENTITY, "fields": [*ENTITY["fields"], {"name": "S", "maxLength": 10**30}]},
+            "fields[2].maxLength must be between 1 and 32768",
+            "OutOfRange",
+        ),
+    ],
+)
+def test_entity_limits_are_400s_that_name_the_field_and_the_limit(api, body, fragment, code):
+    resp = api.admin("PUT", f"/api/manage/entities/{api.unique('Big')}", json=body)
+    assert resp.status_code == 400, resp.text
+    error = error_of(resp)
+    assert fragment in error["message"] and error["code"] == code
+    assert len(error["message"]) < 400
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "base64", "zlib", "undefined"])
+def test_formats_accept_text_encodings_only(api, encoding):
+    resp = api.admin(
+        "PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", "encoding": encoding}
+    )
+    assert resp.status_code == 400, resp.text
+    assert error_of(resp)["code"] == "UnknownEncoding"
+    assert f"encoding {encoding!r} is not a text encoding" in error_of(resp)["message"]
+
+
+def test_formats_store_a_text_encoding_under_its_canonical_name(api):
+    fmt = api.ok("PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", "encoding": "Latin-1"})
+    assert fmt["encoding"] == "iso8859-1"
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"redeliveryMinutes": 10**18}, "redeliveryMinutes must be between 1 and 10080"),
+        ({"recurrence": {"count": 10**12}}, "recurrence.count must be between 1 and 1000000"),
+        (
+            {"monitoring": {"backlogThreshold": 10**30}},
+            "monitoring.backlogThreshold must be between 1 and 1000000",
+        ),
+        (
+            {"recurrence": {"start": "0001-01-01T00:00:00+05:00"}},
+            "recurrence.start must be between 2000-01-01",
+        ),
+        ({"company": "us/mf"}, "company 'us/mf' is not a legal entity ID"),
+        ({"name": "n" * 129}, "name is 129 characters long; the limit is 128"),
+        (
+            {"authorizationPolicy": [{"applicationId": str(uuid.uuid4())}] * 101},
+            "authorizationPolicy has 101 items",
+        ),
+    ],
+)
+def test_job_limits_are_400s_that_name_the_field_and_the_limit(api, patch, fragment):
+    resp = api.admin("POST", "/api/manage/jobs", json={"name": "j", "project": "P", **patch})
+    assert resp.status_code == 400, resp.text
+    assert fragment in error_of(resp)["message"]
+
+
+def test_project_limits_and_the_formula_option(api):
+    name = api.unique("Cg")
+    api.ok("PUT", f"/api/manage/entities/{name}", json=ENTITY)
+    project = api.unique("P")
+    body = {"operation": "export", "entities": [{"entity": name}]}
+    assert api.ok("PUT", f"/api/manage/projects/{project}", json=body)["neutralizeFormulas"] is True
+    off = api.ok("PUT", f"/api/manage/projects/{project}", json={**body, "neutralizeFormulas": False})
+    assert off["neutralizeFormulas"] is False
+    assert api.ok("GET", f"/api/manage/projects/{project}")["neutralizeFormulas"] is False
+    for bad, fragment in [
+        ({**body, "neutralizeFormulas": "no"}, "neutralizeFormulas must be true or false"),
+        (
+            {**body, "entities": [{"entity": name, "sheet": "s" * 32}]},
+            "entities[0].sheet is 32 characters long",
+        ),
+        (
+            {**body, "entities": [{"entity": f"E{i}"} for i in range(251)]},
+            "entities has 251 items; the limit is 250",
+        ),
+    ]:
+        resp = api.admin("PUT", f"/api/manage/projects/{project}", json=bad)
+        assert resp.status_code == 400, resp.text
+        assert fragment in error_of(resp)["message"]
