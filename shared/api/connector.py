@@ -49,7 +49,7 @@ def job_status(req: func.HttpRequest, principal) -> func.HttpResponse:
     job = enqueue_service().get_job_for_caller(_activity_id(req), principal)
     message_id = parse_guid(clean_id(req.params.get("jobId")), "jobId")
     try:
-        return json_response(legacy_job_status(job, message_id))
+        return json_response(legacy_job_status(job, message_id, principal))
     except NotFoundError as exc:
         raise NotFoundError(
             f"message {message_id} is not a message of this job", code="MessageNotFound"

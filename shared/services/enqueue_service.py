@@ -13,6 +13,7 @@ from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.domain.config import Job
 from shared.errors import AppError, ForbiddenError, TooLargeError, ValidationError
+from shared.services import execution_access
 from shared.services.config_service import ConfigService
 from shared.services.dispatch import Dispatcher
 from shared.storage.message_repo import MessageRepository
@@ -125,6 +126,7 @@ class EnqueueService:
                     "Size": len(body),
                     "ContentSha256": content_hash,
                     "Mode": job.mode,
+                    execution_access.REQUESTED_BY: execution_access.requested_by(principal),
                 },
             )
         except Exception:

@@ -4,37 +4,45 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared import settings
 from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.domain.config import Job
-from shared.errors import ForbiddenError, NotFoundError
+from shared.errors import NotFoundError
+from shared.services import execution_access
 from shared.storage.message_repo import iso
 
 
 def get_message_for_caller(message_id: str, principal: Principal) -> dict:
-    """The message, if the caller is an admin or authorized on the message's job."""
+    """The message, if the caller may see it (execution_access.may_see).
+
+    Raises NotFoundError MessageNotFound (404) both when the message does not exist and when the caller
+    may not see it, with the same message text, so a message ID reveals nothing.
+    """
     from shared.services.registry import config_service, message_repo
 
     msg = message_repo().find_by_id(message_id)
-    if msg is None:
+    if msg is None or not execution_access.may_see(
+        principal,
+        job_id=msg.get("PartitionKey"),
+        starter=msg.get(execution_access.REQUESTED_BY),
+        config=config_service(),
+    ):
         raise NotFoundError(f"message {message_id} does not exist", code="MessageNotFound")
-    if principal.is_admin(settings.admin_role(), settings.admin_apps()):
-        return msg
-    job = config_service().find_job(msg["PartitionKey"])
-    if job is None or not job.allows(principal.app_id):
-        raise ForbiddenError(
-            f"application {principal.app_id} is not mapped to the message's job",
-            code="ApplicationNotAuthorized",
-        )
     return msg
 
 
-def legacy_job_status(job: Job, message_id: str) -> dict:
+def legacy_job_status(job: Job, message_id: str, principal: Principal) -> dict:
+    """The legacy jobstatus reply (PROTOCOL §4). The caller is already authorized on `job` (PROTOCOL §8.3);
+    NotFoundError when the message is not this job's or not one the caller may see."""
     from shared.services.registry import config_service, message_repo
 
     msg = message_repo().get_by_id(message_id)
-    if msg["PartitionKey"] != job.activity_id:
+    if msg["PartitionKey"] != job.activity_id or not execution_access.may_see(
+        principal,
+        job_id=msg["PartitionKey"],
+        starter=msg.get(execution_access.REQUESTED_BY),
+        config=config_service(),
+    ):
         raise NotFoundError("not this job's message")
     project = config_service().get_project(job.project)
     transitions = msg.get("Transitions") or []

@@ -17,9 +17,11 @@
 - Execution lookups accept any execution ID of this app: package API imports and exports, and the
   runs of recurring jobs (GetExecutionIdByMessageId's answer), with or without quotes or braces.
 
-Authorization (PROTOCOL §8.4): admins, or an application with an enabled policy entry on an enabled
-job of the data project concerned (for execution calls, the project of the execution's job; for
-GetAzureWriteUrl, any job).
+Authorization (PROTOCOL §8.4): to start work, admins, or an application with an enabled policy entry
+on an enabled job of the data project named in the call (for GetAzureWriteUrl, any job). To read an
+execution, its package or its error files: execution_access.may_see (admins, the job's partners, the
+application that started it within its legal entities); any other caller gets the reply of an
+unknown execution ID, so IDs reveal nothing.
 """
 
 from __future__ import annotations
@@ -35,13 +37,12 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 
-from shared import settings
 from shared.api.http import clean_id
 from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.domain.config import NAME_RE, Job
 from shared.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from shared.services import work_items
+from shared.services import execution_access, work_items
 from shared.storage import names, sas
 from shared.storage.message_repo import now_utc
 
@@ -153,6 +154,7 @@ class Execution:
     operation: str  # "import" or "export"
     run: dict | None
     messages: list[dict] = field(default_factory=list)
+    starter: str | None = None  # the application that started it (execution_access.REQUESTED_BY)
 
 
 class PackageApiService:
@@ -168,7 +170,7 @@ class PackageApiService:
     # Authorization -----------------------------------------------------------------------------
     @staticmethod
     def _is_admin(principal: Principal) -> bool:
-        return principal.is_admin(settings.admin_role(), settings.admin_apps())
+        return execution_access.is_admin(principal)
 
     def _enabled_jobs(self, project: str | None = None) -> list[Job]:
         jobs = [j for j in self._config.list_jobs() if j.enabled]
@@ -232,20 +234,6 @@ class PackageApiService:
             f"no enabled export job of the data project {project.name!r} exports the legal entity "
             f"{legal_entity!r} (jobs export: {', '.join(sorted({j.company or '*' for j in jobs}))})",
             code="NoJobForLegalEntity",
-        )
-
-    def _authorize_execution(self, principal: Principal, ex: Execution) -> None:
-        if self._is_admin(principal):
-            return
-        job = self._config.find_job(ex.job_id)
-        if job is not None:
-            if job.enabled and job.allows(principal.app_id):
-                return
-            if any(j.allows(principal.app_id) for j in self._enabled_jobs(job.project)):
-                return
-        raise ForbiddenError(
-            f"application {principal.app_id} is not mapped to an enabled job of the execution's data project",
-            code="ApplicationNotAuthorized",
         )
 
     # Uploads -------------------------------------------------------------------------------------
@@ -383,6 +371,7 @@ class PackageApiService:
                     "Mode": "package",
                     "RunId": exec_id,
                     "Trigger": statuses.TRIGGER_PACKAGE_API,
+                    execution_access.REQUESTED_BY: execution_access.requested_by(principal),
                 },
             )
         except Exception:
@@ -449,53 +438,63 @@ class PackageApiService:
         if self._messages.find_by_id(package_message_id(exec_id)) is not None:
             raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
         self._export.start(job, statuses.TRIGGER_PACKAGE_API, run_id=exec_id, offer=False)
+        # Recorded just after the run exists; until then the job's partners (the caller is one) see it.
+        fields = {execution_access.REQUESTED_BY: execution_access.requested_by(principal)}
         name = execution_id_text(package_name)
         if name:
-            self._runs.update_run(exec_id, PackageName=sanitize_file_name(name))
+            fields["PackageName"] = sanitize_file_name(name)
+        self._runs.update_run(exec_id, **fields)
         return exec_id
 
     # Executions --------------------------------------------------------------------------------
-    def find_execution(self, execution_id) -> Execution | None:
+    def visible_execution(self, principal: Principal, execution_id) -> Execution | None:
+        """The first execution stored under a spelling of `execution_id` that the caller may see
+        (execution_access.may_see), or None. One the caller may not see is treated as absent, so the
+        reply reveals nothing; its messages are never read."""
         for candidate in execution_id_candidates(execution_id):
             run = self._runs.find_run(candidate)
             message = self._messages.find_by_id(package_message_id(candidate))
             if run is None and message is None:
                 continue
+            job_id = (run or message)["PartitionKey"]
+            starter = (run or {}).get(execution_access.REQUESTED_BY) or (message or {}).get(
+                execution_access.REQUESTED_BY
+            )
+            if not execution_access.may_see(principal, job_id=job_id, starter=starter, config=self._config):
+                continue
             if run is None:
-                return Execution(candidate, message["PartitionKey"], "import", None, [message])
+                return Execution(candidate, job_id, "import", None, [message], starter)
             operation = run.get("Operation") or "import"
-            found: list[dict] = []
+            messages: list[dict] = []
             if operation == "import":
                 if message is not None:
-                    found = [message]
+                    messages = [message]
                 else:
                     for mid in (run.get("Messages") or [])[-_MAX_RUN_MESSAGES:]:
                         m = self._messages.find_by_id(mid)
                         if m is not None:
-                            found.append(m)
-            return Execution(candidate, run["PartitionKey"], operation, run, found)
+                            messages.append(m)
+            return Execution(candidate, job_id, operation, run, messages, starter)
         return None
 
     def execution_for(self, principal: Principal, execution_id) -> Execution:
+        """The visible execution; NotFoundError ExecutionNotFound (404) when unknown or not the caller's."""
         if not execution_id_text(execution_id):
             raise ValidationError("the body needs executionId", code="MissingParameter")
-        ex = self.find_execution(execution_id)
+        ex = self.visible_execution(principal, execution_id)
         if ex is None:
             raise NotFoundError(
                 f"execution {execution_id_text(execution_id)[:100]!r} does not exist",
                 code="ExecutionNotFound",
             )
-        self._authorize_execution(principal, ex)
         return ex
 
     def summary_status(self, principal: Principal, execution_id) -> str:
+        """`Unknown` for an execution that does not exist or that the caller may not see."""
         if not execution_id_text(execution_id):
             raise ValidationError("the body needs executionId", code="MissingParameter")
-        ex = self.find_execution(execution_id)
-        if ex is None:
-            return UNKNOWN
-        self._authorize_execution(principal, ex)
-        return summary_of(ex)
+        ex = self.visible_execution(principal, execution_id)
+        return UNKNOWN if ex is None else summary_of(ex)
 
     def execution_errors(self, principal: Principal, execution_id) -> list[str]:
         ex = self.execution_for(principal, execution_id)

@@ -320,13 +320,18 @@ def test_authorization(api):
     resp = action(api, "ExportToPackage", token, {"definitionGroupId": ex.project})
     assert resp.status_code == 403, resp.text
 
-    # An execution of one project is not another project's application's to see.
+    # An execution of one project is not another project's application's to see: it answers as an
+    # unknown ID would (test_execution_access.py checks every action byte for byte).
     execution_id = f"auth-{uuid.uuid4()}"
     body = {"packageUrl": url, "definitionGroupId": project, "executionId": execution_id}
     assert value(api, "ImportFromPackage", token, body) == execution_id
-    for name in ("GetExecutionSummaryStatus", "GetExecutionErrors", "GetExecutionSummaryPageUrl"):
+    assert value(api, "GetExecutionSummaryStatus", other_token, {"executionId": execution_id}) == "Unknown"
+    for name in ("GetExecutionErrors", "GetExecutionSummaryPageUrl"):
         resp = action(api, name, other_token, {"executionId": execution_id})
-        assert resp.status_code == 403, (name, resp.text)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "ExecutionNotFound", (
+            name,
+            resp.text,
+        )
     # The admin sees everything, and may import into any project with an enabled import job.
     assert value(api, "GetExecutionSummaryStatus", api.admin_token, {"executionId": execution_id}) in {
         "NotRun",
