@@ -36,13 +36,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--root", default=".", help="app root: put on sys.path; holds host.json and local.settings.json"
     )
-    parser.add_argument("--functions", nargs="+", metavar="NAME", help="load only these functions")
+    parser.add_argument(
+        "--functions",
+        nargs="+",
+        metavar="NAME",
+        help="run only these functions; the groups http, queues and timers select by trigger and mix with names "
+        "(e.g. two processes, --functions http and --functions queues timers, split the app as Flex does)",
+    )
     parser.add_argument(
         "--queue-lease",
         type=float,
         default=DEFAULT_LEASE_SECONDS,
         metavar="SECONDS",
-        help="how long a queue message stays hidden per lease while it runs (renewed at half-time)",
+        help="how long a received queue message stays hidden (the host: 600 s, renewed at half-time)",
     )
     parser.add_argument(
         "--grace", type=float, default=5.0, help="seconds to let invocations finish on shutdown"
@@ -109,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Host started: {host.url}"]
     if host.overridden_settings:
         lines.append(f"Settings from the environment: {', '.join(sorted(host.overridden_settings))}")
+    if args.functions:
+        lines.append(f"Running only: {' '.join(args.functions)} (--functions)")
     lines.append("Functions:")
     lines += [f"  {line}" for line in host.describe()]
     print("\n".join(lines), flush=True)

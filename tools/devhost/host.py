@@ -12,8 +12,9 @@ from types import TracebackType
 from .app_loader import AppIndex, connection_string, get_functions_once, index_functions, load_app
 from .http_server import DevHttpServer, Router
 from .queue_runner import DEFAULT_LEASE_SECONDS, QueuePoller, manual_message
+from .selection import select_functions
 from .settings import HostConfig, apply_settings, load_host_config
-from .timer_runner import TimerRunner, host_timezone, manual_request
+from .timer_runner import TimerRunner, host_timezone, manual_request, storage_for
 
 log = logging.getLogger("devhost")
 
@@ -41,7 +42,9 @@ class DevHost:
         self.app_module = app_module
         self.port = port
         self.host = host
-        self.only = {f.lower() for f in functions} if functions else None
+        # Function names and the groups http, queues, timers (tools.devhost.selection); None runs all.
+        self.selectors = list(functions) if functions else None
+        self.only: set[str] | None = None
         self.queue_lease_seconds = queue_lease_seconds
         self.shutdown_grace = shutdown_grace
         self.config = HostConfig()
@@ -64,13 +67,15 @@ class DevHost:
         _, self.overridden_settings = apply_settings(self.root)
         self.config = load_host_config(self.root)
         app = load_app(self.root, self.app_module)
+        functions = get_functions_once(app)
+        self.only = select_functions(functions, self.selectors)
         self.index = index_functions(
-            get_functions_once(app), route_prefix=self.config.route_prefix, root=self.root, only=self.only
+            functions, route_prefix=self.config.route_prefix, root=self.root, only=self.only
         )
         for queue_function in self.index.queue:
             connection_string(queue_function.connection)  # fail now, not in a poller thread
         tz = host_timezone()
-        self._timers = [TimerRunner(f, self._stop, tz) for f in self.index.timer]
+        self._timers = [TimerRunner(f, self._stop, tz, storage=storage_for(f)) for f in self.index.timer]
         self._pollers = [
             QueuePoller(f, self.config.queues, self._stop, lease_seconds=self.queue_lease_seconds)
             for f in self.index.queue
