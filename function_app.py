@@ -10,6 +10,7 @@ from shared.api import (
     manage_messages,
     odata_actions,
     package_api,
+    poison_sweep,
     root,
     scheduler,
     workers,
@@ -33,5 +34,6 @@ for blueprint in (
     connector_export.bp,
     export_workers.bp,
     package_api.bp,
+    poison_sweep.bp,
 ):
     app.register_functions(blueprint)

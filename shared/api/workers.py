@@ -1,4 +1,5 @@
-"""Queue-triggered workers: import work, and the poison queue that ends failed work in a terminal status."""
+"""The queue-triggered import worker. On its last allowed delivery a failing item ends its work in a terminal
+status itself (shared.queue_limits); items the host still poisons are ended by the poison sweeper timer."""
 
 from __future__ import annotations
 
@@ -14,25 +15,13 @@ log = logging.getLogger(__name__)
 
 @bp.queue_trigger(arg_name="msg", queue_name=names.QUEUE_IMPORT, connection=names.SETTING_STORAGE)
 def import_worker(msg: func.QueueMessage) -> None:
+    from shared import queue_limits
     from shared.services import work_items
     from shared.services.registry import import_worker as worker
 
     try:
         item = work_items.decode(msg.get_body())
     except ValueError:
-        log.error("dropping an unreadable import work item %s", msg.id)
+        log.error("dropping an unreadable import work item %s: %r", msg.id, msg.get_body()[:200])
         return
-    worker().handle(item, claim_token=msg.id)
-
-
-@bp.queue_trigger(arg_name="msg", queue_name=names.QUEUE_IMPORT_POISON, connection=names.SETTING_STORAGE)
-def import_poison(msg: func.QueueMessage) -> None:
-    from shared.services import work_items
-    from shared.services.registry import import_worker as worker
-
-    try:
-        item = work_items.decode(msg.get_body())
-    except ValueError:
-        log.error("dropping an unreadable poison item %s", msg.id)
-        return
-    worker().handle_poison(item)
+    worker().handle(item, claim_token=msg.id, delivery=queue_limits.delivery(msg.dequeue_count))

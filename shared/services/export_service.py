@@ -39,7 +39,8 @@ from shared.domain.config import Job, Project, ProjectEntity
 from shared.domain.schema import Entity, Field, SourceFormat
 from shared.errors import AppError, FormatError, NotFoundError
 from shared.formats.writers import excel_sheet_name, write_csv, write_excel, write_json, write_xml
-from shared.services import work_items
+from shared.queue_limits import Delivery
+from shared.services import fault_points, work_items
 from shared.storage.message_repo import now_utc
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,34 @@ class ExportService:
         return run_id
 
     # The worker ----------------------------------------------------------------------------------
-    def handle(self, item: dict) -> ExportResult | None:
-        """Run the export of a work item. A run that already ended is not run again (a redelivered item)."""
+    def handle(self, item: dict, *, delivery: Delivery | None = None) -> ExportResult | None:
+        """Run the export of a work item. A run that already ended is not run again (a redelivered item).
+
+        A failure is raised so that the host delivers the item again, except on the last allowed
+        `delivery` (the dequeue count and the host's maximum): then the run ends in Error with the reason
+        and this returns, so the host deletes the item. When that terminal write fails too, its error is
+        raised: the host moves the item to the poison queue, and the sweeper ends the run later.
+        """
+        try:
+            return self._handle(item)
+        except Exception as exc:
+            if delivery is None or not delivery.last:
+                raise
+            error = _describe(exc)
+            log.error(
+                "export run %s failed on its last allowed %s; ending it: %s",
+                item.get("runId"),
+                delivery,
+                error,
+            )
+            self.end_failed(
+                item,
+                reason=f"the export failed on its last allowed {delivery}, after {{attempts}} attempt(s)",
+                error=error,
+            )
+            return ExportResult(item.get("runId") or "", statuses.RUN_ERROR, error=error)
+
+    def _handle(self, item: dict) -> ExportResult | None:
         self._config.refresh()  # see every configuration change made before this item (other instances)
         run_id = item.get("runId")
         if not run_id:
@@ -244,18 +271,35 @@ class ExportService:
         return self.run_export(job, run_id, offer=item.get("offer", True) is not False, run=run)
 
     def handle_poison(self, item: dict) -> None:
-        """The host gave up on an export work item: end its run in Error with the last failure."""
+        """The host gave up on an export work item (it reached the poison queue): end its run in Error.
+
+        Idempotent: a run that already ended is left as it is. Raises when the write fails, so the caller
+        (the poison sweeper) keeps the item and tries again.
+        """
+        self.end_failed(
+            item,
+            reason="the export was abandoned after {attempts} attempt(s): the host moved its work item to the "
+            "poison queue",
+        )
+
+    def end_failed(self, item: dict, *, reason: str, error: str | None = None) -> None:
+        """End the run of a failed export item in Error with `reason` (which may hold `{attempts}`) and the
+        last error (`error`, else the one the worker recorded). A run that ended or never existed is left."""
         run_id = item.get("runId")
         run = self._runs.find_run(run_id) if run_id else None
         if run is None or run.get("Status") in _TERMINAL_RUN:
             return
-        last = run.get("LastError") or "the export worker stopped without reporting an error"
+        fault_points.hit("fail_write", run_id)
+        last = (
+            error
+            or run.get("LastError")
+            or "the worker stopped during the attempt without recording an error (killed or timed out)"
+        )
+        attempts = int(run.get("Attempts") or 0)
         self._runs.end_run(
             run_id,
             statuses.RUN_ERROR,
-            Errors=[
-                f"the export failed after {run.get('Attempts') or 0} attempt(s); last error: {last}"[:8000]
-            ],
+            Errors=[f"{reason.format(attempts=attempts)}; last error: {last}"[:8000]],
         )
 
     def run_export(
@@ -272,6 +316,7 @@ class ExportService:
             Attempts=int(run.get("Attempts") or 0) + 1,
         )
         try:
+            fault_points.hit("export", run_id)
             project = self._config.get_project(job.project)
             if project.operation != "export":
                 raise ExportError(
@@ -288,7 +333,7 @@ class ExportService:
             self._runs.end_run(run_id, statuses.RUN_ERROR, Errors=[exc.message[:8000]])
             return ExportResult(run_id, statuses.RUN_ERROR, error=exc.message)
         except Exception as exc:
-            self._runs.update_run(run_id, LastError=f"{type(exc).__name__}: {exc}"[:2000])
+            self._runs.update_run(run_id, LastError=_describe(exc))
             raise
 
     # Steps -------------------------------------------------------------------------------------
@@ -533,6 +578,12 @@ class ExportService:
                     record=plan.entity.name.upper(),
                     attributes=kind == "xml-attribute",
                 )
+
+
+def _describe(exc: BaseException) -> str:
+    """The error for a reason: its type and first line (Azure SDK errors go on with the whole response)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:2000]
 
 
 def _no_none(fields: dict) -> dict:

@@ -18,7 +18,8 @@ from shared import settings
 from shared.domain import statuses
 from shared.domain.config import Job
 from shared.errors import FormatError, NotFoundError
-from shared.services import work_items
+from shared.queue_limits import Delivery
+from shared.services import fault_points, work_items
 from shared.services.import_pipeline import (
     EntityInput,
     EntityOutcome,
@@ -50,7 +51,36 @@ class ImportWorker:
         self._leases = leases
 
     # Entry points ----------------------------------------------------------------------------
-    def handle(self, item: dict, *, claim_token: str) -> None:
+    def handle(self, item: dict, *, claim_token: str, delivery: Delivery | None = None) -> None:
+        """Import a work item taken from the queue (`claim_token`: the queue message ID, the same on every
+        redelivery; `delivery`: its dequeue count and the host's maximum).
+
+        A failure is raised so that the host delivers the item again, except on the last allowed delivery:
+        then the work ends in PostProcessingFailed with the reason and this returns, so the host deletes the
+        item instead of relying on anything that reads the poison queue. When that terminal write fails too,
+        its error is raised: the host moves the item to the poison queue, and the sweeper ends it later.
+        """
+        try:
+            self._handle(item, claim_token)
+        except Exception as exc:
+            if delivery is None or not delivery.last:
+                raise
+            error = _describe(exc)
+            log.error(
+                "import work item %s of job %s failed on its last allowed %s; ending it: %s",
+                item.get("kind"),
+                item.get("jobId"),
+                delivery,
+                error,
+            )
+            self.end_failed(
+                item,
+                reason=f"the import failed on its last allowed {delivery}, after {{attempts}} attempt(s)",
+                error=error,
+                lease_holder=claim_token,
+            )
+
+    def _handle(self, item: dict, claim_token: str) -> None:
         self._config.refresh()  # see every configuration change made before this item (other instances)
         try:
             job = self._config.get_job(item["jobId"], fresh=True)
@@ -65,6 +95,7 @@ class ImportWorker:
             message = self._claim(job, item["rowKey"], claim_token, any_active=False)
             if message is None:
                 return
+            fault_points.hit("claimed", message.get("MessageId"))
             run_id = self._start_run(job, trigger, item.get("runId"))
             status = self.process_message(job, message, run_id)
             self._end_run(run_id, status)
@@ -82,6 +113,7 @@ class ImportWorker:
                     message = self._claim(job, message["RowKey"], claim_token, any_active=True)
                     if message is None:
                         continue
+                    fault_points.hit("claimed", message.get("MessageId"))
                     run_id = run_id or self._start_run(job, trigger, None)
                     self.process_message(job, message, run_id)
                     self._leases.renew(job.activity_id, claim_token, LEASE)
@@ -98,10 +130,30 @@ class ImportWorker:
                 return
 
     def handle_poison(self, item: dict) -> None:
-        """The host gave up on a work item: end its message in a terminal status, never leave it hanging."""
+        """The host gave up on a work item (it reached the poison queue): end its message terminal.
+
+        Idempotent: a message that already ended is left as it is. Raises when the terminal write fails,
+        so the caller (the poison sweeper) keeps the item and tries again.
+        """
+        self.end_failed(
+            item,
+            reason="the import was abandoned after {attempts} attempt(s): the host moved its work item to the "
+            "poison queue",
+        )
+
+    def end_failed(
+        self, item: dict, *, reason: str, error: str | None = None, lease_holder: str | None = None
+    ) -> None:
+        """End the work of a failed item in PostProcessingFailed, never leaving it hanging.
+
+        `reason` may hold `{attempts}` (the message's claim count); `error` is the last error (else the one
+        the worker recorded). For a process-in-order drain the head message (the one that failed) ends,
+        the job's lease is released (only `lease_holder`'s when given, else whoever holds it: the holder
+        died) and a new drain is queued for the messages behind it. Errors of the writes are raised.
+        """
         job_id = item["jobId"]
         if item["kind"] == work_items.KIND_MESSAGE:
-            self._fail_message(job_id, item["rowKey"])
+            self._fail_message(job_id, item["rowKey"], reason=reason, error=error, owner=lease_holder)
         elif item["kind"] == work_items.KIND_DRAIN:
             try:
                 job = self._config.get_job(job_id, fresh=True)
@@ -109,10 +161,10 @@ class ImportWorker:
                 return
             message = self._next_in_order(job)
             if message is not None:
-                self._fail_message(job_id, message["RowKey"])
-            for holder in [self._leases.holder(job_id)]:
-                if holder:
-                    self._leases.release(job_id, holder)
+                self._fail_message(job_id, message["RowKey"], reason=reason, error=error)
+            holder = lease_holder or self._leases.holder(job_id)
+            if holder:
+                self._leases.release(job_id, holder)
             if self._next_in_order(job) is not None:
                 self._dispatcher.dispatch_drain(job, statuses.TRIGGER_RETRY)
 
@@ -215,6 +267,9 @@ class ImportWorker:
     def process_message(self, job: Job, message: dict, run_id: str) -> str:
         job_id, row_key, message_id = job.activity_id, message["RowKey"], message["MessageId"]
         self._messages.update_message(job_id, row_key, lambda _: {"RunId": run_id})
+        previous_run = message.get("RunId")
+        if previous_run and previous_run != run_id:
+            self._end_abandoned_run(previous_run, message_id, run_id)
         self._runs.add_message(run_id, message_id)
         company = message.get("Company") or job.company
         errors = ErrorFile()
@@ -233,6 +288,7 @@ class ImportWorker:
                             return self._entities.encode(e, record, company, modified)
 
                         staged.append(preprocess(inp, encode=encode, errors=errors))
+                    fault_points.hit("preprocessing", message_id)
                 except FormatError as exc:
                     return self._finish(
                         job_id,
@@ -252,14 +308,14 @@ class ImportWorker:
                     outcome,
                     upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(e, rows),
                     errors=errors,
-                    after_chunk=lambda n: _maybe_inject_fault(message_id, n),
+                    after_chunk=lambda n: _after_chunk(message_id, n),
                 )
                 outcomes.append(outcome)
             final = statuses.PROCESSED_WITH_ERRORS if errors.count else statuses.PROCESSED
             return self._finish(job_id, row_key, final, outcomes, errors, message_id)
         except Exception as exc:
             # Recorded for the poison handler's reason; the host retries the work item.
-            last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            last_error = _describe(exc)
             self._messages.update_message(job_id, row_key, lambda _: {"LastError": last_error})
             raise
         finally:
@@ -287,6 +343,7 @@ class ImportWorker:
                 )
             )
             package_files.close()  # every entity file has been read: drop the spooled package now
+            fault_points.hit("preprocessing", message_id)
             if not run.staged_any and run.has_problems():
                 return self._finish(
                     job_id,
@@ -306,7 +363,7 @@ class ImportWorker:
                     outcome,
                     upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(e, rows),
                     errors=errors,
-                    after_chunk=lambda n: _maybe_inject_fault(message_id, n),
+                    after_chunk=lambda n: _after_chunk(message_id, n),
                 )
             )
         finally:
@@ -328,26 +385,64 @@ class ImportWorker:
             errors.upload(self._errors, name)
             fields["ErrorFile"] = name
             fields["ErrorCount"] = errors.count
+        fault_points.hit("terminal", message_id)
         self._messages.transition(job_id, row_key, status, allowed_from=set(statuses.IMPORT_ACTIVE), **fields)
         return status
 
-    def _fail_message(self, job_id: str, row_key: str) -> None:
+    def _fail_message(
+        self, job_id: str, row_key: str, *, reason: str, error: str | None = None, owner: str | None = None
+    ) -> None:
+        """PostProcessingFailed with `reason` and the last error, if the message has not ended; its run
+        ends in Error too. With `owner` (a claim token), a message another queue item has claimed is left
+        to that item. A message that no longer exists has nothing to end. Write errors are raised."""
+
         def change(current: dict) -> dict | None:
             if current.get("Status") not in NOT_TERMINAL:
                 return None
-            last = current.get("LastError") or "the worker stopped without reporting an error"
-            attempts = current.get("Attempts") or 0
+            claimed_by = current.get("ClaimToken")
+            if (
+                owner
+                and claimed_by
+                and claimed_by != owner
+                and current.get("Status") in statuses.IMPORT_ACTIVE
+            ):
+                return None
+            fault_points.hit("fail_write", current.get("MessageId"))
+            last = (
+                error
+                or current.get("LastError")
+                or "the worker stopped during the attempt without recording an error (killed or timed out)"
+            )
+            attempts = int(current.get("Attempts") or 0)
             return {
                 "Status": statuses.POSTPROCESSING_FAILED,
-                "ErrorSummary": f"the import failed after {attempts} attempt(s); last error: {last}"[:8000],
+                "ErrorSummary": f"{reason.format(attempts=attempts)}; last error: {last}"[:8000],
+                "LastError": last[:2000],
             }
 
-        updated = self._messages.update_message(job_id, row_key, change)
+        try:
+            updated = self._messages.update_message(job_id, row_key, change)
+        except NotFoundError:
+            log.warning("failed work for message %s of job %s, which no longer exists", row_key, job_id)
+            return
         if updated and updated.get("RunId"):
             try:
-                self._runs.end_run(updated["RunId"], statuses.RUN_ERROR)
+                self._runs.end_run(updated["RunId"], statuses.RUN_ERROR, Errors=[updated["ErrorSummary"]])
             except NotFoundError:
                 pass
+
+    def _end_abandoned_run(self, run_id: str, message_id: str, retry_run_id: str) -> None:
+        """A run whose worker died (its message is being retried in another run) ends in Error."""
+        run = self._runs.find_run(run_id)
+        if run is None or run.get("Status") not in (statuses.RUN_WAITING, statuses.RUN_EXECUTING):
+            return
+        self._runs.end_run(
+            run_id,
+            statuses.RUN_ERROR,
+            Errors=[
+                f"the worker stopped during this run; message {message_id} was retried in run {retry_run_id}"
+            ],
+        )
 
     def _fail_orphans(self, item: dict, reason: str) -> None:
         if item["kind"] != work_items.KIND_MESSAGE:
@@ -364,6 +459,18 @@ class ImportWorker:
 def _is_package(job: Job, message: dict) -> bool:
     """Package mode as recorded on the message at enqueue (the job's mode may have changed since)."""
     return (message.get("Mode") or job.mode) == "package"
+
+
+def _describe(exc: BaseException) -> str:
+    """The error for a reason: its type and first line (Azure SDK errors go on with the whole response)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:2000]
+
+
+def _after_chunk(message_id: str, chunks_done: int) -> None:
+    _maybe_inject_fault(message_id, chunks_done)
+    if chunks_done == 1:
+        fault_points.hit("processing", message_id)
 
 
 def _maybe_inject_fault(message_id: str, chunks_done: int) -> None:

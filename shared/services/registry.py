@@ -164,3 +164,22 @@ def package_api_service():
         )
 
     return _get("package_api", build)
+
+
+def poison_sweeper():
+    def build(clients):
+        from shared.services.poison_sweeper import PoisonSweeper
+
+        # Clients without the base64 decode policy: the sweeper decodes each item itself, so that one
+        # unreadable item can be deleted instead of failing every receive.
+        def raw(name: str):
+            return clients.queue_service.get_queue_client(name)
+
+        return PoisonSweeper(
+            {
+                names.QUEUE_IMPORT_POISON: (raw(names.QUEUE_IMPORT_POISON), import_worker().handle_poison),
+                names.QUEUE_EXPORT_POISON: (raw(names.QUEUE_EXPORT_POISON), export_service().handle_poison),
+            }
+        )
+
+    return _get("poison_sweeper", build)

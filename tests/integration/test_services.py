@@ -1,13 +1,18 @@
-"""Services against a real Azurite: idempotent dispatch under races, poison handling, concurrent claims."""
+"""Services against a real Azurite: idempotent dispatch under races, failed work ending terminal (last delivery,
+poison sweep), concurrent claims."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import logging
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from shared.domain import statuses
 from shared.services import work_items
@@ -202,3 +207,286 @@ def test_imported_rows_are_stamped_when_written_not_when_read(services, job):
     rows = list(services.entity_repo().iter_rows(config_entity))
     assert len(rows) == 2
     assert all(r[MODIFIED].isoformat().replace("+00:00", "Z") >= processing_at.replace("Z", "") for r in rows)
+
+
+# Failed work ends terminal: on the last allowed delivery, and by the poison sweep --------------------
+
+
+@pytest.fixture
+def fault_plan(tmp_path, monkeypatch):
+    """Arms shared.services.fault_points in this process: arm(step, key, action="raise", times=1)."""
+    monkeypatch.setenv("DEV_FAULT_PLAN_DIR", str(tmp_path))
+
+    def arm(step: str, key: str, action: str = "raise", times: int = 1) -> None:
+        (tmp_path / f"{step}.{key}").write_text(f"{action} {times}", encoding="utf-8")
+
+    return arm
+
+
+def _message_item(job, message: dict) -> dict:
+    return {
+        "kind": work_items.KIND_MESSAGE,
+        "jobId": job.activity_id,
+        "messageId": message["MessageId"],
+        "rowKey": message["RowKey"],
+    }
+
+
+def _lose_file(message: dict) -> bytes:
+    """Delete the message's inbound file, so that every attempt fails (ResourceNotFoundError: not a
+    FormatError, so the worker raises for the host to retry). Returns the content, to put it back."""
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    inbound = get_clients().container(names.CONTAINER_INBOUND)
+    data = inbound.download_blob(message["BlobName"]).readall()
+    inbound.delete_blob(message["BlobName"])
+    return data
+
+
+def _runs_of(services, job) -> list[dict]:
+    return services.run_repo().list_runs(job.activity_id)[0]
+
+
+def test_a_failure_before_the_last_delivery_is_raised_and_the_message_stays_retryable(services, job):
+    """Deliveries below maxDequeueCount raise, so the host makes the item visible again (QueueProcessor.
+    CompleteProcessingMessageAsync, Storage Queues extension); the next delivery imports the message."""
+    from shared.queue_limits import Delivery
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity)
+    repo = services.message_repo()
+    message = repo.get_by_id(message_id)
+    data = _lose_file(message)
+    worker = services.import_worker()
+    with pytest.raises(ResourceNotFoundError):
+        worker.handle(_message_item(created, message), claim_token="q-retry", delivery=Delivery(1, 3))
+    after = repo.get_by_id(message_id)
+    assert after["Status"] == statuses.PREPROCESSING and "ResourceNotFoundError" in after["LastError"]
+
+    get_clients().container(names.CONTAINER_INBOUND).upload_blob(message["BlobName"], data, overwrite=True)
+    worker.handle(_message_item(created, message), claim_token="q-retry", delivery=Delivery(2, 3))
+    final = repo.get_by_id(message_id)
+    assert final["Status"] == statuses.PROCESSED and final["Attempts"] == 2
+    # The failed delivery's run did not stay Executing: the retry ended it.
+    runs = _runs_of(services, created)
+    assert sorted(r["Status"] for r in runs) == [statuses.RUN_ENDED, statuses.RUN_ERROR]
+
+
+def test_the_last_delivery_ends_a_failing_message_with_the_reason(services, job):
+    from shared.queue_limits import Delivery
+
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity)
+    repo = services.message_repo()
+    message = repo.get_by_id(message_id)
+    _lose_file(message)
+    worker = services.import_worker()
+    item = _message_item(created, message)
+    with pytest.raises(ResourceNotFoundError):
+        worker.handle(item, claim_token="q-last", delivery=Delivery(1, 2))
+    worker.handle(item, claim_token="q-last", delivery=Delivery(2, 2))  # returns: the host deletes the item
+    final = repo.get_by_id(message_id)
+    assert final["Status"] == statuses.POSTPROCESSING_FAILED
+    summary = final["ErrorSummary"]
+    assert "the import failed on its last allowed queue delivery 2 of 2, after 2 attempt(s)" in summary
+    assert summary.endswith("last error: ResourceNotFoundError: The specified blob does not exist.")
+    assert all(r["Status"] == statuses.RUN_ERROR for r in _runs_of(services, created))
+    assert any(summary in (r.get("Errors") or []) for r in _runs_of(services, created))
+
+
+def test_a_failing_terminal_write_on_the_last_delivery_is_raised(services, job, fault_plan):
+    """The host then moves the item to the poison queue (QueueProcessor: DequeueCount >= MaxDequeueCount),
+    where the sweep ends the message."""
+    from shared.queue_limits import Delivery
+
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity)
+    repo = services.message_repo()
+    message = repo.get_by_id(message_id)
+    _lose_file(message)
+    fault_plan("fail_write", message_id)
+    worker = services.import_worker()
+    with pytest.raises(RuntimeError, match="injected fault at fail_write"):
+        worker.handle(_message_item(created, message), claim_token="q-w", delivery=Delivery(5, 5))
+    assert repo.get_by_id(message_id)["Status"] == statuses.PREPROCESSING
+    worker.handle_poison(_message_item(created, message))  # what the sweep does with the poisoned item
+    final = repo.get_by_id(message_id)
+    assert final["Status"] == statuses.POSTPROCESSING_FAILED
+    assert "poison queue" in final["ErrorSummary"] and "ResourceNotFoundError" in final["ErrorSummary"]
+
+
+def test_the_last_delivery_of_a_drain_fails_the_head_and_the_rest_flows(services, job):
+    from shared.queue_limits import Delivery
+
+    created, principal, entity = job
+    ordered, _ = services.config_service().upsert_job(
+        created.activity_id,
+        {
+            "name": "ordered-last",
+            "project": created.project,
+            "company": "usmf",
+            "processInOrder": True,
+            "authorizationPolicy": [{"applicationId": principal.app_id}],
+        },
+    )
+    repo = services.message_repo()
+    first = enqueue(services, ordered, principal, entity, b"K,V\n1,1\n")
+    second = enqueue(services, ordered, principal, entity, b"K,V\n2,2\n")
+    _lose_file(repo.get_by_id(first))
+    worker = services.import_worker()
+    item = {"kind": work_items.KIND_DRAIN, "jobId": ordered.activity_id}
+    with pytest.raises(ResourceNotFoundError):
+        worker.handle(item, claim_token="drain-1", delivery=Delivery(1, 2))
+    assert repo.get_by_id(second)["Status"] == statuses.ENQUEUED  # in order: nothing overtakes the head
+    worker.handle(item, claim_token="drain-1", delivery=Delivery(2, 2))
+    head = repo.get_by_id(first)
+    assert head["Status"] == statuses.POSTPROCESSING_FAILED
+    assert "last allowed queue delivery 2 of 2" in head["ErrorSummary"]
+    # A new drain was queued for the rest; a local host on this Azurite may run it first, or we do.
+    worker.drain(ordered, claim_token="drain-2", trigger=statuses.TRIGGER_RETRY)
+    deadline = time.monotonic() + 30
+    while repo.get_by_id(second)["Status"] != statuses.PROCESSED and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert repo.get_by_id(second)["Status"] == statuses.PROCESSED
+
+
+@pytest.fixture
+def export_run(services, make_import_job):
+    """An export job and a Waiting run of it, without queueing it (a local host could take it)."""
+    config = services.config_service()
+    _, principal, entity = make_import_job("Ex")
+    config.upsert_project(f"{entity}-out", {"operation": "export", "entities": [{"entity": entity}]})
+    job = config.create_job(
+        {
+            "name": f"{entity}-out",
+            "project": f"{entity}-out",
+            "company": "usmf",
+            "authorizationPolicy": [{"applicationId": principal.app_id}],
+        }
+    )
+    run_id = str(uuid.uuid4())
+    services.run_repo().create_run(
+        job.activity_id,
+        run_id,
+        trigger=statuses.TRIGGER_MANUAL,
+        operation="export",
+        status=statuses.RUN_WAITING,
+    )
+    return {"kind": work_items.KIND_EXPORT, "jobId": job.activity_id, "runId": run_id}
+
+
+def test_an_export_run_ends_in_error_on_its_last_delivery(services, export_run, fault_plan):
+    from shared.queue_limits import Delivery
+
+    run_id = export_run["runId"]
+    fault_plan("export", run_id, times=2)
+    exports = services.export_service()
+    with pytest.raises(RuntimeError, match="injected fault at export"):
+        exports.handle(export_run, delivery=Delivery(1, 2))
+    run = services.run_repo().get_run(run_id)
+    assert run["Status"] == statuses.RUN_EXECUTING and "injected fault" in run["LastError"]
+    result = exports.handle(export_run, delivery=Delivery(2, 2))
+    assert result.status == statuses.RUN_ERROR
+    run = services.run_repo().get_run(run_id)
+    assert run["Status"] == statuses.RUN_ERROR
+    [reason] = run["Errors"]
+    assert reason.startswith(
+        "the export failed on its last allowed queue delivery 2 of 2, after 2 attempt(s)"
+    )
+    assert "RuntimeError: injected fault at export" in reason
+
+
+def _poison_client(name: str):
+    """A client of a poison queue that neither encodes nor decodes: the test writes what the host writes."""
+    from shared.storage.factory import get_clients
+
+    client = get_clients().queue_service.get_queue_client(name)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_queue()
+    return client
+
+
+def _host_encoded(item: dict) -> str:
+    return base64.b64encode(work_items.encode(**item).encode("utf-8")).decode("ascii")
+
+
+def _ids_in(client) -> set[str]:
+    return {m.id for m in client.peek_messages(max_messages=32)}
+
+
+def test_the_sweep_ends_poisoned_import_and_export_items_once(services, job, export_run):
+    from shared.storage import names
+
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity)
+    repo = services.message_repo()
+    message = repo.get_by_id(message_id)
+    services.import_worker()._claim(created, message["RowKey"], "dead", any_active=False)
+    repo.update_message(created.activity_id, message["RowKey"], lambda _: {"LastError": "OSError: gone"})
+    services.run_repo().update_run(export_run["runId"], Status=statuses.RUN_EXECUTING, Attempts=2)
+
+    imports, exports = _poison_client(names.QUEUE_IMPORT_POISON), _poison_client(names.QUEUE_EXPORT_POISON)
+    # The same item twice (the host poisons a copy; a copy may be swept after its work already ended).
+    sent = [imports.send_message(_host_encoded(_message_item(created, message))).id for _ in range(2)]
+    sent.append(exports.send_message(_host_encoded(export_run)).id)
+
+    first = services.poison_sweeper().sweep()
+    assert first[names.QUEUE_IMPORT_POISON]["ended"] >= 2 and first[names.QUEUE_EXPORT_POISON]["ended"] >= 1
+    ended = repo.get_by_id(message_id)
+    assert ended["Status"] == statuses.POSTPROCESSING_FAILED
+    assert ended["ErrorSummary"] == (
+        "the import was abandoned after 1 attempt(s): the host moved its work item to the poison queue; "
+        "last error: OSError: gone"
+    )
+    assert [t["status"] for t in ended["Transitions"]].count(statuses.POSTPROCESSING_FAILED) == 1
+    run = services.run_repo().get_run(export_run["runId"])
+    assert run["Status"] == statuses.RUN_ERROR
+    assert run["Errors"][0].startswith("the export was abandoned after 2 attempt(s)")
+    assert not (set(sent) & (_ids_in(imports) | _ids_in(exports)))
+
+    services.poison_sweeper().sweep()  # again: nothing changes
+    assert repo.get_by_id(message_id)["Transitions"] == ended["Transitions"]
+    assert services.run_repo().get_run(export_run["runId"])["Errors"] == run["Errors"]
+
+
+def test_the_sweep_keeps_an_item_whose_terminal_write_fails(services, job, fault_plan, monkeypatch):
+    from shared.services import poison_sweeper
+    from shared.storage import names
+
+    monkeypatch.setattr(poison_sweeper, "HIDE_SECONDS", 1)  # so the kept item is visible again soon
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity)
+    message = services.message_repo().get_by_id(message_id)
+    fault_plan("fail_write", message_id)
+    imports = _poison_client(names.QUEUE_IMPORT_POISON)
+    sent = imports.send_message(_host_encoded(_message_item(created, message))).id
+
+    counts = services.poison_sweeper().sweep_queue(names.QUEUE_IMPORT_POISON)
+    assert counts.failed >= 1 and any("injected fault at fail_write" in e for e in counts.errors)
+    assert services.message_repo().get_by_id(message_id)["Status"] == statuses.ENQUEUED
+    deadline = time.monotonic() + 10
+    while sent not in _ids_in(imports) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sent in _ids_in(imports), "the item must stay until its work has ended"
+
+    services.poison_sweeper().sweep_queue(names.QUEUE_IMPORT_POISON)
+    assert services.message_repo().get_by_id(message_id)["Status"] == statuses.POSTPROCESSING_FAILED
+    assert sent not in _ids_in(imports)
+
+
+def test_an_unreadable_poison_item_is_logged_and_removed(services, caplog):
+    from shared.storage import names
+
+    imports = _poison_client(names.QUEUE_IMPORT_POISON)
+    not_base64 = imports.send_message("this is not base64 {kind}").id
+    not_an_item = imports.send_message(base64.b64encode(b'{"hello": "world"}').decode("ascii")).id
+    with caplog.at_level(logging.ERROR, logger="shared.services.poison_sweeper"):
+        counts = services.poison_sweeper().sweep_queue(names.QUEUE_IMPORT_POISON)
+    assert counts.unreadable >= 2
+    assert not ({not_base64, not_an_item} & _ids_in(imports))
+    logged = caplog.text
+    assert f"deleting an unreadable item {not_base64}" in logged and "'this is not base64 {kind}'" in logged
+    assert f"deleting an unreadable item {not_an_item}" in logged and "not a work item" in logged

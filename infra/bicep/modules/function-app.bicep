@@ -65,6 +65,9 @@ param authAdminApps string = ''
 @description('NCRONTAB schedule (six fields, seconds first) of the scheduler timer (SCHEDULER_SCHEDULE).')
 param schedulerSchedule string = '0 * * * * *'
 
+@description('NCRONTAB schedule of the poison sweeper timer, which ends work the queue host gave up on (POISON_SWEEP_SCHEDULE).')
+param poisonSweepSchedule string = '30 * * * * *'
+
 @description('Public https base URL of the app, used to build download locations (PUBLIC_BASE_URL). Empty: https://<name>.<App Service domain>. Set it when clients come through a custom domain or a gateway.')
 param publicBaseUrl string = ''
 
@@ -204,6 +207,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'SCHEDULER_SCHEDULE'
           value: schedulerSchedule
+        }
+        // Resolves %POISON_SWEEP_SCHEDULE% in the poison sweeper's timer trigger.
+        {
+          name: 'POISON_SWEEP_SCHEDULE'
+          value: poisonSweepSchedule
         }
         // No HTML homepage: GET / is our root function (RIS's connection check), and never the host's page.
         {
