@@ -574,6 +574,33 @@ class Job:
         app_id = app_id.lower()
         return any(p.enabled and p.application_id == app_id for p in self.authorization_policy)
 
+    def resolve_company(self, requested: str | None, what: str = "company") -> str | None:
+        """The legal entity a caller's import writes to: the one asked for (checked as an ID), else the
+        job's. A job bound to a legal entity writes only to it, so a partner mapped to a `demf` job cannot
+        import into `usmf` by naming it. Raises ValidationError (a malformed ID) or ForbiddenError."""
+        from shared.errors import ForbiddenError
+
+        wanted = (requested or "").strip().lower()
+        if wanted:
+            check_company(wanted, what)
+        if self.company and wanted and wanted != self.company.lower():
+            raise ForbiddenError(
+                f"{what} {wanted!r} is not the legal entity of the job {self.name!r} ({self.company.lower()}); "
+                "a job imports only into its own legal entity",
+                code="LegalEntityNotAllowed",
+            )
+        return wanted or (self.company or "").lower() or None
+
+
+def check_company(value: str, what: str = "company") -> None:
+    """A legal entity ID as Table partition keys can hold it (ValidationError otherwise)."""
+    if len(value) > limits.COMPANY_MAX_LENGTH or not COMPANY_RE.match(value):
+        raise ValidationError(
+            f"{what} {preview(value)} is not a legal entity ID: 1-{limits.COMPANY_MAX_LENGTH} letters, "
+            "digits, '_' or '-', starting with a letter or digit",
+            code="InvalidLegalEntity",
+        )
+
 
 def _unit(raw: dict, p: str) -> str:
     unit = _str(raw, "unit", p, default="minutes")
@@ -668,11 +695,8 @@ def parse_job(activity_id: str, body: Any) -> Job:
             )
         )
     company = _str(body, "company", "")
-    if company and (len(company) > limits.COMPANY_MAX_LENGTH or not COMPANY_RE.match(company)):
-        raise ValidationError(
-            f"company {preview(company)} is not a legal entity ID: 1-{limits.COMPANY_MAX_LENGTH} letters, "
-            "digits, '_' or '-', starting with a letter or digit"
-        )
+    if company:
+        check_company(company)
     redelivery = _int(
         body,
         "redeliveryMinutes",

@@ -91,6 +91,7 @@ class EnqueueService:
                     code="UnknownEntity",
                 )
             entity_name = found.name
+        company = job.resolve_company(company)
         limit = settings.max_enqueue_bytes()
         if len(body) > limit:
             raise TooLargeError(
@@ -121,7 +122,7 @@ class EnqueueService:
                     "Direction": "import",
                     "ExternalIdentifier": external_id,
                     "Entity": entity_name,
-                    "Company": (company or job.company or "").lower() or None,
+                    "Company": company,
                     "BlobName": blob,
                     "Size": len(body),
                     "ContentSha256": content_hash,

@@ -323,6 +323,7 @@ class PackageApiService:
         blob = self.upload_blob_name(package_url)
         job = self._pick_job(principal, _text_param(definition_group_id, "definitionGroupId"), "import", None)
         self._check_requester(principal, blob)
+        company = job.resolve_company(execution_id_text(legal_entity_id), "legalEntityId")
         exec_id = new_execution_id(execution_id)
         message_id = package_message_id(exec_id)
 
@@ -352,7 +353,6 @@ class PackageApiService:
             found = self._messages.find_by_id(earlier)
             if found is not None:
                 return self._same_import(found, blob, exec_id)
-        company = execution_id_text(legal_entity_id).lower() or (job.company or "").lower() or None
         try:
             message = self._messages.create_message(
                 job.activity_id,
