@@ -11,8 +11,9 @@ the restart of a killed worker. Every firing is appended to `<dir>/fired.log` as
 it acts, so a test can count what really happened. In Azure (`WEBSITE_INSTANCE_ID`) or outside local auth
 mode the points do nothing, whatever the settings say.
 
-Steps: claimed, preprocessing, processing, terminal (before the outcome is written), fail_write (the
-terminal PostProcessingFailed/Error write itself), export (an export run has started).
+Steps: claimed, preprocessing, processing, terminal (before the outcome is written), ended (after it, before
+the run's end), fail_write (the terminal PostProcessingFailed/Error write itself), export (an export run has
+started).
 """
 
 from __future__ import annotations

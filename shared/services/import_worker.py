@@ -94,10 +94,14 @@ class ImportWorker:
         elif item["kind"] == work_items.KIND_MESSAGE:
             message = self._claim(job, item["rowKey"], claim_token, any_active=False)
             if message is None:
+                # Ended already (or another item has it): a redelivery after a death between the message's
+                # outcome and its run's end still ends the run.
+                self._end_run_of_ended_message(job.activity_id, item["rowKey"])
                 return
             fault_points.hit("claimed", message.get("MessageId"))
             run_id = self._start_run(job, trigger, item.get("runId"))
             status = self.process_message(job, message, run_id)
+            fault_points.hit("ended", message.get("MessageId"))
             self._end_run(run_id, status)
 
     def drain(self, job: Job, *, claim_token: str, trigger: str) -> None:
@@ -154,6 +158,7 @@ class ImportWorker:
         job_id = item["jobId"]
         if item["kind"] == work_items.KIND_MESSAGE:
             self._fail_message(job_id, item["rowKey"], reason=reason, error=error, owner=lease_holder)
+            self._end_run_of_ended_message(job_id, item["rowKey"])
         elif item["kind"] == work_items.KIND_DRAIN:
             try:
                 job = self._config.get_job(job_id, fresh=True)
@@ -430,6 +435,19 @@ class ImportWorker:
                 self._runs.end_run(updated["RunId"], statuses.RUN_ERROR, Errors=[updated["ErrorSummary"]])
             except NotFoundError:
                 pass
+
+    def _end_run_of_ended_message(self, job_id: str, row_key: str) -> None:
+        """A message that ended while its run did not (the worker failed or died between the two writes):
+        the run ends as the message did."""
+        try:
+            message = self._messages.get_message(job_id, row_key)
+        except NotFoundError:
+            return
+        run = self._runs.find_run(message["RunId"]) if message.get("RunId") else None
+        if run is None or run.get("Status") not in (statuses.RUN_WAITING, statuses.RUN_EXECUTING):
+            return
+        if message.get("Status") in statuses.IMPORT_TERMINAL:
+            self._end_run(message["RunId"], message["Status"])
 
     def _end_abandoned_run(self, run_id: str, message_id: str, retry_run_id: str) -> None:
         """A run whose worker died (its message is being retried in another run) ends in Error."""

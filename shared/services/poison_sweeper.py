@@ -121,9 +121,23 @@ def _decode(content) -> dict:
     except binascii.Error as exc:
         raise ValueError(f"not base64: {exc}") from None
     try:
-        return work_items.decode(body)
+        item = work_items.decode(body)
     except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"not a work item: {exc}"[:300]) from None
+    needed = _REQUIRED.get(item["kind"])
+    if needed is None:
+        raise ValueError(f"not a work item: unknown kind {item['kind']!r}")
+    if not all(isinstance(item.get(key), str) and item[key] for key in needed):
+        raise ValueError(f"not a work item: a {item['kind']} item needs {', '.join(needed)}")
+    return item
+
+
+# What each kind of work item must carry for its work to be found.
+_REQUIRED = {
+    work_items.KIND_MESSAGE: ("jobId", "rowKey"),
+    work_items.KIND_DRAIN: ("jobId",),
+    work_items.KIND_EXPORT: ("jobId", "runId"),
+}
 
 
 def _prefix(content) -> str:

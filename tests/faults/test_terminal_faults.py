@@ -234,11 +234,12 @@ def _runs(services, job) -> list[dict]:
 
 
 def test_a_worker_killed_at_each_step_resumes_and_imports_every_row_once(world):
-    """Killed after the claim, during preprocessing, during processing (part of the rows written) and just
-    before the outcome is written: the redelivery (the last allowed one) imports the file exactly once."""
+    """Killed after the claim, during preprocessing, during processing (part of the rows written), just
+    before the outcome is written, and between the outcome and the run's end: the redelivery (the last
+    allowed one) imports the file exactly once, or only ends the run."""
     services = world.services
     job, principal, entity = _import_job(services)
-    steps = ["claimed", "preprocessing", "processing", "terminal"]
+    steps = ["claimed", "preprocessing", "processing", "terminal", "ended"]
     ids = {step: _enqueue(services, job, principal, entity, step) for step in steps}
     for step, message_id in ids.items():
         world.arm(step, message_id, "kill", times=1)
@@ -248,17 +249,18 @@ def test_a_worker_killed_at_each_step_resumes_and_imports_every_row_once(world):
 
     assert world.fired() == Counter({(step, ids[step], "kill"): 1 for step in steps})
     assert world.workers.kills == len(steps)
-    for step, message in _messages(services, list(ids.values())).items():
+    for step, message in zip(steps, _messages(services, [ids[step] for step in steps]).values(), strict=True):
         assert message["Status"] == statuses.PROCESSED, (step, message.get("ErrorSummary"))
-        assert message["Attempts"] == 2, step
+        assert message["Attempts"] == (1 if step == "ended" else 2), step
         assert message["Counts"] == {entity: {"read": ROWS, "written": ROWS, "rejected": 0}}, step
     config_entity = services.config_service().get_entity(entity)
     rows = list(services.entity_repo().iter_rows(config_entity))
     assert len(rows) == len(steps) * ROWS
     assert {r["K"] for r in rows} == {f"{step}-{i}" for step in steps for i in range(ROWS)}
-    # Killed after its run started (every step but "claimed"): that run ended in Error when the retry began.
+    # Killed after its run started and before the outcome (preprocessing, processing, terminal): that run
+    # ended in Error when the retry began. Killed after the outcome: the redelivery ended the run.
     runs = _runs(services, job)
-    assert Counter(r["Status"] for r in runs) == {statuses.RUN_ENDED: 4, statuses.RUN_ERROR: 3}
+    assert Counter(r["Status"] for r in runs) == {statuses.RUN_ENDED: 5, statuses.RUN_ERROR: 3}
     assert all("the worker stopped during this run" in r["Errors"][0] for r in runs if r["Status"] == "Error")
 
 

@@ -483,10 +483,30 @@ def test_an_unreadable_poison_item_is_logged_and_removed(services, caplog):
     imports = _poison_client(names.QUEUE_IMPORT_POISON)
     not_base64 = imports.send_message("this is not base64 {kind}").id
     not_an_item = imports.send_message(base64.b64encode(b'{"hello": "world"}').decode("ascii")).id
+    incomplete = imports.send_message(_host_encoded({"kind": work_items.KIND_MESSAGE, "jobId": "j"})).id
     with caplog.at_level(logging.ERROR, logger="shared.services.poison_sweeper"):
         counts = services.poison_sweeper().sweep_queue(names.QUEUE_IMPORT_POISON)
-    assert counts.unreadable >= 2
-    assert not ({not_base64, not_an_item} & _ids_in(imports))
+    assert counts.unreadable >= 3
+    assert not ({not_base64, not_an_item, incomplete} & _ids_in(imports))
     logged = caplog.text
     assert f"deleting an unreadable item {not_base64}" in logged and "'this is not base64 {kind}'" in logged
     assert f"deleting an unreadable item {not_an_item}" in logged and "not a work item" in logged
+    assert f"deleting an unreadable item {incomplete}" in logged and "needs jobId, rowKey" in logged
+
+
+def test_the_sweep_ends_the_run_of_a_message_that_ended_without_it(services, job):
+    """The worker died between the message's outcome and its run's end: the message is Processed, and the
+    poisoned item ends the run as Ended rather than leaving it Executing."""
+    created, principal, entity = job
+    message_id = enqueue(services, created, principal, entity)
+    message = services.message_repo().get_by_id(message_id)
+    services.import_worker().handle(_message_item(created, message), claim_token="q-done")
+    done = services.message_repo().get_by_id(message_id)
+    assert done["Status"] == statuses.PROCESSED
+    services.run_repo().update_run(
+        done["RunId"], Status=statuses.RUN_EXECUTING
+    )  # as if killed before its end
+
+    services.import_worker().handle_poison(_message_item(created, message))
+    assert services.message_repo().get_by_id(message_id)["Transitions"] == done["Transitions"]
+    assert services.run_repo().get_run(done["RunId"])["Status"] == statuses.RUN_ENDED
