@@ -13,9 +13,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_APP = Path(__file__).resolve().parent / "sample_app"
 _BANNER = re.compile(r"^Host started: (http://\S+)$", re.MULTILINE)
+_GENERATED_KEY = re.compile(r"^Master key: (\S+) \(generated", re.MULTILINE)
 
-# Settings the sample app reads; cleared so the developer's shell cannot change test outcomes.
-_SAMPLE_KEYS = ("SAMPLE_", "AzureWebJobs", "FUNCTIONS_")
+# Settings the sample app and the host read; cleared so the developer's shell cannot change test outcomes.
+_SAMPLE_KEYS = ("SAMPLE_", "AzureWebJobs", "FUNCTIONS_", "DEVHOST_")
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -64,6 +65,44 @@ class HostProcess:
                 raise AssertionError(f"devhost exited with {self.proc.returncode}:\n{self.stderr}")
             time.sleep(0.02)
         raise AssertionError(f"devhost did not start within {timeout}s:\n{self.stderr}")
+
+    @property
+    def master_key(self) -> str:
+        """The master key the host generated at start (DEVHOST_MASTER_KEY unset), from its banner."""
+        found = _GENERATED_KEY.search(self.stdout)
+        assert found, f"no generated master key in the banner:\n{self.stdout}"
+        return found.group(1)
+
+    @property
+    def log(self) -> str:
+        """Everything the host wrote: the banner (stdout), then its log and the functions' output (stderr)."""
+        return self.stdout + self.stderr
+
+    def count_log(self, pattern: str) -> int:
+        """How many times the regex ``pattern`` occurs in the host's output so far."""
+        return len(re.findall(pattern, self.log, re.MULTILINE))
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = 30.0) -> list[re.Match[str]]:
+        """Wait until the regex ``pattern`` occurs ``count`` times in the host's output; the matches.
+
+        For example ``wait_for_log(r"Executed 'Functions\\.tick' \\(Succeeded")`` waits for an invocation
+        of ``tick`` to finish. AssertionError when the time is up or the host exits first.
+        """
+        compiled = re.compile(pattern, re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = list(compiled.finditer(self.log))
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"devhost exited with {self.proc.returncode} before {count} x {pattern!r}:\n{self.stderr}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(found)} of {count} x {pattern!r} after {timeout}s; host log tail:\n{self.stderr[-4000:]}"
+                )
+            time.sleep(0.02)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:

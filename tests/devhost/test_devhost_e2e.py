@@ -70,26 +70,40 @@ def peek(client: QueueClient) -> list[str]:
 def test_banner_lists_functions(sample_host: HostProcess) -> None:
     out = sample_host.stdout
     assert "echo: [GET,POST] /echo/{name}/{id:guid}" in out
+    assert "empty_route: [GET] /empty_route" in out
     assert "work: queueTrigger work-items (AzureWebJobsStorage)" in out
     assert "tick: timerTrigger '*/1 * * * * *'" in out
+    assert sample_host.master_key  # generated: DEVHOST_MASTER_KEY is not set
 
 
 def test_route_and_query_params_are_decoded(sample_host: HostProcess) -> None:
+    """Query values as ToRpcHttp passes them (GrpcMessageConversionExtensions.cs): repeats joined with ",",
+    empty values dropped, "+" a space."""
     url = f"{sample_host.url}/echo/hello%20world/{GUID}?q=a+b&q=second&r=%2Fslash&empty="
     data = requests.get(url, timeout=5).json()
     assert data["method"] == "GET"
     assert data["route_params"] == {"name": "hello world", "id": GUID}
-    assert data["params"] == {"q": "a b", "r": "/slash", "empty": ""}
+    assert data["params"] == {"q": "a b,second", "r": "/slash"}
     assert data["url"] == url
 
 
-def test_literal_route_wins_over_parameter(sample_host: HostProcess) -> None:
-    assert requests.get(f"{sample_host.url}/things/special", timeout=5).json() == {"matched": "literal"}
-    assert requests.get(f"{sample_host.url}/things/other", timeout=5).json()["name"] == "other"
-    # The literal route is GET-only, so a POST falls through to the parameterized one, as in ASP.NET.
-    assert requests.post(f"{sample_host.url}/things/special", timeout=5).json()["matched"] == "param"
+def test_routes_are_tried_in_function_name_order(sample_host: HostProcess) -> None:
+    """No precedence: functions in name order (FunctionMetadataManager.cs), first match wins (the
+    RouteCollection of WebJobsRouteBuilder.cs); thing_param comes before thing_special."""
+    got = requests.get(f"{sample_host.url}/things/special", timeout=5).json()
+    assert got == {"matched": "param", "name": "special", "method": "GET"}
+    # thing_param takes only GET, so a POST goes on to the literal route.
+    assert requests.post(f"{sample_host.url}/things/special", timeout=5).json()["matched"] == "literal"
     # Literal segments are case-insensitive.
-    assert requests.get(f"{sample_host.url}/THINGS/Special", timeout=5).json() == {"matched": "literal"}
+    assert requests.post(f"{sample_host.url}/THINGS/Special", timeout=5).json()["matched"] == "literal"
+
+
+def test_an_empty_route_is_the_function_name(sample_host: HostProcess) -> None:
+    """ScriptHost.ValidateHttpFunction: route "" is served at /empty_route; "/" is the homepage
+    (HomepageMiddleware.cs), HTML since AzureWebJobsDisableHomepage is not set."""
+    assert requests.get(f"{sample_host.url}/empty_route", timeout=5).json() == {"matched": "empty_route"}
+    home = requests.get(f"{sample_host.url}/", timeout=5)
+    assert home.status_code == 200 and home.headers["Content-Type"] == "text/html"
 
 
 def test_optional_parameter_and_catch_all(sample_host: HostProcess) -> None:
@@ -101,30 +115,34 @@ def test_optional_parameter_and_catch_all(sample_host: HostProcess) -> None:
 
 
 def test_unknown_route_and_failed_constraint_are_404(sample_host: HostProcess) -> None:
+    """The end of the ASP.NET pipeline: 404 with an empty body."""
     for path in ("/nope", "/echo/x/not-a-guid", "/big/abc", "/big/99999999999"):
         response = requests.get(f"{sample_host.url}{path}", timeout=5)
         assert response.status_code == 404, path
-        assert response.json()["error"]["code"] == "NotFound"
+        assert response.content == b"", path
 
 
-def test_wrong_method_is_405_with_allow(sample_host: HostProcess) -> None:
-    response = requests.delete(f"{sample_host.url}/echo/x/{GUID}", timeout=5)
-    assert response.status_code == 405
-    assert response.headers["Allow"] == "GET, POST"
-    assert response.json()["error"]["code"] == "MethodNotAllowed"
+def test_wrong_method_is_404_not_405(sample_host: HostProcess) -> None:
+    """HttpMethodRouteConstraint makes a wrong method no match at all (WebScriptHostHttpRoutesManager.cs)."""
+    for method in ("DELETE", "HEAD", "OPTIONS"):
+        response = requests.request(method, f"{sample_host.url}/echo/x/{GUID}", timeout=5)
+        assert response.status_code == 404 and response.content == b"", method
+        assert "Allow" not in response.headers
 
 
-def test_chunked_request_body(sample_host: HostProcess) -> None:
-    parts = [b"first,", b"", b"second,", b"x" * 70000, "ünï".encode()]
+def test_chunked_request_body_arrives_empty(sample_host: HostProcess) -> None:
+    """GrpcMessageConversionExtensions.ToRpcHttp forwards a body only when Content-Length > 0 (host issue
+    #7930): a chunked body reaches the function as b"", with its headers."""
+    parts = [b"first,", b"second,", b"x" * 70000, "ünï".encode()]
 
     def body() -> Iterator[bytes]:
-        yield from (p for p in parts if p)  # an empty chunk would end the body early
+        yield from parts
 
     response = requests.post(f"{sample_host.url}/echo/chunked/{GUID}", data=body(), timeout=10)
     assert response.request.headers["Transfer-Encoding"] == "chunked"
     data = response.json()
-    assert data["body_length"] == len(b"".join(parts))
-    assert data["body"] == b"".join(parts).decode()
+    assert data["body_length"] == 0
+    assert data["headers"]["transfer-encoding"] == "chunked"
 
 
 def test_content_length_body_and_large_response(sample_host: HostProcess) -> None:
@@ -137,12 +155,11 @@ def test_content_length_body_and_large_response(sample_host: HostProcess) -> Non
     assert response.headers["Content-Length"] == "5000000"
 
 
-def test_exception_is_500_json_and_traceback_logged(sample_host: HostProcess) -> None:
+def test_exception_is_500_with_no_body_and_traceback_logged(sample_host: HostProcess) -> None:
+    """ExceptionMiddleware.cs sets 500 and writes nothing; the log has the error and the Failed line."""
     response = requests.get(f"{sample_host.url}/boom", timeout=5)
-    assert response.status_code == 500
-    error = response.json()["error"]
-    assert error["code"] == "InternalError"
-    assert "kaboom" in error["message"]
+    assert response.status_code == 500 and response.content == b""
+    sample_host.wait_for_log(r"Executed 'Functions\.boom' \(Failed, Id=[0-9a-f-]+, Duration=\d+ms\)")
     wait_for(lambda: "RuntimeError: kaboom" in sample_host.stderr, 5, "traceback in stderr")
     assert "Traceback (most recent call last)" in sample_host.stderr
 
@@ -241,7 +258,7 @@ def test_undecodable_message_is_poisoned_without_invoking(
     queue(devhost_azurite, "work-items", create=True).send_message(raw)
     poison = queue(devhost_azurite, "work-items-poison")
     wait_for(lambda: raw in peek(poison), 15, "raw message poisoned")
-    assert "is not valid base64" in sample_host.stderr
+    sample_host.wait_for_log("is not valid base64", timeout=5)  # logged once the move is done
 
 
 def test_timer_fires_on_resolved_schedule(sample_host: HostProcess, output_dir: Path) -> None:
@@ -282,7 +299,9 @@ def test_sigint_finishes_in_flight_request_and_exits_0(
         host.stop(signal.SIGKILL)
 
 
-def test_missing_schedule_setting_fails_start_clearly(tmp_path: Path) -> None:
+def test_missing_schedule_setting_leaves_the_timer_out(tmp_path: Path) -> None:
+    """An unresolved %SETTING% is a FunctionIndexingException for that function only
+    (ScriptHost.HandleHostError): the host starts, logs "The 'tick' function is in error", runs the rest."""
     root = tmp_path / "app"
     root.mkdir()
     (root / "function_app.py").write_text(
@@ -290,29 +309,94 @@ def test_missing_schedule_setting_fails_start_clearly(tmp_path: Path) -> None:
             """
             import azure.functions as func
 
-            app = func.FunctionApp()
+            app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
             @app.timer_trigger(arg_name="timer", schedule="%NOT_CONFIGURED_SCHEDULE%")
             def tick(timer: func.TimerRequest) -> None:
                 pass
+
+            @app.route(route="up", methods=["GET"])
+            def up(req: func.HttpRequest) -> func.HttpResponse:
+                return func.HttpResponse("up")
             """
         ),
         encoding="utf-8",
     )
     host = HostProcess(root, clean_env(), tmp_path, name="bad")
-    assert host.proc.wait(30) == 1
-    assert "NOT_CONFIGURED_SCHEDULE" in host.stderr
-    assert "Host started" not in host.stdout
+    try:
+        url = host.wait_started()
+        assert "tick: in error:" in host.stdout and "NOT_CONFIGURED_SCHEDULE" in host.stdout
+        host.wait_for_log(r"The 'tick' function is in error: .*NOT_CONFIGURED_SCHEDULE")
+        assert requests.get(f"{url}/api/up", timeout=5).text == "up"
+    finally:
+        host.stop()
 
 
-def test_admin_endpoint_runs_queue_and_timer_functions(sample_host: HostProcess, output_dir: Path) -> None:
+def test_an_import_error_leaves_a_running_host_with_zero_functions(tmp_path: Path) -> None:
+    """The worker fails to index (python worker dispatcher._handle__functions_metadata_request); the host logs
+    "Worker failed to index functions" (GrpcWorkerChannel.cs) and runs with no functions: 404 everywhere,
+    204 at "/" with the homepage disabled. Not an exit."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "function_app.py").write_text("raise RuntimeError('bad setting at import')\n", encoding="utf-8")
+    host = HostProcess(root, clean_env(AzureWebJobsDisableHomepage="true"), tmp_path, name="noindex")
+    try:
+        url = host.wait_started()
+        host.wait_for_log(r"Worker failed to index functions: .*bad setting at import")
+        assert requests.get(f"{url}/api/anything", timeout=5).status_code == 404
+        root_response = requests.get(f"{url}/", timeout=5)
+        assert root_response.status_code == 204 and root_response.content == b""
+        assert host.proc.poll() is None
+    finally:
+        assert host.stop() == 0
+
+
+def test_admin_invoke_needs_the_master_key_and_answers_202_at_once(
+    sample_host: HostProcess, output_dir: Path
+) -> None:
+    """FunctionsController.Invoke: [Authorize(Policy = AdminAuthLevel)] (the master key, from x-functions-key,
+    which wins, or ?code=; AuthenticationLevelHandler.cs), else 401; then the body (no FunctionInvocation: 400)
+    and the function (ScriptHost.GetFunctionOrNull, names ignore case: 404). It answers 202 (Accepted) with no
+    body and runs the function in Task.Run; the "Executed 'Functions.<name>'" line says when it is done."""
+    key = sample_host.master_key
+    admin = f"{sample_host.url}/admin/functions"
     text = f"manual-{uuid.uuid4()}"
-    response = requests.post(f"{sample_host.url}/admin/functions/work", json={"input": text}, timeout=5)
-    assert response.status_code == 202
-    # Already finished when the 202 arrives.
+    for headers, query in [
+        ({}, ""),
+        ({"x-functions-key": "wrong"}, ""),
+        ({"x-functions-key": "wrong"}, f"?code={key}"),
+    ]:
+        refused = requests.post(f"{admin}/work{query}", headers=headers, json={"input": text}, timeout=5)
+        assert refused.status_code == 401 and refused.content == b"", (headers, query)
+    assert text.encode().hex() not in {r["body_hex"] for r in records(output_dir, "work.jsonl")}
+
+    def invoke(name: str, body: Any = None, **kw: Any) -> requests.Response:
+        return requests.post(f"{admin}/{name}", headers={"x-functions-key": key}, json=body, timeout=5, **kw)
+
+    done = sample_host.count_log(r"Executed 'Functions\.work' \(Succeeded")
+    accepted = invoke("WORK", {"input": text})
+    assert accepted.status_code == 202 and accepted.content == b""
+    sample_host.wait_for_log(r"Executed 'Functions\.work' \(Succeeded", count=done + 1)
     assert text.encode().hex() in {r["body_hex"] for r in records(output_dir, "work.jsonl")}
-    assert requests.post(f"{sample_host.url}/admin/functions/tick", json={}, timeout=5).status_code == 202
-    assert requests.post(f"{sample_host.url}/admin/functions/nope", timeout=5).status_code == 404
-    failed = requests.post(f"{sample_host.url}/admin/functions/always_fails", json={"input": "x"}, timeout=5)
-    assert failed.status_code == 500
-    assert failed.json()["error"]["code"] == "InternalError"
+    assert requests.post(f"{admin}/work?code={key}", json={"input": "q"}, timeout=5).status_code == 202
+
+    assert invoke("tick", {}).status_code == 202
+    assert invoke("nope", {}).status_code == 404
+    assert invoke("work").status_code == 400  # no body
+    assert invoke("echo", {}).status_code == 404  # HTTP functions are not run this way locally
+    failed = sample_host.count_log(r"Executed 'Functions\.always_fails' \(Failed")
+    assert invoke("always_fails", {"input": "x"}).status_code == 202  # the failure is not the caller's
+    sample_host.wait_for_log(r"Executed 'Functions\.always_fails' \(Failed", count=failed + 1)
+
+
+def test_every_invocation_logs_the_hosts_executed_line(sample_host: HostProcess) -> None:
+    """FunctionInstanceLogger (azure-webjobs-sdk) logs "Executing '<name>' (Reason=..., Id=...)" and
+    "Executed '<name>' (Succeeded|Failed, Id=..., Duration=...ms)", the name being Functions.<name>
+    (ScriptHost's generated type): here for HTTP and the timer."""
+    before = sample_host.count_log(r"Executed 'Functions\.thing_param' ")
+    requests.get(f"{sample_host.url}/things/x", timeout=5)
+    pattern = r"Executed 'Functions\.thing_param' \(Succeeded, Id=([0-9a-f-]{36}), Duration=\d+ms\)"
+    invocation_id = sample_host.wait_for_log(pattern, count=before + 1)[-1].group(1)
+    reason = "This function was programmatically called via the host APIs."
+    assert f"Executing 'Functions.thing_param' (Reason='{reason}', Id={invocation_id})" in sample_host.stderr
+    sample_host.wait_for_log(r"Executed 'Functions\.tick' \(Succeeded, Id=[0-9a-f-]{36}, Duration=\d+ms\)")

@@ -1,10 +1,11 @@
-"""Route templates compile and match like the Functions host's ASP.NET routing."""
+"""Route templates compile and match like the Functions host's ASP.NET routing (Microsoft.AspNetCore.Routing
+``Route`` and TemplateMatcher, with the paths Kestrel decodes)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tools.devhost.routes import RouteError, RouteTemplate, join_prefix, split_path
+from tools.devhost.routes import RouteError, RouteTemplate, covers, join_prefix, name_order_key, split_path
 
 GUID = "5f0c3a4e-1b2c-4d5e-8f90-123456789abc"
 
@@ -20,15 +21,27 @@ def test_literal_and_parameters() -> None:
     assert match("api/connector/enqueue/{activityId}", "/api/connector/enqueue/a/b") is None
 
 
-def test_values_are_url_decoded() -> None:
+def test_values_are_url_decoded_except_an_encoded_slash() -> None:
+    """Kestrel decodes every escape in the path except %2F (as written), then drops "." and ".." segments."""
     assert match("a/{name}", "/a/hello%20w%C3%B6rld") == {"name": "hello wörld"}
-    assert match("a/{name}", "/a/x%2Fy") == {"name": "x/y"}
+    assert match("a/{name}", "/a/x%2Fy") == {"name": "x%2Fy"}
+    assert match("a/{name}", "/a/x%2fy%25") == {"name": "x%2fy%"}
+    assert split_path("/a/./b/../c/") == ["a", "c"]
 
 
 def test_optional_and_default() -> None:
     assert match("api/manage/jobs/{activityId?}", "/api/manage/jobs") == {}
     assert match("api/manage/jobs/{activityId?}", "/api/manage/jobs/7") == {"activityId": "7"}
     assert match("a/{page=1}", "/a") == {"page": "1"}
+
+
+def test_all_optional_templates_match_the_root() -> None:
+    """Host PR #1102: a template whose segments are all optional, or a catch-all, matches "/"."""
+    assert match("{ignored:maxlength(0)?}", "/") == {}
+    assert match("{ignored:maxlength(0)?}", "/foo") is None
+    assert match("{ignored:maxlength(0)?}", "/foo/bar") is None
+    assert match("{x?}", "/") == {}
+    assert match("{x?}", "/foo") == {"x": "foo"}
 
 
 def test_catch_all() -> None:
@@ -75,16 +88,51 @@ def test_complex_segment() -> None:
     assert match("files/{name}.{ext}", "/files/report") is None
 
 
-def test_precedence_orders_literals_first() -> None:
-    templates = ["{*path}", "things/{name}", "things/{id:int}", "things/special", "things/{name}.{ext}"]
-    ordered = sorted((RouteTemplate(t) for t in templates), key=lambda r: r.precedence)
-    assert [r.template for r in ordered] == [
-        "things/special",
-        "things/{name}.{ext}",
-        "things/{id:int}",
-        "things/{name}",
-        "{*path}",
+def test_function_names_sort_as_ordinal_ignore_case() -> None:
+    """FunctionMetadataManager orders functions with StringComparer.OrdinalIgnoreCase: characters are
+    upper-cased and compared by code, so "_" (0x5F) sorts after every letter."""
+    names = ["get_entity", "getentity", "B", "a", "Get_Entity2", "zeta", "_x"]
+    assert sorted(names, key=name_order_key) == [
+        "a",
+        "B",
+        "getentity",
+        "get_entity",
+        "Get_Entity2",
+        "zeta",
+        "_x",
     ]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "expected"),
+    [
+        ("things/{name}", "things/special", True),
+        ("things/special", "things/{name}", False),
+        ("things/{name}", "things/{other}", True),
+        ("things/{id:int}", "things/{n:int}", True),
+        ("things/{id:int}", "things/5", True),
+        ("things/{id:int}", "things/five", False),
+        ("things/{id:int}", "things/{name}", False),
+        ("things/{id:int}", "things/{n:range(1,3)}", False),  # only sure answers: not taken to cover
+        ("{*path}", "anything/{at}/all", True),
+        ("{*path}", "", True),
+        ("files/{*rest}", "files/{name}.{ext}", True),
+        ("files/{name}.{ext}", "files/{other}.{ext}", False),
+        ("files/{name}.{ext}", "files/{name}.{ext}", True),
+        ("files/{*rest}", "files", True),
+        ("files/{name}", "files/{*rest}", False),
+        ("items/{id?}", "items", True),
+        ("items/{id?}", "items/{id}", True),
+        ("items/{id}", "items/{id?}", False),
+        ("{root:maxlength(0)?}", "", True),
+        ("{root:maxlength(0)?}", "x", False),
+        ("a/{x}", "a/{x}/b", False),
+    ],
+)
+def test_covers(earlier: str, later: str, expected: bool) -> None:
+    """routes.covers: the earlier template matches every path the later one does (the later one is shadowed
+    in name-order routing)."""
+    assert covers(RouteTemplate(earlier), RouteTemplate(later)) is expected
 
 
 def test_prefix_joining_and_root_route() -> None:

@@ -16,7 +16,7 @@ from .app_loader import AppLoadError
 from .host import DevHost
 from .queue_runner import DEFAULT_LEASE_SECONDS
 from .routes import RouteError
-from .settings import SettingsError, local_http_port
+from .settings import MASTER_KEY_SETTING, SettingsError, local_http_port
 
 DEFAULT_PORT = 7071  # the port `func start` uses
 
@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     lines = [f"Host started: {host.url}"]
+    if host.http_settings.master_key_generated:
+        # The real host keeps its master key in its secrets store; locally it comes from an app setting.
+        lines.append(
+            f"Master key: {host.http_settings.master_key} (generated; set {MASTER_KEY_SETTING} to choose one)"
+        )
+    else:
+        lines.append(f"Master key: from {MASTER_KEY_SETTING}")
     if host.overridden_settings:
         lines.append(f"Settings from the environment: {', '.join(sorted(host.overridden_settings))}")
     if args.functions:

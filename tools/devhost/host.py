@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from .app_loader import AppIndex, connection_string, get_functions_once, index_functions, load_app
+from .app_loader import (
+    HOST_API_REASON,
+    AppIndex,
+    IndexingError,
+    connection_string,
+    get_functions_once,
+    index_functions,
+    load_app,
+)
 from .http_server import DevHttpServer, Router
 from .queue_runner import DEFAULT_LEASE_SECONDS, QueuePoller, manual_message
 from .selection import select_functions
-from .settings import HostConfig, apply_settings, load_host_config
+from .settings import HostConfig, HttpSettings, apply_settings, load_host_config, load_http_settings
 from .timer_runner import TimerRunner, host_timezone, manual_request, storage_for
 
 log = logging.getLogger("devhost")
@@ -48,7 +57,10 @@ class DevHost:
         self.queue_lease_seconds = queue_lease_seconds
         self.shutdown_grace = shutdown_grace
         self.config = HostConfig()
+        self.http_settings = HttpSettings(master_key="")
         self.index = AppIndex()
+        # Why the worker could not index the app, when it could not (the host then runs zero functions).
+        self.indexing_error: str | None = None
         self.overridden_settings: dict[str, str] = {}
         self._stop = threading.Event()
         self._server: DevHttpServer | None = None
@@ -66,12 +78,16 @@ class DevHost:
         # often read them at import time.
         _, self.overridden_settings = apply_settings(self.root)
         self.config = load_host_config(self.root)
-        app = load_app(self.root, self.app_module)
-        functions = get_functions_once(app)
+        self.http_settings = load_http_settings()
+        functions = self._worker_functions()
         self.only = select_functions(functions, self.selectors)
-        self.index = index_functions(
-            functions, route_prefix=self.config.route_prefix, root=self.root, only=self.only
-        )
+        try:
+            self.index = index_functions(
+                functions, route_prefix=self.config.route_prefix, root=self.root, only=self.only
+            )
+        except IndexingError as error:
+            self._indexing_failed(error)
+            self.index = AppIndex()
         for queue_function in self.index.queue:
             connection_string(queue_function.connection)  # fail now, not in a poller thread
         tz = host_timezone()
@@ -81,7 +97,9 @@ class DevHost:
             for f in self.index.queue
         ]
 
-        self._server = DevHttpServer((self.host, self.port), Router(self.index.http), self._admin_invoke)
+        self._server = DevHttpServer(
+            (self.host, self.port), Router(self.index.http), self._admin_invoke, self.http_settings
+        )
         self.port = self._server.server_address[1]
         self._serve_thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
@@ -91,22 +109,38 @@ class DevHost:
             runner.start()
         return self.port
 
-    def _admin_invoke(self, name: str, text: str) -> bool:
-        """Run a queue or timer function now (POST /admin/functions/{name}); False if there is none."""
+    def _worker_functions(self) -> list[Any]:
+        """The app's functions as the worker indexes them; none when it cannot (the host runs on, empty)."""
+        try:
+            return get_functions_once(load_app(self.root, self.app_module))
+        except IndexingError as error:
+            self._indexing_failed(error)
+            return []
+
+    def _indexing_failed(self, error: IndexingError) -> None:
+        # GrpcWorkerChannel.ProcessFunctionMetadataResponses logs this and the host starts with no functions.
+        self.indexing_error = str(error)
+        log.error("Worker failed to index functions: %s", error, exc_info=error.__cause__ or error)
+        log.error("No functions indexed: every route answers 404 (the host keeps running)")
+
+    def _admin_invoke(self, name: str, text: str) -> Callable[[], Any] | None:
+        """What POST /admin/functions/{name} runs in the background for a queue or timer function of this
+        host, or None (ScriptHost.GetFunctionOrNull: names ignore case)."""
         for queue_function in self.index.queue:
             if queue_function.name.lower() == name.lower():
-                queue_function.invoke(manual_message(text))
-                return True
+                return lambda: queue_function.invoke(manual_message(text), reason=HOST_API_REASON)
         for timer_function in self.index.timer:
             if timer_function.name.lower() == name.lower():
-                timer_function.invoke(manual_request())
-                return True
-        return False
+                return lambda: timer_function.invoke(manual_request(), reason=HOST_API_REASON)
+        return None
 
     def describe(self) -> list[str]:
         """One line per function, for the startup banner."""
         lines = [f.describe() for f in [*self.index.http, *self.index.queue, *self.index.timer]]
         lines += [f"{line} (skipped)" for line in self.index.skipped]
+        lines += [f"{name}: in error: {message}" for name, message in self.index.errors.items()]
+        if self.indexing_error:
+            lines.append(f"(none: the worker failed to index the app: {self.indexing_error})")
         return lines
 
     def stop(self) -> bool:

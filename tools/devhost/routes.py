@@ -3,8 +3,12 @@
 Supported: literal segments (case-insensitive), ``{name}``, optional ``{name?}``, defaults
 ``{name=value}``, catch-alls ``{*name}``/``{**name}``, constraints ``{id:guid}``, ``{n:int:min(1)}``,
 ``{s:regex(...)}`` (braces inside doubled, as in ASP.NET), and complex segments such as
-``{name}.{ext}``. When several templates match, the most specific wins: literal segments before
-constrained parameters, before parameters, before catch-alls.
+``{name}.{ext}``.
+
+There is no precedence between templates: the host maps one ``Route`` per function, in function-name order
+(FunctionMetadataManager sorts by name, ``StringComparer.OrdinalIgnoreCase``), into a ``RouteCollection``
+(WebJobsRouteBuilder in azure-webjobs-sdk-extensions), which tries them in that order; the first match wins.
+``covers`` tells when an earlier template matches every path a later one matches, i.e. shadows it.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ class Param:
     catch_all: bool = False
     default: str | None = None
     validators: list[Validator] = field(default_factory=list)
+    # The constraints as written (":int:min(1)"), lower-cased: equal text means equal constraints.
+    constraints: str = ""
 
     def accepts(self, value: str) -> bool:
         return all(check(value) for check in self.validators)
@@ -125,6 +131,7 @@ class Param:
 class Segment:
     parts: list[str | Param]
     regex: re.Pattern[str] | None = None  # only for complex segments (several parts)
+    text: str = ""  # the segment as written, lower-cased, for comparing complex segments
 
     @property
     def param(self) -> Param | None:
@@ -135,16 +142,24 @@ class Segment:
     def literal(self) -> str | None:
         return self.parts[0] if len(self.parts) == 1 and isinstance(self.parts[0], str) else None
 
-    def precedence(self) -> int:
-        # Mirrors ASP.NET Core's inbound route precedence digits (lower is more specific).
+    def matches(self, value: str) -> dict[str, str] | None:
+        """Route values when this segment matches one non-empty path segment, else None."""
         if self.literal is not None:
-            return 1
+            return {} if value.lower() == self.literal.lower() else None
         param = self.param
-        if param is None:
-            return 2
-        if param.catch_all:
-            return 5
-        return 3 if param.validators else 4
+        if param is not None:
+            return {param.name: value} if value != "" and param.accepts(value) else None
+        assert self.regex is not None
+        found = self.regex.fullmatch(value)
+        if not found:
+            return None
+        values: dict[str, str] = {}
+        for n, p in enumerate(p for p in self.parts if isinstance(p, Param)):
+            part_value = found.group(f"p{n}")
+            if not p.accepts(part_value):
+                return None
+            values[p.name] = part_value
+        return values
 
 
 def _parse_param(body: str, template: str) -> Param:
@@ -165,6 +180,7 @@ def _parse_param(body: str, template: str) -> Param:
         raise RouteError(f"route {template!r}: a parameter has no name")
     validators: list[Validator] = []
     default: str | None = None
+    constraints_start = i
     while i < len(body):
         if body[i] == "=":
             default = body[i + 1 :]
@@ -194,7 +210,15 @@ def _parse_param(body: str, template: str) -> Param:
             cargs = body[i + 1 : j]
             i = j + 1
         validators.append(_constraint(cname, cargs))
-    return Param(name=name, optional=optional, catch_all=catch_all, default=default, validators=validators)
+    constraints = body[constraints_start:i].lower()
+    return Param(
+        name=name,
+        optional=optional,
+        catch_all=catch_all,
+        default=default,
+        validators=validators,
+        constraints=constraints,
+    )
 
 
 def _parse_segment(text: str, template: str) -> Segment:
@@ -236,7 +260,7 @@ def _parse_segment(text: str, template: str) -> Segment:
         parts.append(_parse_param("".join(body), template))
     if literal:
         parts.append("".join(literal))
-    segment = Segment(parts)
+    segment = Segment(parts, text=text.lower())
     if len(parts) > 1:
         pattern = []
         params = [p for p in parts if isinstance(p, Param)]
@@ -265,7 +289,6 @@ class RouteTemplate:
             param = segment.param
             if param is not None and param.catch_all and index != len(self.segments) - 1:
                 raise RouteError(f"route {template!r}: a catch-all must be the last segment")
-        self.precedence = tuple(s.precedence() for s in self.segments)
 
     def __repr__(self) -> str:
         return f"RouteTemplate({self.template!r})"
@@ -291,28 +314,79 @@ class RouteTemplate:
                 if param.default is not None:
                     values[param.name] = param.default
                 continue
-            value = path_segments[index]
-            if segment.literal is not None:
-                if value.lower() != segment.literal.lower():
-                    return None
-            elif param is not None:
-                if value == "" or not param.accepts(value):
-                    return None
-                values[param.name] = value
-            else:
-                assert segment.regex is not None
-                found = segment.regex.fullmatch(value)
-                if not found:
-                    return None
-                params = [p for p in segment.parts if isinstance(p, Param)]
-                for n, p in enumerate(params):
-                    part_value = found.group(f"p{n}")
-                    if not p.accepts(part_value):
-                        return None
-                    values[p.name] = part_value
+            found = segment.matches(path_segments[index])
+            if found is None:
+                return None
+            values.update(found)
         if len(path_segments) > len(self.segments):
             return None
         return values
+
+    # --- shape, for shadow analysis -----------------------------------------------------------------
+    def _catch_all_at(self) -> int | None:
+        last = self.segments[-1].param if self.segments else None
+        return len(self.segments) - 1 if last is not None and last.catch_all else None
+
+    def accepts_length(self, count: int) -> bool:
+        """Whether some path of ``count`` segments can match, judging by the shape alone."""
+        for index, segment in enumerate(self.segments):
+            param = segment.param
+            if param is not None and param.catch_all:
+                return count >= index
+            if index >= count and (param is None or not (param.optional or param.default is not None)):
+                return False
+        return count <= len(self.segments)
+
+    def segment_at(self, index: int) -> Segment:
+        """The segment that matches path segment ``index`` (a catch-all takes every one from its place)."""
+        catch_all = self._catch_all_at()
+        return self.segments[catch_all if catch_all is not None and index >= catch_all else index]
+
+
+def _segment_covers(earlier: Segment, later: Segment) -> bool:
+    """True when ``earlier`` surely matches every non-empty path segment ``later`` matches.
+
+    Only sure answers count: two different constraints are taken not to cover each other.
+    """
+    param, later_param = earlier.param, later.param
+    if param is not None and not param.validators:
+        return True  # a bare parameter or catch-all takes any non-empty segment
+    if param is not None and param.catch_all:
+        return False  # its constraints judge the whole rest of the path, not one segment
+    if later_param is not None and later_param.catch_all:
+        return False  # any value at all, which only a bare parameter or catch-all takes
+    if later.literal is not None:
+        return earlier.matches(later.literal) is not None
+    if param is not None or later_param is not None:
+        return param is not None and later_param is not None and param.constraints == later_param.constraints
+    # Two complex segments (a literal never covers a parameter).
+    return earlier.literal is None and later.literal is None and earlier.text == later.text
+
+
+def covers(earlier: RouteTemplate, later: RouteTemplate) -> bool:
+    """True when ``earlier`` matches every path that ``later`` matches (so ``later`` is never reached first).
+
+    Conservative: False unless sure, e.g. ``{n:int}`` is not taken to cover ``{m:range(1,3)}``.
+    """
+    # Past the longer template plus one, every length behaves like the last one (only catch-alls go on).
+    longest = max(len(earlier.segments), len(later.segments)) + 1
+    for count in range(longest + 1):
+        if not later.accepts_length(count):
+            continue
+        if not earlier.accepts_length(count):
+            return False
+        for index in range(count):
+            if not _segment_covers(earlier.segment_at(index), later.segment_at(index)):
+                return False
+    return True
+
+
+def name_order_key(function_name: str) -> str:
+    """Sort key for ``StringComparer.OrdinalIgnoreCase``: each character upper-cased, then compared ordinally.
+
+    Upper, not lower: "_" (0x5F) sorts after the letters, so "getentity" comes before "get_entity".
+    """
+    return "".join(c.upper() if len(c.upper()) == 1 else c for c in function_name)
 
 
 def join_prefix(prefix: str, route: str) -> str:
@@ -321,8 +395,32 @@ def join_prefix(prefix: str, route: str) -> str:
     return f"{prefix}/{route}" if prefix and route else prefix or route
 
 
+_ENCODED_SLASH = re.compile(r"(%2[fF])")
+
+
+def _decode_segment(raw: str) -> str:
+    # Kestrel decodes every escape in the path except %2F, which would change the segments.
+    return "".join(
+        part if _ENCODED_SLASH.fullmatch(part) else unquote(part) for part in _ENCODED_SLASH.split(raw)
+    )
+
+
 def split_path(raw_path: str) -> list[str]:
-    """Decoded path segments; one trailing slash is ignored, as ASP.NET does."""
+    """Decoded path segments, as Kestrel and ASP.NET routing see them.
+
+    Every escape is decoded except ``%2F`` (kept as written, inside one segment); ``.`` and ``..`` segments
+    are removed (Kestrel's PathNormalizer); one trailing slash is ignored, as ASP.NET routing does.
+    """
     path = raw_path.split("?", 1)[0]
     path = path.strip("/") if path.endswith("/") else path.lstrip("/")
-    return [unquote(s) for s in path.split("/")] if path else []
+    segments: list[str] = []
+    for raw in path.split("/") if path else []:
+        segment = _decode_segment(raw)
+        if segment == ".":
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return segments

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,17 @@ EXAMPLE_SETTINGS = "local.settings.example.json"
 
 # The real host polls every 1 minute by default; locally a second keeps tests and demos snappy.
 LOCAL_MAX_POLLING_CAP = 1.0
+
+# App settings of the HTTP side. The first two are the host's own (EnvironmentSettingNames.cs); the last two
+# belong to the local host: the master key the real host keeps in its secrets store, and the front end's cut-off.
+BODY_SIZE_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+DISABLE_HOMEPAGE_SETTING = "AzureWebJobsDisableHomepage"
+MASTER_KEY_SETTING = "DEVHOST_MASTER_KEY"
+HTTP_TIMEOUT_SETTING = "DEVHOST_HTTP_TIMEOUT_SECONDS"
+# ScriptConstants.DefaultMaxRequestBodySize, which Program.cs gives Kestrel.
+DEFAULT_BODY_SIZE_LIMIT = 104_857_600
+# The Azure front end (load balancer) drops an HTTP request with no response after 230 s.
+DEFAULT_HTTP_TIMEOUT_SECONDS = 230.0
 
 
 class SettingsError(RuntimeError):
@@ -179,3 +191,62 @@ def load_host_config(root: Path) -> HostConfig:
         message_encoding=encoding,
     )
     return HostConfig(route_prefix=route_prefix, queues=queues)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP side's settings, read once at start (after the app settings are applied).
+
+    ``body_size_limit`` in bytes; ``timeout_seconds`` is how long a client waits for a response before the
+    front end answers for the function; ``master_key_generated`` says the key was made up at start.
+    """
+
+    master_key: str
+    master_key_generated: bool = False
+    body_size_limit: int = DEFAULT_BODY_SIZE_LIMIT
+    timeout_seconds: float = DEFAULT_HTTP_TIMEOUT_SECONDS
+
+
+def load_http_settings(environ: Mapping[str, str] | None = None) -> HttpSettings:
+    """HttpSettings from the app settings; SettingsError names a setting the local host cannot use.
+
+    HttpRequestBodySizeMiddleware applies FUNCTIONS_REQUEST_BODY_SIZE_LIMIT only when it parses as a long;
+    otherwise Kestrel keeps ScriptConstants.DefaultMaxRequestBodySize.
+    """
+    env = os.environ if environ is None else environ
+    limit = DEFAULT_BODY_SIZE_LIMIT
+    raw_limit = env.get(BODY_SIZE_LIMIT_SETTING, "").strip()
+    if raw_limit:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = DEFAULT_BODY_SIZE_LIMIT
+        if limit < 0:
+            raise SettingsError(
+                f"{BODY_SIZE_LIMIT_SETTING} must be a number of bytes >= 0, not {raw_limit!r}"
+            )
+    timeout = DEFAULT_HTTP_TIMEOUT_SECONDS
+    raw_timeout = env.get(HTTP_TIMEOUT_SETTING, "").strip()
+    if raw_timeout:
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise SettingsError(
+                f"{HTTP_TIMEOUT_SETTING} must be a number of seconds > 0, not {raw_timeout!r}"
+            )
+    key = env.get(MASTER_KEY_SETTING, "")
+    generated = not key
+    if generated:
+        # Never a fixed default: a local host reachable from elsewhere must not run functions for anyone.
+        key = secrets.token_urlsafe(32)
+    return HttpSettings(
+        master_key=key, master_key_generated=generated, body_size_limit=limit, timeout_seconds=timeout
+    )
+
+
+def homepage_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """HomepageMiddleware.IsHomepageDisabled: the setting equals "true", ignoring case; read per request."""
+    env = os.environ if environ is None else environ
+    return env.get(DISABLE_HOMEPAGE_SETTING, "").lower() == "true"

@@ -42,19 +42,27 @@ def echo(req: func.HttpRequest) -> func.HttpResponse:
             "body": req.get_body().decode("utf-8", "replace"),
             "body_length": len(req.get_body()),
             "content_type": req.headers.get("content-type"),
+            "headers": dict(req.headers),
         }
     )
 
 
-# Registered before the literal route on purpose: the literal must still win.
-@app.route(route="things/{name}", methods=["GET", "POST"])
-def thing_by_name(req: func.HttpRequest) -> func.HttpResponse:
+# The host tries routes in function-name order, not by specificity: thing_param (GET) comes before
+# thing_special, so the literal route is reached only by the method thing_param does not take.
+@app.route(route="things/{name}", methods=["GET"])
+def thing_param(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"matched": "param", "name": req.route_params["name"], "method": req.method})
 
 
-@app.route(route="things/special", methods=["GET"])
-def special_thing(req: func.HttpRequest) -> func.HttpResponse:
-    return _json({"matched": "literal"})
+@app.route(route="things/special", methods=["GET", "POST"])
+def thing_special(req: func.HttpRequest) -> func.HttpResponse:
+    return _json({"matched": "literal", "method": req.method})
+
+
+# An empty route is served at the function's name: /empty_route.
+@app.route(route="", methods=["GET"])
+def empty_route(req: func.HttpRequest) -> func.HttpResponse:
+    return _json({"matched": "empty_route"})
 
 
 @app.route(route="items/{itemId?}", methods=["GET"])
