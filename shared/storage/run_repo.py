@@ -51,11 +51,25 @@ class RunRepository:
         status: str = statuses.RUN_EXECUTING,
         **fields: Any,
     ) -> dict:
+        at = now_utc()
+        where = self.locate(run_id)
+        if where is not None and where[0] == job_id:
+            # The same execution started again (a retried package import keeps its ID): one row, not an
+            # orphan left Executing beside a new one.
+            try:
+                current = self._runs.get_entity(job_id, where[1])
+            except ResourceNotFoundError:
+                current = {"PartitionKey": job_id, "RowKey": where[1], "RunId": run_id, "CreatedAt": at}
+            row = {k: v for k, v in current.items() if k not in ("EndedAt", "StartedAt")}
+            row.update(_encode({"Trigger": trigger, "Operation": operation, "Status": status, **fields}))
+            if status == statuses.RUN_EXECUTING:
+                row["StartedAt"] = at
+            self._runs.upsert_entity(row, mode=UpdateMode.REPLACE)
+            return _decode(row)
         row_key = _newest_first_key(run_id)
         self._index.upsert_entity(
             {"PartitionKey": run_id, "RowKey": "", "JobId": job_id, "RunRowKey": row_key}
         )
-        at = now_utc()
         row = {
             "PartitionKey": job_id,
             "RowKey": row_key,

@@ -510,3 +510,20 @@ def test_the_sweep_ends_the_run_of_a_message_that_ended_without_it(services, job
     services.import_worker().handle_poison(_message_item(created, message))
     assert services.message_repo().get_by_id(message_id)["Transitions"] == done["Transitions"]
     assert services.run_repo().get_run(done["RunId"])["Status"] == statuses.RUN_ENDED
+
+
+def test_an_execution_started_again_keeps_one_run_row(services, job):
+    """A retried package import keeps its execution ID: the run restarts in place, never leaving an orphan row
+    stuck at Executing beside a new one."""
+    job, _, _ = job
+    runs = services.run_repo()
+    run_id = f"exec-{uuid.uuid4().hex[:8]}"
+    runs.create_run(job.activity_id, run_id, trigger="package-api", operation="import")
+    runs.add_message(run_id, "m1")
+    runs.end_run(run_id, "Error", Errors=["killed"])
+    again = runs.create_run(job.activity_id, run_id, trigger="package-api", operation="import")
+    assert again["Status"] == "Executing" and "EndedAt" not in again
+    page, _ = runs.list_runs(job.activity_id)
+    mine = [r for r in page if r["RunId"] == run_id]
+    assert len(mine) == 1
+    assert mine[0]["Status"] == "Executing" and mine[0]["Messages"] == ["m1"] and "EndedAt" not in mine[0]
