@@ -77,6 +77,8 @@ def app_env(azurite, key_dir, tmp_path_factory) -> dict[str, str]:
         "PUBLIC_BASE_URL": "",
         # Tests drive the scheduler themselves (POST /admin/functions/scheduler_tick); never on its own.
         "SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
+        # The local host's master key, which admin invokes need (ApiClient.run_scheduler sends it).
+        "DEVHOST_MASTER_KEY": f"e2e-{uuid.uuid4().hex}",
         # The poison sweeper too: tests sweep themselves (or set a schedule of their own).
         "POISON_SWEEP_SCHEDULE": "0 0 0 1 1 *",
         "MAX_ENQUEUE_BYTES": str(8 * 1024 * 1024),

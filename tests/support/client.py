@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -12,11 +13,19 @@ STATUS_ACTION = "/data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEnt
 
 
 class ApiClient:
-    def __init__(self, base_url: str, *, admin_token: str, make_token) -> None:
+    def __init__(
+        self, base_url: str, *, admin_token: str, make_token, worker=None, master_key: str | None = None
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.admin_token = admin_token
         self.make_token = make_token
         self.http = requests.Session()
+        # The host process that runs the queue and timer functions (tests/conftest.py worker_host): the HTTP
+        # host itself in single mode, another process in split mode. Admin invokes of those go there, and
+        # its log says when they are done (tests/devhost/hostproc.py HostProcess).
+        self.worker = worker
+        # The local host's master key (DEVHOST_MASTER_KEY, set by the app_env fixture), which admin invokes need.
+        self.master_key = os.environ.get("DEVHOST_MASTER_KEY", "") if master_key is None else master_key
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -105,9 +114,23 @@ class ApiClient:
         assert resp.status_code == 200, resp.text
         return resp.json()["value"]
 
-    def run_scheduler(self) -> None:
-        resp = self.http.post(self.url("/admin/functions/scheduler_tick"), json={"input": ""}, timeout=120)
+    def run_scheduler(self, timeout: float = 120.0) -> None:
+        """Run scheduler_tick once and wait until it has finished.
+
+        The host answers the admin invoke with 202 before the function runs (FunctionsController.Invoke), so
+        completion is its "Executed 'Functions.scheduler_tick' (...)" log line on the worker host.
+        """
+        assert self.worker is not None, "run_scheduler needs the host process that runs the timers (worker)"
+        done = r"Executed 'Functions\.scheduler_tick' \("
+        before = self.worker.count_log(done)
+        resp = self.http.post(
+            f"{self.worker.url}/admin/functions/scheduler_tick",
+            json={"input": ""},
+            headers={"x-functions-key": self.master_key},
+            timeout=timeout,
+        )
         assert resp.status_code == 202, resp.text
+        self.worker.wait_for_log(done, count=before + 1, timeout=timeout)
 
     def wait_terminal(self, app: str, message_id: str, timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout

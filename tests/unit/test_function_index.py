@@ -226,3 +226,19 @@ def test_root_is_served_at_the_base_url_and_nowhere_else(functions):
     assert template.match(split_path("/")) is not None
     for other in ("/root", "/api", "/x", "/data"):
         assert template.match(split_path(other)) is None, other
+
+
+def test_no_route_is_shadowed_by_an_earlier_function(functions):
+    """The host tries routes in function-name order and the first match wins, with no precedence
+    (FunctionMetadataManager orders by name; WebJobsRouteBuilder's RouteCollection keeps that order), so a
+    route that an earlier-named function always matches for the same method would never be reached.
+    The host also refuses reserved and duplicate routes at start (ScriptHost.ValidateFunction)."""
+    from tools.devhost.app_loader import index_functions
+    from tools.devhost.http_server import Router
+    from tools.devhost.settings import load_host_config
+
+    http = {f.get_function_name().lower() for f in _by_kind(functions, "httpTrigger").values()}
+    prefix = load_host_config(REPO_ROOT).route_prefix
+    index = index_functions(functions, route_prefix=prefix, root=REPO_ROOT, only=http)
+    assert index.errors == {}, f"the host would refuse these functions: {index.errors}"
+    assert Router(index.http).shadowed() == []
