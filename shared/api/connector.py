@@ -23,7 +23,7 @@ def _activity_id(req) -> str:
 
 
 @bp.route(route="api/connector/enqueue/{activityId}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="caller")
+@endpoint(auth="caller", max_body=None)  # the file's limit is checked after the job's authorization
 def enqueue(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.registry import enqueue_service
 

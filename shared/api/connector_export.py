@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import azure.functions as func
 
 from shared.api.connector import _activity_id
 from shared.api.http import empty_response, endpoint, json_response, public_base_url, read_json
+from shared.api.json_body import ACTION_STRING_CHARS, JsonLimits, parse_text
 
 bp = func.Blueprint()
 
@@ -59,16 +58,13 @@ def connector_download(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @bp.route(route="api/connector/ack/{activityId}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="caller")
+@endpoint(auth="caller", max_body=None)  # read_json caps the body, after the job's authorization
 def connector_ack(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.registry import outbound_service
 
-    job = _job(req, principal)
-    body = read_json(req, lenient_quotes=True)
+    job = _job(req, principal)  # authorized on the job before the body is read
+    body = read_json(req, lenient_quotes=True, max_string_chars=ACTION_STRING_CHARS)
     if isinstance(body, str):  # the reply re-sent as a JSON string holding the JSON object
-        try:
-            body = json.loads(body)
-        except ValueError:
-            pass
+        body = parse_text(body, JsonLimits(), lenient_quotes=True, what="the JSON string of the ack body")
     outbound_service().ack(job, body)
     return func.HttpResponse(b"", status_code=200)  # PSI requires exactly 200; acking twice is 200 too

@@ -11,10 +11,12 @@ import re
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import azure.functions as func
 
+from shared.api import json_body
 from shared.errors import AppError, AuthenticationError, ForbiddenError, ValidationError
 
 log = logging.getLogger("shared.api")
@@ -47,30 +49,34 @@ def app_error_response(exc: AppError):
     return error_response(exc.code, exc.message, exc.status, headers)
 
 
-def read_json(req, *, lenient_quotes: bool = False, required: bool = True) -> Any:
-    """The request body as JSON. `lenient_quotes` accepts PSI's single-quoted `{'messageId':'…'}`."""
+# The byte cap of the endpoint running in this thread (endpoint(max_body=...)), for read_json.
+_BODY_LIMIT: ContextVar[int | None] = ContextVar("body_limit", default=None)
+
+
+def body_limit() -> int:
+    """The running endpoint's byte cap; json_body.ACTION_BODY_BYTES outside one, or when it has none."""
+    return _BODY_LIMIT.get() or json_body.ACTION_BODY_BYTES
+
+
+def read_json(
+    req, *, lenient_quotes: bool = False, required: bool = True, max_string_chars: int | None = None
+) -> Any:
+    """The request body as JSON, parsed by shared.api.json_body under the endpoint's byte cap and its depth,
+    number and Unicode limits; never by a Python evaluator. `lenient_quotes` accepts PSI's single-quoted
+    `{'messageId':'…'}` (PROTOCOL §4). `max_string_chars` bounds each string (json_body.JsonLimits).
+
+    Errors: 411 LengthRequired (empty, no Content-Length), 413 PayloadTooLarge, 400 EmptyBody,
+    InvalidUnicode, JsonTooDeep, JsonNumberTooLong, JsonStringTooLong or InvalidJson.
+    """
     raw = req.get_body() or b""
-    text = raw.decode("utf-8-sig", errors="replace").strip()
+    limits = json_body.JsonLimits(max_bytes=body_limit(), max_string_chars=max_string_chars)
+    text = json_body.decode_body(raw, limits).strip()
     if not text:
         require_length(req)
         if required:
             raise ValidationError("the request body is empty; send a JSON object", code="EmptyBody")
         return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if lenient_quotes:
-            import ast
-
-            try:
-                value = ast.literal_eval(text)
-                if isinstance(value, dict | list):
-                    return value
-            except (ValueError, SyntaxError):
-                pass
-        raise ValidationError(
-            f"the request body is not valid JSON: {exc.msg} at position {exc.pos}", code="InvalidJson"
-        ) from exc
+    return json_body.parse_text(text, limits, lenient_quotes=lenient_quotes)
 
 
 def require_length(req) -> None:
@@ -90,17 +96,18 @@ def require_length(req) -> None:
         )
 
 
-_ID_JUNK = re.compile(r'^[\s"\'{]+|[\s"\'}]+$')
+# Leading and trailing junk around an ID. Anchored matches (the trailing one on the reversed text) are
+# linear; a `junk+$` search retried at every position was quadratic on long runs of spaces.
+_ID_LEADING = re.compile(r"[\s\"'{]*")
+_ID_TRAILING = re.compile(r"[\s\"'}]*")
 
 
 def clean_id(value: str | None) -> str:
     """IDs come back quoted (RIS keeps `"guid"`), braced or percent-encoded; strip all of that."""
     text = urllib.parse.unquote(value or "").replace("\\", "")  # `"\"guid\""`: IDs never hold backslashes
-    previous = None
-    while previous != text:
-        previous = text
-        text = _ID_JUNK.sub("", text).replace('\\"', "")
-    return text
+    start = _ID_LEADING.match(text).end()
+    end = len(text) - _ID_TRAILING.match(text[::-1]).end()
+    return text[start:end] if end > start else ""
 
 
 def parse_guid(value: str | None, what: str) -> str:
@@ -137,9 +144,42 @@ def require_admin(principal) -> None:
         )
 
 
-def endpoint(*, auth: str = "admin", unknown_status: int | None = None) -> Callable:
-    """Wraps a handler: authenticates (`admin`, `caller` or `anonymous`), maps AppError to the error envelope,
-    and turns anything unexpected into a logged 500 instead of a stack trace on the wire."""
+def require_partner(principal) -> None:
+    """403 ApplicationNotAuthorized unless the caller is an admin or has an enabled entry in the
+    authorization policy of at least one job (enabled or not). Anything the OData actions show needs such
+    an entry (execution_access.may_see), so this refuses only callers that could never be answered, and
+    refuses them before their body is read."""
+    from shared import settings
+    from shared.services.registry import config_service
+
+    if principal.is_admin(settings.admin_role(), settings.admin_apps()):
+        return
+    if not any(job.allows(principal.app_id) for job in config_service().list_jobs()):
+        raise ForbiddenError(
+            f"application {principal.app_id} is not on the authorization policy of any job: an "
+            "administrator adds it, enabled, to the policy of the jobs it works with",
+            code="ApplicationNotAuthorized",
+        )
+
+
+_AUTH_LEVELS = ("anonymous", "caller", "partner", "admin")
+
+
+def endpoint(
+    *,
+    auth: str = "admin",
+    unknown_status: int | None = None,
+    max_body: int | None = json_body.ACTION_BODY_BYTES,
+) -> Callable:
+    """Wraps a handler, in one order for every endpoint, so nothing is parsed for a caller who may not call
+    (issue 17): the settings check (503 Misconfigured); authentication (401; skipped for `anonymous`); the
+    role check (403: `admin` needs the admin role, `partner` an entry on some job's policy, `caller` none
+    here, its handler authorizes on the job it names); the byte cap `max_body` (413 PayloadTooLarge; None
+    when the handler checks the size itself after its own authorization, as enqueue does); then the
+    handler, whose read_json parses under the same cap. AppError maps to the error envelope, anything
+    unexpected to a logged 500 instead of a stack trace on the wire."""
+    if auth not in _AUTH_LEVELS:
+        raise ValueError(f"auth must be one of {', '.join(_AUTH_LEVELS)}, not {auth!r}")
 
     def decorate(handler: Callable) -> Callable:
         def wrapper(req: func.HttpRequest):
@@ -149,12 +189,20 @@ def endpoint(*, auth: str = "admin", unknown_status: int | None = None) -> Calla
             if problems:
                 return error_response("Misconfigured", misconfigured_message(problems), 503)
             try:
-                if auth == "anonymous":
-                    return handler(req)
-                principal = authenticate(req)
-                if auth == "admin":
-                    require_admin(principal)
-                return handler(req, principal)
+                principal = None
+                if auth != "anonymous":
+                    principal = authenticate(req)
+                    if auth == "admin":
+                        require_admin(principal)
+                    elif auth == "partner":
+                        require_partner(principal)
+                if max_body is not None:
+                    json_body.check_size(len(req.get_body() or b""), max_body)
+                limit = _BODY_LIMIT.set(max_body)
+                try:
+                    return handler(req) if auth == "anonymous" else handler(req, principal)
+                finally:
+                    _BODY_LIMIT.reset(limit)
             except AppError as exc:
                 return app_error_response(exc)
             except Exception:
@@ -198,17 +246,42 @@ def encode_continuation(token: Any) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
 
 
+MAX_CONTINUATION_CHARS = 4096
+# A Table continuation is {"PartitionKey": next, "RowKey": next}, each an opaque token that arrived in an
+# HTTP header (printable ASCII; Azurite base64-encodes the key), at most a key's 1 KiB.
+_CONTINUATION_KEYS = {"PartitionKey", "RowKey"}
+_CONTINUATION_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")
+
+
 def decode_continuation(text: str | None) -> Any:
+    """The Table continuation that encode_continuation wrote into a nextLink, checked for shape, so a forged
+    one is a 400 InvalidContinuation, never a storage error."""
     if not text:
         return None
     import base64
 
+    invalid = ValidationError(
+        "the continuation token is not valid; follow nextLink as given", code="InvalidContinuation"
+    )
+    if len(text) > MAX_CONTINUATION_CHARS:
+        raise invalid
     try:
-        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise ValidationError(
-            "the continuation token is not valid; follow nextLink as given", code="InvalidContinuation"
-        ) from exc
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        token = json_body.parse_bytes(
+            raw, json_body.JsonLimits(max_bytes=MAX_CONTINUATION_CHARS, max_depth=2)
+        )
+    except (ValueError, AppError):
+        raise invalid from None
+    if (
+        not isinstance(token, dict)
+        or not token
+        or not set(token) <= _CONTINUATION_KEYS
+        or not all(
+            v is None or (isinstance(v, str) and _CONTINUATION_VALUE.fullmatch(v)) for v in token.values()
+        )
+    ):
+        raise invalid
+    return token
 
 
 def next_link(req, token: Any) -> str | None:
@@ -226,9 +299,11 @@ def int_param(req, name: str, default: int, *, minimum: int = 1, maximum: int = 
     if raw in (None, ""):
         return default
     try:
+        if len(raw) > 20:  # int() would parse thousands of digits first (quadratic) just to refuse them
+            raise ValueError(raw)
         value = int(raw)
-    except ValueError as exc:
-        raise ValidationError(f"{name} must be an integer", code="InvalidParameter") from exc
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer", code="InvalidParameter") from None
     if not minimum <= value <= maximum:
         raise ValidationError(f"{name} must be between {minimum} and {maximum}", code="InvalidParameter")
     return value

@@ -14,9 +14,9 @@ Each limit is checked before a value is built, each failure an AppError that nam
 - grammar: anything else that is not JSON (NaN and Infinity included) -> 400 `InvalidJson`.
 
 PSI sends `{'messageId':'<guid>'}` (PROTOCOL §4), so `lenient_quotes` also accepts a single-quoted string
-wherever JSON has a string: the scan rewrites it as a JSON string and the same json.loads parses the
-result, under the same limits. Nothing else beyond JSON is accepted, and no Python evaluator ever sees
-request data (issue 17: `ast.literal_eval` on a 4 MB body took the host from 768 MB to 2.2 GB).
+wherever JSON has a string, and PowerShell's `True`/`False` (what `"$true"` interpolates to) for JSON's
+`true`/`false`: the scan rewrites those tokens and the same json.loads parses the result, under the same
+limits. Nothing else beyond JSON is accepted, and no Python evaluator ever sees request data (issue 17: `ast.literal_eval` on a 4 MB body took the host from 768 MB to 2.2 GB).
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ _SCAN = re.compile(
     |(?P<open>[\[{])
     |(?P<close>[\]}])
     |(?P<number>-?[0-9][0-9.eE+-]*+)
-    |[^"'\[\]{}0-9-]++                        # anything else: json.loads judges it
+    |(?P<word>[A-Za-z]++)                      # true, false, null; PowerShell's True and False (lenient)
+    |[^"'\[\]{}0-9A-Za-z-]++                  # anything else: json.loads judges it
     |(?P<quote>["'])                           # a quote that opens a string never closed
     |-
     """,
     re.VERBOSE | re.DOTALL,
 )
+# A PowerShell client that builds single-quoted JSON by interpolating "$true" writes True (PROTOCOL §6 bodies).
+_POWERSHELL_BOOLEANS = {"True": "true", "False": "false"}
 _SINGLE_ESCAPES = re.compile(r"""\\(.)|(")""", re.DOTALL)
 # json.loads turns these escapes into surrogates; only when one occurs can a lone surrogate result.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -187,16 +190,25 @@ def _scan(text: str, limits: JsonLimits, lenient_quotes: bool, what: str) -> str
                     f"{match.start()}; numbers may have at most {limits.max_number_chars}",
                     code="JsonNumberTooLong",
                 )
+        elif kind == "word":
+            if lenient_quotes and match.group() in _POWERSHELL_BOOLEANS:
+                pieces = _replace(pieces, text, last, match, _POWERSHELL_BOOLEANS[match.group()])
+                last = match.end()
         else:  # a single-quoted string, PSI's
-            if pieces is None:
-                pieces = []
-            pieces.append(text[last : match.start()])
-            pieces.append(_single_to_json(match.group()))
+            pieces = _replace(pieces, text, last, match, _single_to_json(match.group()))
             last = match.end()
     if pieces is None:
         return text
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def _replace(pieces: list[str] | None, text: str, last: int, match: re.Match, replacement: str) -> list[str]:
+    """Appends the text since the previous replacement, then `replacement` for the matched token."""
+    pieces = [] if pieces is None else pieces
+    pieces.append(text[last : match.start()])
+    pieces.append(replacement)
+    return pieces
 
 
 def _single_to_json(token: str) -> str:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.api.http import empty_response, endpoint, json_response, parse_guid, read_json
+from shared.api.http import empty_response, endpoint, json_response, parse_guid, read_json, require_length
+from shared.api.json_body import CONFIG_BODY_BYTES
 from shared.errors import NotFoundError
 
 bp = func.Blueprint()
+
+# = config_service.MAX_TRANSFORM_BYTES (not imported here: it would load the service at cold start).
+TRANSFORM_BODY_BYTES = 2 * 1024 * 1024
 
 
 def _svc():
@@ -34,7 +38,7 @@ def list_entities(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @bp.route(route="api/manage/entities/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="admin")
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_entity(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import entity_to_json
 
@@ -66,7 +70,7 @@ def list_formats(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="admin")
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_format(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import format_to_json
 
@@ -96,9 +100,10 @@ def list_transforms(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @bp.route(route="api/manage/transforms/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="admin")
+@endpoint(auth="admin", max_body=TRANSFORM_BODY_BYTES)
 def put_transform(req: func.HttpRequest, principal) -> func.HttpResponse:
     name = req.route_params["name"]
+    require_length(req)
     created = _svc().upsert_transform(name, req.get_body() or b"")
     return json_response({"name": name, "size": len(req.get_body() or b"")}, 201 if created else 200)
 
@@ -125,7 +130,7 @@ def list_projects(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="admin")
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_project(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import project_to_json
 
@@ -149,7 +154,7 @@ def delete_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 # Jobs ----------------------------------------------------------------------------------------------
 @bp.route(route="api/manage/jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="admin")
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def create_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import job_to_json
 
@@ -166,7 +171,7 @@ def list_jobs(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @bp.route(route="api/manage/jobs/{activityId}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint(auth="admin")
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import job_to_json
 

@@ -9,6 +9,8 @@ from shared.errors import NotFoundError, ValidationError
 
 bp = func.Blueprint()
 
+MAX_COMPANY_PARAM = 64  # legal entity IDs are at most 10 characters (shared.domain.limits); generous
+
 
 @bp.route(route="api/manage/jobs/{activityId}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
@@ -94,9 +96,15 @@ def get_message_errors(req: func.HttpRequest, principal) -> func.HttpResponse:
 def list_entity_records(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.records import list_records
 
+    company = req.params.get("company")
+    if company and len(company) > MAX_COMPANY_PARAM:
+        # It becomes a key range in the Table query's URL; storage refuses a URL that long (431, a 500 here).
+        raise ValidationError(
+            f"company must have at most {MAX_COMPANY_PARAM} characters", code="InvalidParameter"
+        )
     records, token = list_records(
         req.route_params["name"],
-        company=req.params.get("company"),
+        company=company,
         filter_text=req.params.get("filter"),
         top=int_param(req, "top", 100),
         continuation=decode_continuation(req.params.get("continuation")),

@@ -1,6 +1,7 @@
 """The package REST API (PROTOCOL §6): OData actions of /data/DataManagementDefinitionGroups, flat `value`.
 
-Bodies may be single-quoted (PSI) and IDs quoted or braced. The work is package_api_service's.
+Bodies may be single-quoted (PSI) and IDs quoted or braced. As in odata_actions, a caller on no job's policy
+is refused before its body is read, and bodies and their strings are bounded. The work is package_api_service's.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api.http import endpoint, public_base_url, read_json
+from shared.api.json_body import ACTION_STRING_CHARS
 from shared.api.odata_actions import ACTION_ROUTE, odata_value
 from shared.errors import ValidationError
 
@@ -16,7 +18,7 @@ bp = func.Blueprint()
 
 def _body(req) -> dict:
     """The JSON object of the body with lower-cased keys (clients differ in casing)."""
-    body = read_json(req, lenient_quotes=True)
+    body = read_json(req, lenient_quotes=True, max_string_chars=ACTION_STRING_CHARS)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     return {str(k).lower(): v for k, v in body.items()}
@@ -33,14 +35,14 @@ def _action(name: str):
 
 
 @_action("GetAzureWriteUrl")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def get_azure_write_url(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     return odata_value(req, _service().write_url(principal, body.get("uniquefilename")))
 
 
 @_action("ImportFromPackage")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def import_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     execution_id = _service().import_from_package(
@@ -54,7 +56,7 @@ def import_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @_action("ExportToPackage")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def export_to_package(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     execution_id = _service().export_to_package(
@@ -68,21 +70,21 @@ def export_to_package(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @_action("GetExecutionSummaryStatus")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def get_execution_summary_status(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     return odata_value(req, _service().summary_status(principal, body.get("executionid")))
 
 
 @_action("GetExportedPackageUrl")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def get_exported_package_url(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     return odata_value(req, _service().exported_package_url(principal, body.get("executionid")))
 
 
 @_action("GetExecutionErrors")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def get_execution_errors(req: func.HttpRequest, principal) -> func.HttpResponse:
     import json
 
@@ -92,7 +94,7 @@ def get_execution_errors(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @_action("GenerateImportTargetErrorKeysFile")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def generate_import_target_error_keys_file(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     generated = _service().generate_error_keys_file(
@@ -102,7 +104,7 @@ def generate_import_target_error_keys_file(req: func.HttpRequest, principal) -> 
 
 
 @_action("GetImportTargetErrorKeysFileUrl")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def get_import_target_error_keys_file_url(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     url = _service().error_keys_file_url(principal, body.get("executionid"), body.get("entityname"))
@@ -110,7 +112,7 @@ def get_import_target_error_keys_file_url(req: func.HttpRequest, principal) -> f
 
 
 @_action("GetExecutionSummaryPageUrl")
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def get_execution_summary_page_url(req: func.HttpRequest, principal) -> func.HttpResponse:
     body = _body(req)
     return odata_value(

@@ -60,6 +60,21 @@ def test_single_quoted_strings_are_json_strings_when_lenient(text, value):
     assert parse_text(text, lenient_quotes=True) == value
 
 
+def test_powershell_booleans_are_json_booleans_when_lenient():
+    # `"{'execute':$true}"` in PowerShell is {'execute':True}.
+    text = "{'execute':True,'overwrite':False,'s':'True','n':null,\"t\":true}"
+    assert parse_text(text, lenient_quotes=True) == {
+        "execute": True,
+        "overwrite": False,
+        "s": "True",
+        "n": None,
+        "t": True,
+    }
+    with pytest.raises(AppError) as caught:
+        parse_text('{"a": True}')
+    assert caught.value.code == "InvalidJson"
+
+
 @pytest.mark.parametrize("text", ["{'a': 1}", "['x']"])
 def test_single_quotes_are_refused_when_strict(text):
     with pytest.raises(AppError) as caught:
@@ -70,8 +85,9 @@ def test_single_quotes_are_refused_when_strict(text):
 @pytest.mark.parametrize(
     "text",
     [
-        "{'a': True}",  # Python literals are not JSON
-        "{'a': None}",
+        "{'a': None}",  # Python literals are not JSON
+        "{'a': TRUE}",
+        "{'a': Truex}",
         "('a', 'b')",
         "{'a': 1,}",
         "{'a': b'x'}",
