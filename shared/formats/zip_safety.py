@@ -1,9 +1,13 @@
 """Open untrusted zip files (data packages) without letting them escape, explode or lie.
 
 Partners upload zips; nothing in them is trusted. `open_package_zip` checks the central directory
-(entries at the root only, no path traversal, no duplicates, entry count, declared total size and
-compression ratio) before any byte is decompressed. Declared sizes can lie, so `read_entry_stream`
-also counts the bytes that really come out of the decompressor and stops at the limits.
+(no path traversal, absolute paths, links or special files, no duplicates, entry count, declared total
+size and compression ratio, no encryption) before any byte is decompressed. Declared sizes can lie, so
+`read_entry_stream` also counts the bytes that really come out of the decompressor and stops at the limits.
+
+Nested relative entries are allowed (issue 12): D365 packages that carry attachments hold
+`Resources/<entity label>/<file>`, and zips made on a Mac hold `__MACOSX/` metadata. Which files must
+sit at the root (the manifest, the header, the data files) is package_reader's rule, not this module's.
 """
 
 from __future__ import annotations
@@ -48,6 +52,15 @@ class ZipLimits:
 
 DEFAULT_LIMITS = ZipLimits()
 
+
+class NotAZipError(FormatError):
+    """The file is not a zip that can be read; `detail` is zipfile's reason, when it gave one."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(f"not a zip file ({detail})" if detail else "not a zip file")
+        self.detail = detail
+
+
 # Compression methods the standard library can decompress. Anything else (Deflate64, PPMd, ...)
 # would fail later with an obscure error, so it is rejected up front with a clear one.
 _SUPPORTED_METHODS = {
@@ -58,23 +71,72 @@ _SUPPORTED_METHODS = {
 }
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EOCD_SIGNATURE = b"PK\x05\x06"
+# The longest entry name accepted: Windows paths stop at 260 characters; a name of kilobytes is not a file.
+MAX_NAME_CHARS = 1024
+# Unix file types in the high 16 bits of external_attr (set by zips made on Unix and macOS).
+_S_IFMT = 0o170000
+_S_IFREG = 0o100000
+_S_IFDIR = 0o040000
+_S_IFLNK = 0o120000
+_UNIX = 3  # ZipInfo.create_system of zips made on Unix and macOS
+MAC_METADATA_FOLDER = "__MACOSX/"
+_MAC_METADATA_FILES = {".ds_store"}
+
+
+def normalized_name(name: str) -> str:
+    """An entry name with `/` as the separator: some Windows tools write `\\` (the zip format says `/`)."""
+    return name.replace("\\", "/")
+
+
+def is_mac_metadata(name: str) -> bool:
+    """Whether an entry is macOS metadata (`__MACOSX/…` resource forks, `.DS_Store`): never package content."""
+    normalized = normalized_name(name)
+    if normalized.casefold().startswith(MAC_METADATA_FOLDER.casefold()):
+        return True
+    return normalized.rstrip("/").rsplit("/", 1)[-1].casefold() in _MAC_METADATA_FILES
+
+
+def is_folder_entry(info: zipfile.ZipInfo) -> bool:
+    """A folder entry (`Resources/`): it holds no data and is skipped by every reader."""
+    return normalized_name(info.filename).endswith("/")
 
 
 def _check_name(name: str) -> None:
     if not name:
         raise FormatError("the package contains an entry with an empty name")
-    normalized = name.replace("\\", "/")
-    parts = normalized.split("/")
-    # Traversal first: "../x" must be reported as unsafe, not as a mere folder.
-    if normalized.startswith("/") or _DRIVE.match(normalized) or any(p in ("..", ".") for p in parts):
-        raise FormatError(f"the package contains the unsafe path '{name}'; entries must be plain file names")
-    if "/" in normalized:
+    if len(name) > MAX_NAME_CHARS:
         raise FormatError(
-            f"the package contains a folder '{parts[0]}/'; D365 packages keep every file at the root"
+            f"the package contains an entry name of {len(name)} characters; the limit is {MAX_NAME_CHARS}"
         )
-    if ":" in name or "\x00" in name:
+    normalized = normalized_name(name)
+    parts = normalized.split("/")
+    # Traversal first: "../x" must be reported as unsafe, whatever else is wrong with it.
+    if normalized.startswith("/") or _DRIVE.match(normalized) or any(p in ("..", ".") for p in parts):
+        raise FormatError(
+            f"the package contains the unsafe path '{name}'; entries must be relative paths inside the package"
+        )
+    inner = parts[:-1] if normalized.endswith("/") else parts
+    if any(p == "" for p in inner) or any(p != p.strip() for p in inner):
+        raise FormatError(f"the package contains the invalid path '{name}' (an empty or blank folder name)")
+    if ":" in name or _CONTROL.search(name):
         raise FormatError(f"the package contains the invalid file name '{name}'")
+
+
+def _check_file_type(info: zipfile.ZipInfo) -> None:
+    """Only plain files and folders: a symbolic link (or a device, a pipe) is refused, wherever it points."""
+    if info.create_system != _UNIX:
+        return  # other systems (FAT, NTFS) keep DOS attributes only: no links there
+    kind = (info.external_attr >> 16) & _S_IFMT
+    if kind == _S_IFLNK:
+        raise FormatError(
+            f"the package contains the symbolic link '{info.filename}'; packages hold plain files only"
+        )
+    if kind not in (0, _S_IFREG, _S_IFDIR):
+        raise FormatError(
+            f"the package contains the special file '{info.filename}'; packages hold plain files only"
+        )
 
 
 def _declared_entry_count(fileobj: BinaryIO) -> int | None:
@@ -107,7 +169,11 @@ def _ratio_exceeded(uncompressed: int, compressed: int, limits: ZipLimits) -> bo
 
 
 def check_zip(zf: zipfile.ZipFile, limits: ZipLimits = DEFAULT_LIMITS) -> None:
-    """Validate an open ZipFile's directory against the rules and limits; raise FormatError."""
+    """Validate an open ZipFile's directory against the rules and limits; raise FormatError.
+
+    Every entry is checked, folders and macOS metadata included: an entry that readers skip must still
+    not be a link, a traversal, encrypted or a bomb.
+    """
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise FormatError(f"the package has {len(infos)} entries; the limit is {limits.max_entries}")
@@ -115,13 +181,16 @@ def check_zip(zf: zipfile.ZipFile, limits: ZipLimits = DEFAULT_LIMITS) -> None:
     total = 0
     for info in infos:
         _check_name(info.filename)
-        if info.is_dir():  # pragma: no cover - a directory entry always contains "/", caught above
-            raise FormatError(f"the package contains a folder '{info.filename}'")
-        key = info.filename.casefold()
-        if key in seen:
-            # Case-insensitive, because file lookups (Manifest.xml, InputFilePath) are.
-            raise FormatError(f"the package contains '{info.filename}' more than once")
-        seen.add(key)
+        _check_file_type(info)
+        if is_folder_entry(info):
+            if info.file_size:
+                raise FormatError(f"the folder entry '{info.filename}' in the package holds data")
+        else:
+            key = normalized_name(info.filename).casefold()
+            if key in seen:
+                # Case-insensitive, because file lookups (Manifest.xml, InputFilePath) are.
+                raise FormatError(f"the package contains '{info.filename}' more than once")
+            seen.add(key)
         if info.flag_bits & 0x1:
             raise FormatError(f"'{info.filename}' in the package is encrypted")
         if info.compress_type not in _SUPPORTED_METHODS:
@@ -146,22 +215,33 @@ def check_zip(zf: zipfile.ZipFile, limits: ZipLimits = DEFAULT_LIMITS) -> None:
             )
 
 
-def open_package_zip(fileobj: BinaryIO, *, limits: ZipLimits = DEFAULT_LIMITS) -> zipfile.ZipFile:
-    """Open a seekable binary stream as a zip and check it; raise FormatError if it is unsafe.
-
-    The stream must be seekable (zip's directory is at the end): spool a blob download to a
-    temporary file first. The caller owns the returned ZipFile and closes it.
-    """
+def open_zip(fileobj: BinaryIO, *, limits: ZipLimits = DEFAULT_LIMITS) -> zipfile.ZipFile:
+    """Open a seekable binary stream as a zip, with the entry count bounded before the directory is read,
+    but without the entry checks of `check_zip` (callers that first look at the names to say what the
+    file is, such as an Office document, run check_zip next). NotAZipError when it is not a zip."""
     declared = _declared_entry_count(fileobj)
     if declared is not None and declared > limits.max_entries:
         raise FormatError(f"the package has {declared} entries; the limit is {limits.max_entries}")
     try:
         zf = zipfile.ZipFile(fileobj, "r")
     except zipfile.BadZipFile:
-        raise FormatError("not a zip file") from None
+        raise NotAZipError() from None
     except (OSError, EOFError, ValueError, NotImplementedError, struct.error) as exc:
         # Truncated or mangled directories surface as assorted errors from zipfile.
-        raise FormatError(f"not a zip file ({exc})") from None
+        raise NotAZipError(str(exc)) from None
+    if len(zf.infolist()) > limits.max_entries:  # a zip64 directory declares its count elsewhere
+        zf.close()
+        raise FormatError(f"the package has {len(zf.infolist())} entries; the limit is {limits.max_entries}")
+    return zf
+
+
+def open_package_zip(fileobj: BinaryIO, *, limits: ZipLimits = DEFAULT_LIMITS) -> zipfile.ZipFile:
+    """Open a seekable binary stream as a zip and check it; raise FormatError if it is unsafe.
+
+    The stream must be seekable (zip's directory is at the end): spool a blob download to a
+    temporary file first. The caller owns the returned ZipFile and closes it.
+    """
+    zf = open_zip(fileobj, limits=limits)
     try:
         check_zip(zf, limits)
     except BaseException:

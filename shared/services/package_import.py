@@ -19,6 +19,13 @@ the zip checks of `open_package`, and turns each manifest entity into a `Package
   then XsltFileName), or failing that a stored transform of that name (with or without its
   extension). Package transforms may include or document() the package's other small files.
 - Entities with `Disable` set (v2) are listed with the status Disabled and not read.
+- **Attachments** (`Resources/<entity label>/<file>`, as D365 packages of document attachments carry
+  them) are kept with the message: they stay in the package, which is the message's own file (inbound,
+  or uploads for ImportFromPackage, under the same retention as the message's other files), and each
+  entity's Counts on the message list them (`attachments`: how many; `attachmentFiles`: the first
+  MAX_LISTED_ATTACHMENTS entry names, to read from the package). The folder is matched to the entity by
+  the manifest's EntityName or TargetEntity or the configured entity's label or name, case-insensitively.
+  Entities are configured table rows, so the files' bytes are not imported into them.
 
 Fail-on-error rules (`PackageRun`), following D365's entity sequencing:
 
@@ -44,6 +51,7 @@ Error, NotRun, Disabled) and, for Error and NotRun, the reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -64,6 +72,10 @@ ENTITY_NOT_RUN = "NotRun"
 ENTITY_DISABLED = "Disabled"
 
 _COPY_CHUNK = 1024 * 1024
+# Attachment names listed per entity in the message's Counts (a Table property holds at most 64 KiB);
+# the count is always exact and the package, kept as the message's file, holds them all.
+MAX_LISTED_ATTACHMENTS = 20
+MAX_ATTACHMENT_NAME = 300
 # Package files offered to a package's XSLT as resources (xsl:include, document()): each at most
 # the stylesheet limit, and all of them together at most this.
 _MAX_XSLT_RESOURCES_BYTES = 16 * 1024 * 1024
@@ -90,6 +102,29 @@ class PackageEntityInput(EntityInput):
     sequence: int = 1
     fail_level_on_error: bool = False
     fail_unit_on_error: bool = False
+    attachments: list[str] = field(default_factory=list)  # Resources/<entity label>/… of the package
+
+
+@dataclass
+class PackageEntityOutcome(EntityOutcome):
+    """An entity's outcome in a package: its Counts also list the entity's attachments (at most
+    MAX_LISTED_ATTACHMENTS names, and how many there are), which stay in the package."""
+
+    attachments: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        out = super().counts()
+        if self.attachments:
+            out["attachments"] = len(self.attachments)
+            out["attachmentFiles"] = [
+                n[:MAX_ATTACHMENT_NAME] for n in self.attachments[:MAX_LISTED_ATTACHMENTS]
+            ]
+        return out
+
+    @classmethod
+    def of(cls, outcome: EntityOutcome, attachments: list[str]) -> PackageEntityOutcome:
+        fields_ = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(EntityOutcome)}
+        return cls(**fields_, attachments=list(attachments))
 
 
 def spool_to_tempfile(source: BinaryIO) -> IO[bytes]:
@@ -133,10 +168,12 @@ def package_inputs(
             xslt_resources = _xslt_resources(package)
         return xslt_resources
 
+    attachments = {folder.casefold(): files for folder, files in package.attachments().items() if folder}
     inputs: list[PackageEntityInput] = []
     used_keys: set[str] = set()
     for me in ordered:
         inp = _entity_input(me, package, resolver, package_resources)
+        inp.attachments = _attachments_of(me, inp, attachments)
         # Two manifest entries for one entity would share a Counts key; keep both visible.
         key, n = inp.key, 2
         while key.casefold() in used_keys:
@@ -145,6 +182,20 @@ def package_inputs(
         used_keys.add(key.casefold())
         inputs.append(inp)
     return inputs
+
+
+def _attachments_of(
+    me: ManifestEntity, inp: PackageEntityInput, by_folder: dict[str, list[str]]
+) -> list[str]:
+    """The package's `Resources/<folder>/` files of this entity: the folder is its label (D365 writes the
+    manifest's EntityName), matched case-insensitively, as are its TargetEntity and the configured names."""
+    names = [me.entity_name, me.target_entity]
+    if inp.entity is not None:
+        names += [inp.entity.label, inp.entity.name]
+    out: list[str] = []
+    for folder in dict.fromkeys(n.strip().casefold() for n in names if n and n.strip()):
+        out += by_folder.get(folder, [])
+    return out
 
 
 def _manifest_label(me: ManifestEntity) -> str:
@@ -187,7 +238,11 @@ def _entity_input(me: ManifestEntity, package, resolver: _Resolver, package_reso
         return failed(entity.name, str(exc))
     if not me.input_file_path:
         return failed(entity.name, f"Manifest.xml gives the entity '{me.entity_name}' no InputFilePath")
-    if package.find(me.input_file_path) is None:
+    try:
+        data_file = package.find_data_file(me.input_file_path)
+    except FormatError as exc:
+        return failed(entity.name, str(exc))
+    if data_file is None:
         return failed(
             entity.name, f"Manifest.xml names '{me.input_file_path}' but the package has no such file"
         )
@@ -357,12 +412,15 @@ def _xslt_resources(package) -> dict[str, bytes]:
     excluded = {MANIFEST_NAME.casefold(), HEADER_NAME.casefold()}
     for me in package.entities():
         if me.input_file_path:
-            info = package.find(me.input_file_path)
-            if info is not None:
-                excluded.add(info.filename.casefold())
+            with contextlib.suppress(FormatError):
+                info = package.find_data_file(me.input_file_path)
+                if info is not None:
+                    excluded.add(info.filename.casefold())
+    for files in package.attachments().values():  # attachments are data, not stylesheets
+        excluded.update(name.casefold() for name in files)
     out: dict[str, bytes] = {}
     total = 0
-    for info in package.zip.infolist():
+    for info in package.files():  # no folder entries, no macOS metadata
         if info.filename.casefold() in excluded or info.file_size > MAX_STYLESHEET_BYTES:
             continue
         if total + info.file_size > _MAX_XSLT_RESOURCES_BYTES:
@@ -456,7 +514,8 @@ class PackageRun:
                     outcome.entity = inp.key
                     if outcome.rejected and self.rules.strict(inp):
                         self.rules.failed(index, inp)
-            self.entities.append(StagedEntity(inp, outcome, spool))
+            # The counts of every entity, run or not, list its attachments (they are in the package).
+            self.entities.append(StagedEntity(inp, PackageEntityOutcome.of(outcome, inp.attachments), spool))
 
     @property
     def staged_any(self) -> bool:

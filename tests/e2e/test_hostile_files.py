@@ -236,9 +236,10 @@ def test_zip_slip(jobs):
     rejected(jobs.run(jobs.package, package), "unsafe path '../x.csv'")
 
 
-def test_zip_with_a_folder(jobs):
+def test_zip_with_the_data_file_in_a_folder(jobs):
+    # Folders are allowed (issue 12: Resources/, __MACOSX/); data files must still sit at the root.
     package = build_zip([*_package_files(jobs, "x.csv"), ("data/x.csv", GOOD_CSV)])
-    rejected(jobs.run(jobs.package, package), "contains a folder 'data/'")
+    rejected(jobs.run(jobs.package, package), "holds only in a folder ('data/x.csv')", "must sit at the root")
 
 
 def test_zip_without_a_manifest(jobs):

@@ -1,4 +1,4 @@
-"""Hostile zips, generated here: bombs, lying headers, traversal, folders, duplicates, junk."""
+"""Hostile zips, generated here: bombs, lying headers, traversal, links, duplicates, junk; nested entries are fine."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from shared.formats.zip_safety import (
     MIB,
     LimitedReader,
     ZipLimits,
+    is_mac_metadata,
     open_package_zip,
     read_entry_bytes,
     read_entry_stream,
@@ -49,12 +50,103 @@ def test_truncated_zip() -> None:
         open_package_zip(io.BytesIO(data[: len(data) // 2]))
 
 
-@pytest.mark.parametrize("name", ["data/x.csv", "data\\x.csv", "data/"])
-def test_folders_are_rejected(name: str) -> None:
-    with pytest.raises(
-        FormatError, match="the package contains a folder 'data/'; D365 packages keep every file at the root"
+@pytest.mark.parametrize(
+    "name",
+    [
+        "data/x.csv",
+        "data\\x.csv",
+        "data/",
+        "Resources/Customer document attachments/invoice 001.pdf",
+        "__MACOSX/._Manifest.xml",
+        "__MACOSX/",
+        ".DS_Store",
+    ],
+)
+def test_nested_relative_entries_are_allowed(name: str) -> None:
+    """Issue 12, class 1: D365 attachments (Resources/<label>/<file>) and Mac zips (__MACOSX/) are real."""
+    zf = open_package_zip(_zip({name: b"" if name.endswith("/") else b"1"}))
+    assert zf.namelist() == [name]
+
+
+@pytest.mark.parametrize(
+    "name,mac",
+    [
+        ("__MACOSX/._Manifest.xml", True),
+        ("__macosx/Resources/._a.pdf", True),
+        ("Resources/.DS_Store", True),
+        (".DS_Store", True),
+        ("Resources/a.pdf", False),
+        ("Manifest.xml", False),
+        ("MACOSX/a", False),
+    ],
+)
+def test_mac_metadata_is_recognised(name: str, mac: bool) -> None:
+    assert is_mac_metadata(name) is mac
+
+
+@pytest.mark.parametrize(
+    "name", ["Resources/../../x.csv", "Resources/./x", "__MACOSX/../x", "Resources\\..\\x", "/Resources/x"]
+)
+def test_traversal_inside_folders_is_still_rejected(name: str) -> None:
+    with pytest.raises(FormatError, match="unsafe path"):
+        open_package_zip(_zip({name: b"1"}))
+
+
+@pytest.mark.parametrize("name", ["Resources//x.pdf", "Resources/ /x.pdf", "a\x01b.csv", "x" * 1025])
+def test_blank_folders_control_characters_and_huge_names_are_rejected(name: str) -> None:
+    with pytest.raises(FormatError, match="invalid|characters; the limit"):
+        open_package_zip(_zip({name: b"1"}))
+
+
+def _unix_zip(name: str, mode: int, data: bytes = b"target") -> io.BytesIO:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix
+    info.external_attr = mode << 16
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(info, data)
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("name", ["link.csv", "Resources/Customers/link.pdf", "__MACOSX/link"])
+def test_symbolic_links_are_rejected_wherever_they_are(name: str) -> None:
+    with pytest.raises(FormatError, match=f"symbolic link '{name}'"):
+        open_package_zip(_unix_zip(name, 0o120777, b"/etc/passwd"))
+
+
+def test_special_files_are_rejected_and_plain_unix_files_pass() -> None:
+    with pytest.raises(FormatError, match="special file 'fifo'"):
+        open_package_zip(_unix_zip("fifo", 0o010644))
+    assert open_package_zip(_unix_zip("Resources/a/b.csv", 0o100644)).namelist() == ["Resources/a/b.csv"]
+
+
+def test_a_folder_entry_with_data_is_rejected() -> None:
+    with pytest.raises(FormatError, match="folder entry 'Resources/' in the package holds data"):
+        open_package_zip(_zip({"Resources/": b"hidden"}))
+
+
+@pytest.mark.parametrize("names", [["Resources/a.pdf", "resources\\A.PDF"], ["__MACOSX/x", "__MACOSX/X"]])
+def test_duplicates_in_folders_are_rejected(names: list[str]) -> None:
+    with pytest.raises(FormatError, match="more than once"):
+        open_package_zip(_zip(dict.fromkeys(names, b"1")))
+
+
+def test_encrypted_and_bomb_entries_are_rejected_in_folders_and_mac_metadata_too() -> None:
+    data = bytearray(_zip({"__MACOSX/._a.csv": b"secret"}).getvalue())
+    data[data.rfind(b"PK\x01\x02") + 8] |= 0x01
+    with pytest.raises(FormatError, match="'__MACOSX/._a.csv' in the package is encrypted"):
+        open_package_zip(io.BytesIO(bytes(data)))
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+        zf.open("Resources/x/z.bin", "w") as e,
     ):
-        open_package_zip(_zip({name: b"" if name.endswith("/") else b"1"}))
+        for _ in range(200):
+            e.write(b"\0" * MIB)
+    buf.seek(0)
+    with pytest.raises(FormatError, match="'Resources/x/z.bin' has a compression ratio above 200:1"):
+        open_package_zip(buf)
 
 
 @pytest.mark.parametrize(
