@@ -111,3 +111,23 @@ def test_message_decoding() -> None:
     assert decode_content(None, "base64") == b""
     with pytest.raises(MessageDecodeError):
         decode_content("not base64!", "base64")
+
+
+def test_app_settings_override_host_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`AzureFunctionsJobHost__path__to__key` app settings override host.json values, keys case-insensitive
+    (host.json reference, "Override host.json values"; the host reads the environment with that prefix into
+    its `AzureFunctionsJobHost` configuration section)."""
+    from tools.devhost.settings import load_host_config
+
+    write(
+        tmp_path / "host.json",
+        {"version": "2.0", "extensions": {"queues": {"maxDequeueCount": 5, "batchSize": 8}}},
+    )
+    monkeypatch.setenv("AzureFunctionsJobHost__extensions__queues__maxDequeueCount", "2")
+    monkeypatch.setenv("AZUREFUNCTIONSJOBHOST__Extensions__Queues__VisibilityTimeout", "00:00:03")
+    monkeypatch.setenv("AzureFunctionsJobHost__extensions__http__routePrefix", "x")
+    config = load_host_config(tmp_path)
+    assert config.queues.max_dequeue_count == 2
+    assert config.queues.visibility_timeout == 3
+    assert config.queues.batch_size == 8
+    assert config.route_prefix == "x"

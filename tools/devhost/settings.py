@@ -161,12 +161,36 @@ class HostConfig:
     queues: QueueSettings = field(default_factory=QueueSettings)
 
 
+HOST_OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
+
+
+def apply_host_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """host.json with app settings `AzureFunctionsJobHost__a__b=value` laid over `a.b`, as the host's
+    configuration does ("Override host.json values" in the host.json reference; the host adds the
+    environment with that prefix to the `AzureFunctionsJobHost` section, ScriptConstants/
+    HostJsonFileConfigurationSource). Keys are case-insensitive, as in .NET configuration."""
+    env = os.environ if environ is None else environ
+    for name, value in env.items():
+        if not name.lower().startswith(HOST_OVERRIDE_PREFIX.lower()):
+            continue
+        path = [part for part in name[len(HOST_OVERRIDE_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = data
+        for key in path[:-1]:
+            existing = next((k for k in node if k.lower() == key.lower()), None)
+            if existing is None or not isinstance(node[existing], dict):
+                node[existing or key] = {}
+            node = node[existing or key]
+        leaf = next((k for k in node if k.lower() == path[-1].lower()), path[-1])
+        node[leaf] = value
+    return data
+
+
 def load_host_config(root: Path) -> HostConfig:
-    """The parts of host.json the local host honours; defaults match the Functions host."""
+    """The parts of host.json the local host honours, with app-setting overrides; defaults match the host."""
     path = root / "host.json"
-    if not path.is_file():
-        return HostConfig()
-    data = _read_json(path)
+    data = apply_host_overrides(_read_json(path) if path.is_file() else {})
     extensions = _get_ci(data, "extensions", {}) or {}
     http = _get_ci(extensions, "http", {}) or {}
     route_prefix = _get_ci(http, "routePrefix", "api")
