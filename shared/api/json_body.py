@@ -35,8 +35,9 @@ ACTION_BODY_BYTES = 64 * KIB
 CONFIG_BODY_BYTES = 1024 * KIB
 MAX_DEPTH = 64
 MAX_NUMBER_CHARS = 40
-# Strings of an action body are IDs, names and URLs (a SAS URL is about 500 characters).
-ACTION_STRING_CHARS = 4096
+# Strings of an action body are IDs, names and URLs (a SAS URL is about 500 characters, the dequeue reply
+# that ack accepts as one JSON string about 700).
+ACTION_STRING_CHARS = 2048
 
 _BOM = b"\xef\xbb\xbf"
 
