@@ -374,3 +374,31 @@ def test_filters_too_long_for_the_storage_url_are_400(world, filter_text, expect
         assert resp.status_code == 200, resp.text[:300]
     else:
         assert error_of(resp) == (400, "InvalidFilter")
+
+
+def header_operations() -> list[tuple[str, str, str]]:
+    return [
+        (method.upper(), path, param["name"])
+        for path, item in SPEC["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict)
+        for param in op.get("parameters", [])
+        if isinstance(param, dict) and param.get("in") == "header"
+    ]
+
+
+@pytest.mark.parametrize(("method", "path", "header"), header_operations())
+@pytest.mark.parametrize(
+    "value", ["x" * 20_000, "\x01\x7f\t", "ÿé\xa0", "{{{'\"\\"], ids=["long", "ctl", "latin1", "junk"]
+)
+def test_hostile_header_parameters_are_never_5xx(world, method, path, header, value):
+    resp = world.api.call(
+        method,
+        world.url_path(path, method),
+        world.token_for(path),
+        data=b"CODE,NAME,AMOUNT\r\n1,a,1\r\n",
+        headers={header: value},
+    )
+    assert resp.status_code < 500, resp.text[:300]
+    if resp.status_code >= 300:
+        error_of(resp)
