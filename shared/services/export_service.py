@@ -14,7 +14,9 @@ the job's export project in sequence order:
 
 then uploads the package to `outbound/{jobId}/{runId}.zip` and records an outbound message
 (`Enqueued`) that partners dequeue, download and ack (outbound_service). With "prevent upload when
-zero records", an empty run uploads and offers nothing.
+zero records", an empty run of the recurring queue uploads and offers nothing. That option governs the
+dequeue queue only: a package-API export (ExportToPackage, `offer=False`) always uploads its package, with
+empty entity files when there are no rows, so GetExportedPackageUrl always has one to answer (issue 12).
 
 Retries are safe: the blob name and the message ID derive from the run ID, so a retried run
 overwrites its own package and never offers it twice.
@@ -433,7 +435,7 @@ class ExportService:
                 "RefreshType": refresh,
                 "Since": since,
             }
-            if result.total == 0 and job.prevent_upload_when_zero_records:
+            if result.total == 0 and job.prevent_upload_when_zero_records and offer:
                 self._runs.end_run(
                     run_id, statuses.RUN_ENDED, FileUploaded=False, PackageSize=0, **_no_none(fields)
                 )

@@ -13,7 +13,9 @@
   execution ID answers that execution instead of importing twice. The work item carries the execution
   ID as the run ID (a process-in-order job drains in order instead: its run ID is the drain's).
 - **ExportToPackage** starts an export run of an enabled export job of the project, with the execution
-  ID as run ID and no outbound message; **GetExportedPackageUrl** gives a read SAS once it has ended.
+  ID as run ID and no outbound message; it always uploads a package, also of zero rows.
+  **GetExportedPackageUrl** gives a read SAS once it has ended, "" before, and a clear error for an
+  execution that will never have a package (never "" once it has ended: clients poll while it is "").
 - Execution lookups accept any execution ID of this app: package API imports and exports, and the
   runs of recurring jobs (GetExecutionIdByMessageId's answer), with or without quotes or braces.
 
@@ -41,7 +43,7 @@ from shared.api.http import clean_id
 from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.domain.config import NAME_RE, Job
-from shared.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from shared.errors import AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError
 from shared.services import execution_access, work_items
 from shared.storage import names, sas
 from shared.storage.message_repo import now_utc
@@ -127,6 +129,14 @@ def execution_id_candidates(value) -> list[str]:
         ):
             seen.append(candidate)
     return seen
+
+
+def execution_id_in_use(exec_id: str) -> ConflictError:
+    """The one answer for an execution ID taken by any other execution, whoever's and whatever it is: an
+    ID that clients choose must be unique, so its use shows, but nothing more (not its kind, job or state)."""
+    return ConflictError(
+        f"the execution ID {exec_id!r} is already in use; send a new executionId", code="ExecutionIdInUse"
+    )
 
 
 def sanitize_file_name(value) -> str:
@@ -331,7 +341,7 @@ class PackageApiService:
         if existing is not None:
             return self._same_import(existing, blob, exec_id)
         if self._runs.find_run(exec_id) is not None:
-            raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
+            raise execution_id_in_use(exec_id)
 
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -386,10 +396,7 @@ class PackageApiService:
     @staticmethod
     def _same_import(existing: dict, blob: str, exec_id: str) -> str:
         if existing.get("BlobName") != blob:
-            raise ConflictError(
-                f"the execution ID {exec_id!r} already imports another package; send a new executionId",
-                code="ExecutionIdInUse",
-            )
+            raise execution_id_in_use(exec_id)
         return exec_id
 
     def _dispatch(self, job: Job, message: dict, exec_id: str) -> None:
@@ -434,9 +441,9 @@ class PackageApiService:
         if existing is not None:
             if existing.get("Operation") == "export" and existing.get("PartitionKey") == job.activity_id:
                 return exec_id  # a retried call: the same execution
-            raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
+            raise execution_id_in_use(exec_id)
         if self._messages.find_by_id(package_message_id(exec_id)) is not None:
-            raise ConflictError(f"the execution ID {exec_id!r} is already in use", code="ExecutionIdInUse")
+            raise execution_id_in_use(exec_id)
         self._export.start(job, statuses.TRIGGER_PACKAGE_API, run_id=exec_id, offer=False)
         # Recorded just after the run exists; until then the job's partners (the caller is one) see it.
         fields = {execution_access.REQUESTED_BY: execution_access.requested_by(principal)}
@@ -506,16 +513,57 @@ class PackageApiService:
         return list(dict.fromkeys(out))
 
     def exported_package_url(self, principal: Principal, execution_id) -> str:
+        """GetExportedPackageUrl: a read SAS URL, or "" only while the export has not ended (PROTOCOL §6).
+
+        Clients poll while the answer is "" (RIS up to 100 times after Succeeded), so an execution that
+        has ended never answers "" (issue 12, class 5): a package-API export always uploads a package
+        (export_service), and anything else that will never have one is a clear error: an import
+        execution (400 NotAnExport), a failed or canceled export (409 ExecutionFailed/ExecutionCanceled,
+        with the reason), an ended export without a package (409 NoPackage: only a recurring run whose job
+        prevents uploads of zero records), a package deleted by retention (410 PackageNoLongerAvailable).
+        """
         ex = self.execution_for(principal, execution_id)
+        shown = execution_id_text(execution_id)[:100]
+        if ex.operation != "export" or ex.run is None:
+            raise ValidationError(
+                f"execution {shown!r} is an import: only an export (ExportToPackage) has a package to "
+                "download; read an import's outcome with GetExecutionSummaryStatus and GetExecutionErrors",
+                code="NotAnExport",
+            )
         run = ex.run
-        if (
-            ex.operation != "export"
-            or run is None
-            or run.get("Status") != statuses.RUN_ENDED
-            or not run.get("FileUploaded")
-            or not run.get("BlobName")
-        ):
-            return ""
+        status = run.get("Status")
+        if status == statuses.RUN_ERROR:
+            reason = (
+                "; ".join(str(e) for e in run.get("Errors") or [] if e)[:2000] or "no reason was recorded"
+            )
+            raise ConflictError(
+                f"export {shown!r} failed, so it has no package: {reason}", code="ExecutionFailed"
+            )
+        if status == statuses.RUN_CANCELED:
+            raise ConflictError(
+                f"export {shown!r} was canceled, so it has no package", code="ExecutionCanceled"
+            )
+        if status != statuses.RUN_ENDED:
+            return ""  # Waiting or Executing: not ready yet
+        if not run.get("FileUploaded") or not run.get("BlobName"):
+            raise ConflictError(
+                f"export {shown!r} ended without a package: it exported no records and its job prevents "
+                "uploads when there are zero records (preventUploadWhenZeroRecords)",
+                code="NoPackage",
+            )
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._clients.container(names.CONTAINER_OUTBOUND).get_blob_client(
+                run["BlobName"]
+            ).get_blob_properties()
+        except ResourceNotFoundError:
+            raise AppError(
+                f"the package of export {shown!r} is no longer available (deleted after the retention "
+                "period); export again",
+                code="PackageNoLongerAvailable",
+                status=410,
+            ) from None
         file_name = run.get("PackageName") or f"{sanitize_file_name(ex.execution_id)}"
         if not file_name.lower().endswith(".zip"):
             file_name += ".zip"

@@ -215,7 +215,9 @@ def test_an_import_of_another_job_answers_exactly_as_an_unknown_id(api):
         assert value(api, "GenerateImportTargetErrorKeysFile", token, keys) is True
         rejected = requests.get(value(api, "GetImportTargetErrorKeysFileUrl", token, keys), timeout=30)
         assert rejected.status_code == 200 and b"A2" in rejected.content
-        assert value(api, "GetExportedPackageUrl", token, {"executionId": execution_id}) == ""
+        # An import has no package: a clear error, never a "" that clients poll forever (issue 12, class 5).
+        resp = action(api, "GetExportedPackageUrl", token, {"executionId": execution_id})
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "NotAnExport", resp.text
         assert value(api, "GetExecutionSummaryPageUrl", token, {"executionId": execution_id}).startswith(
             api.base + "/api/manage/"
         )

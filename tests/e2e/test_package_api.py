@@ -158,7 +158,9 @@ def test_upload_import_poll_and_read_records(api):
     keys = {"executionId": execution_id, "entityName": entity}
     assert value(api, "GenerateImportTargetErrorKeysFile", token, keys) is False
     assert value(api, "GetImportTargetErrorKeysFileUrl", token, keys) == ""
-    assert value(api, "GetExportedPackageUrl", token, {"executionId": execution_id}) == ""
+    # An import has no exported package: a clear error, never the "" of "not ready yet" (issue 12, class 5).
+    resp = action(api, "GetExportedPackageUrl", token, {"executionId": execution_id})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "NotAnExport", resp.text
 
     # The execution is a package message of the job, run under the client's execution ID.
     messages = api.ok("GET", f"/api/manage/jobs/{activity}/messages")["value"]
