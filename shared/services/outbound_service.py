@@ -43,7 +43,13 @@ class OutboundService:
 
     # Dequeue -----------------------------------------------------------------------------------
     def dequeue(self, job: Job, base_url: str) -> dict | None:
-        """The six-field dequeue reply for the next ready message, or None (the caller answers 204)."""
+        """The six-field dequeue reply for the next ready message, or None (the caller answers 204).
+
+        No field is ever null except the two that D365 itself sends as null (PROTOCOL §3):
+        FileDownLoadErrorMessage, and LastDequeueDateTime on a first delivery; clients declare both
+        nullable (Microsoft's sample client types them `object`). The contract walker of
+        tests/e2e/test_d365_reply_contract.py checks every other field.
+        """
         for candidate in self._messages.iter_messages(
             job.activity_id, statuses=[statuses.ENQUEUED, statuses.DEQUEUED], select=_SELECT
         ):
