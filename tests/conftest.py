@@ -96,22 +96,58 @@ def app_env(azurite, key_dir, tmp_path_factory) -> dict[str, str]:
             os.environ[k] = v
 
 
+def host_mode() -> str:
+    """E2E_HOST_MODE: "single" (default) runs the app in one host process; "split" runs it as Flex does."""
+    mode = (os.environ.get("E2E_HOST_MODE") or "single").strip().lower()
+    if mode not in ("single", "split"):
+        raise pytest.UsageError(f"E2E_HOST_MODE must be single or split, not {mode!r}")
+    return mode
+
+
 @pytest.fixture(scope="session")
-def app_host(app_env, tmp_path_factory) -> Iterator:
-    """The real function_app under `python -m tools.devhost`, over real HTTP."""
+def app_hosts(app_env, tmp_path_factory) -> Iterator:
+    """(HTTP host, worker host): the real function_app under `python -m tools.devhost`, over real HTTP.
+
+    Single mode: one process runs everything, so both are the same. Split mode (E2E_HOST_MODE=split): two
+    processes on the one Azurite, `--functions http` and `--functions queues timers`, sharing nothing in
+    memory, as HTTP and the other functions run on separate instances on Flex Consumption.
+    """
     from tests.devhost.hostproc import HostProcess, clean_env
 
     env = clean_env(**app_env)
-    host = HostProcess(REPO_ROOT, env, tmp_path_factory.mktemp("apphost"), name="app")
+    logs = tmp_path_factory.mktemp("apphost")
+    if host_mode() == "single":
+        hosts = [HostProcess(REPO_ROOT, env, logs, name="app")]
+    else:
+        hosts = [
+            HostProcess(REPO_ROOT, env, logs, "--functions", "http", name="app-http"),
+            HostProcess(REPO_ROOT, env, logs, "--functions", "queues", "timers", name="app-workers"),
+        ]
     try:
-        host.wait_started()
-        yield host
+        for host in hosts:
+            host.wait_started()
+        yield hosts[0], hosts[-1]
     finally:
-        host.stop()
+        for host in hosts:
+            host.stop()
 
 
 @pytest.fixture(scope="session")
-def api(app_host, make_token):
+def app_host(app_hosts):
+    """The host that serves the app's HTTP functions."""
+    return app_hosts[0]
+
+
+@pytest.fixture(scope="session")
+def worker_host(app_hosts):
+    """The host that runs the queue and timer functions (admin invokes of those go here)."""
+    return app_hosts[1]
+
+
+@pytest.fixture(scope="session")
+def api(app_host, worker_host, make_token):
     from tests.support.client import ApiClient
 
-    return ApiClient(app_host.url, admin_token=make_token(ADMIN_APP, admin=True), make_token=make_token)
+    return ApiClient(
+        app_host.url, admin_token=make_token(ADMIN_APP, admin=True), make_token=make_token, worker=worker_host
+    )
