@@ -642,6 +642,12 @@ class PackageApiService:
         return bool(found)
 
     def error_keys_file_url(self, principal: Principal, execution_id, entity_name) -> str:
+        """GetImportTargetErrorKeysFileUrl: a read SAS URL of the entity's rejected rows, or "" (PROTOCOL §6).
+
+        "" means "no error keys" (the entity rejected nothing, or the execution has not ended), as in D365,
+        where clients ask only after GenerateImportTargetErrorKeysFile answered true. The file is made here
+        on demand, so once an execution has ended "" never means "not ready yet" (issue 12, class 5).
+        """
         ex = self.execution_for(principal, execution_id)
         found = self._entity_errors(ex, entity_name)
         if not found:
