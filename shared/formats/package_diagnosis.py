@@ -83,7 +83,10 @@ def not_a_zip(head: bytes, detail: str | None = None) -> str:
         )
     text = _text_of(head)
     if text is None:
-        return f"the file is not a zip file (its first bytes are binary data of no known kind). {WHAT_A_PACKAGE_IS}."
+        return (
+            "the file is not a zip file (its first bytes are binary data of no known kind). "
+            f"{WHAT_A_PACKAGE_IS}."
+        )
     stripped = text.lstrip()
     if stripped.startswith("<"):
         kind = "XML"

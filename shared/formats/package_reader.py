@@ -88,7 +88,7 @@ class DataPackage:
         return ordered_entities(self.manifest)
 
     def find(self, name: str) -> zipfile.ZipInfo | None:
-        """The entry for a path: exact (case-insensitive, `\\` as `/`), then the root file of its last segment.
+        """The entry for a path: exact (case-insensitive, `\\` as `/`), else the root file of its last part.
 
         The fallback accepts a name written with a folder (`Data\\x.csv`) by tools that should not have.
         """
@@ -114,12 +114,13 @@ class DataPackage:
         if nested:
             raise FormatError(
                 f"Manifest.xml names '{input_file_path}', which the package holds only in a folder "
-                f"('{nested[0]}'): an entity's data file must sit at the root of the zip, next to Manifest.xml"
+                f"('{nested[0]}'): an entity's data file must sit at the root of the zip, "
+                "next to Manifest.xml"
             )
         return None
 
     def attachments(self) -> dict[str, list[str]]:
-        """The attachment files under `Resources/`, by their folder (the entity label) as written, in zip order.
+        """The attachments under `Resources/`, by their folder (the entity label) as written, in zip order.
 
         Files directly in `Resources/` (no entity folder) are under the key "".
         """

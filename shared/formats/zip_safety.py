@@ -91,7 +91,7 @@ def normalized_name(name: str) -> str:
 
 
 def is_mac_metadata(name: str) -> bool:
-    """Whether an entry is macOS metadata (`__MACOSX/…` resource forks, `.DS_Store`): never package content."""
+    """Whether an entry is macOS metadata (`__MACOSX/…` resource forks, `.DS_Store`): never content."""
     normalized = normalized_name(name)
     if normalized.casefold().startswith(MAC_METADATA_FOLDER.casefold()):
         return True
@@ -115,7 +115,8 @@ def _check_name(name: str) -> None:
     # Traversal first: "../x" must be reported as unsafe, whatever else is wrong with it.
     if normalized.startswith("/") or _DRIVE.match(normalized) or any(p in ("..", ".") for p in parts):
         raise FormatError(
-            f"the package contains the unsafe path '{name}'; entries must be relative paths inside the package"
+            f"the package contains the unsafe path '{name}'; "
+            "entries must be relative paths inside the package"
         )
     inner = parts[:-1] if normalized.endswith("/") else parts
     if any(p == "" for p in inner) or any(p != p.strip() for p in inner):

@@ -40,7 +40,7 @@ def value(api, name: str, token: str, body: dict):
 
 
 def package_job(api, label: str) -> tuple[str, str, str, str]:
-    """A Data package job processing on arrival, over an entity labelled `label`: (activity, app, entity, project)."""
+    """A Data package job processing on arrival, entity labelled `label`: (activity, app, entity, project)."""
     activity, app, entity = api.import_job(simple_entity(label), mode="package", processOnArrival=True)
     project = api.ok("GET", f"/api/manage/jobs/{activity}")["project"]
     return activity, app, entity, project
@@ -55,7 +55,7 @@ def enqueue_and_wait(api, activity: str, app: str, data: bytes) -> dict:
 
 
 def import_from_package(api, app: str, project: str, data: bytes, file_name: str) -> tuple[str, str]:
-    """Upload `data` as `file_name`, ImportFromPackage it, wait for the end: (execution ID, summary status)."""
+    """Upload `data` as `file_name`, ImportFromPackage it, wait: (execution ID, summary status)."""
     token = api.make_token(app)
     written = json.loads(value(api, "GetAzureWriteUrl", token, {"uniqueFileName": file_name}))
     put = requests.put(written["BlobUrl"], data=data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=60)
@@ -78,7 +78,7 @@ def errors_of(api, app: str, execution_id: str) -> list[str]:
 
 
 def attachment_package(label: str) -> bytes:
-    """A D365 package with attachments, zipped on a Mac: Resources/<entity label>/…, __MACOSX/, .DS_Store."""
+    """A D365 package with attachments, zipped on a Mac: Resources/<label>/…, __MACOSX/, .DS_Store."""
     base = build_package(
         [ManifestEntity(label, input_file_path=f"{label}.csv", source_format="CSV")], {f"{label}.csv": CSV_OK}
     )

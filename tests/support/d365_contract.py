@@ -1,8 +1,8 @@
 """The reply contracts of D365 clients, and a walker that lists every null and wrong type (issue 12, class 3).
 
-Sources: microsoft/Recurring-Integrations-Scheduler Common/Contracts (DataJobStatus.cs, EntityExecutionStatus.cs,
-ContractEnums.cs, DataJobStatusDetail.cs) for the typed jobstatus reply; PROTOCOL §3, §4 and §6 for the dequeue
-reply, the status values and the OData action envelopes.
+Sources: microsoft/Recurring-Integrations-Scheduler Common/Contracts (DataJobStatus.cs,
+EntityExecutionStatus.cs, ContractEnums.cs, DataJobStatusDetail.cs) for the typed jobstatus reply; PROTOCOL
+§3, §4 and §6 for the dequeue reply, the status values and the OData action envelopes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile zips, generated here: bombs, lying headers, traversal, links, duplicates, junk; nested entries are fine."""
+"""Hostile zips, generated here: bombs, lying headers, traversal, links, duplicates, junk; folders are fine."""
 
 from __future__ import annotations
 
