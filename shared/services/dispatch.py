@@ -8,6 +8,7 @@ from shared.domain import statuses
 from shared.domain.config import Job
 from shared.services import work_items
 from shared.storage.message_repo import MessageRepository, now_utc
+from shared.storage.retry import retry_call
 
 # A dispatched message that no worker has claimed after this long is dispatched again.
 REDISPATCH_AFTER = timedelta(minutes=10)
@@ -35,21 +36,22 @@ class Dispatcher:
 
         if self._messages.update_message(job.activity_id, message["RowKey"], change) is None:
             return False
-        self._queue.send_message(
-            work_items.encode(
-                kind=work_items.KIND_MESSAGE,
-                jobId=job.activity_id,
-                messageId=message["MessageId"],
-                rowKey=message["RowKey"],
-                trigger=trigger,
-            )
+        item = work_items.encode(
+            kind=work_items.KIND_MESSAGE,
+            jobId=job.activity_id,
+            messageId=message["MessageId"],
+            rowKey=message["RowKey"],
+            trigger=trigger,
         )
+        # A send is a POST, which the SDK does not retry after a reset; a duplicate item is harmless (the
+        # second claim of the message finds it no longer Enqueued).
+        retry_call(lambda: self._queue.send_message(item), what="queueing an import")
         return True
 
     def dispatch_drain(self, job: Job, trigger: str) -> None:
-        self._queue.send_message(
-            work_items.encode(kind=work_items.KIND_DRAIN, jobId=job.activity_id, trigger=trigger)
-        )
+        item = work_items.encode(kind=work_items.KIND_DRAIN, jobId=job.activity_id, trigger=trigger)
+        # A duplicate drain finds the job's lease held, or nothing left to drain.
+        retry_call(lambda: self._queue.send_message(item), what="queueing a drain")
 
     def dispatch_waiting(self, job: Job, trigger: str) -> int:
         """Queues every waiting message of an import job; returns how many were queued."""

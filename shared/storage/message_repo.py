@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
-from shared.storage.concurrency import replace_if_unchanged
+from shared.storage.concurrency import conditional_update, replace_if_unchanged
+from shared.storage.retry import retry_call
 
 _JSON_PROPS = ("Transitions", "Counts")
 
@@ -80,7 +80,16 @@ class MessageRepository:
             "Transitions": [{"status": status, "at": iso(at)}] if status else [],
             **fields,
         }
-        self._messages.create_entity(_encode(row))
+
+        def create() -> None:
+            try:
+                self._messages.create_entity(_encode(row))
+            except ResourceExistsError:
+                # An earlier attempt whose reply was lost (a reset after the request) created it.
+                if self._messages.get_entity(job_id, row_key).get("MessageId") != message_id:
+                    raise
+
+        retry_call(create, what="creating a message")  # an insert is a POST: the SDK does not retry it
         return self.get_message(job_id, row_key)
 
     def locate(self, message_id: str) -> tuple[str, str] | None:
@@ -170,19 +179,15 @@ class MessageRepository:
                     {"status": new_status, "at": iso(at)},
                 ]
             fields["UpdatedAt"] = at
-            try:
-                self._messages.update_entity(
-                    {"PartitionKey": job_id, "RowKey": row_key, **_encode(fields)},
-                    mode=UpdateMode.MERGE,
-                    etag=current["_etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as exc:
-                if exc.status_code == 412:
-                    continue
-                raise
-            merged = {**current, **fields}
-            return merged
+            written = conditional_update(
+                self._messages,
+                {"PartitionKey": job_id, "RowKey": row_key, **_encode(fields)},
+                current["_etag"],
+                mode=UpdateMode.MERGE,
+            )
+            if not written:
+                continue  # lost the race: read again and let `change` decide
+            return {**current, **fields}
         raise ConflictError("the message is being changed by someone else; try again", code="Busy")
 
     def transition(

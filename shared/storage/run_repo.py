@@ -12,6 +12,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.domain import statuses
 from shared.errors import NotFoundError
 from shared.storage.message_repo import now_utc
+from shared.storage.retry import retry_call
 
 _JSON_PROPS = ("Messages", "Counts", "Errors")
 _MAX = 10**20
@@ -111,8 +112,12 @@ class RunRepository:
         where = self.locate(run_id)
         if where is None:
             raise NotFoundError(f"execution {run_id} does not exist", code="ExecutionNotFound")
-        self._runs.update_entity(
-            {"PartitionKey": where[0], "RowKey": where[1], **_encode(fields)}, mode=UpdateMode.MERGE
+        # A MERGE (PATCH) of the same values is idempotent, and the SDK does not retry a PATCH after a reset.
+        retry_call(
+            lambda: self._runs.update_entity(
+                {"PartitionKey": where[0], "RowKey": where[1], **_encode(fields)}, mode=UpdateMode.MERGE
+            ),
+            what="updating a run",
         )
 
     def add_message(self, run_id: str, message_id: str) -> None:
