@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -14,46 +10,9 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.data.tables import TableClient
 
+from tests.support.faultproxy import FaultProxy
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class FaultProxy:
-    def __init__(self, target_port: int, tmp: Path, **rates: float) -> None:
-        self.control = tmp / "control.json"
-        self.stats_path = tmp / "stats.json"
-        self.control.write_text(json.dumps(rates))
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tools.faultproxy",
-                "--target",
-                f"127.0.0.1:{target_port}",
-                "--seed",
-                "7",
-                "--control",
-                str(self.control),
-                "--stats",
-                str(self.stats_path),
-            ],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline()
-        assert line.startswith("Fault proxy listening on"), line
-        self.port = int(line.split()[4].rsplit(":", 1)[1])
-
-    def set(self, **rates: float) -> None:
-        time.sleep(0.01)  # a new mtime
-        self.control.write_text(json.dumps(rates))
-
-    def stats(self) -> dict:
-        return json.loads(self.stats_path.read_text())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture
