@@ -507,7 +507,8 @@ class TimerRunner:
                     )
                     told = True
             except Exception as error:
-                log.error("timer %s: acquiring the singleton lock failed: %s", self.function.name, error)
+                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+                log.error("timer %s: acquiring the singleton lock failed: %s", self.function.name, first_line)
             self._stop.wait(self.storage.recovery_interval)
         return False
 
