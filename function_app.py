@@ -8,12 +8,14 @@ from shared.api import (
     export_workers,
     manage_config,
     manage_messages,
+    manage_monitoring,
     odata_actions,
     package_api,
     poison_sweep,
     root,
     scheduler,
     workers,
+    workspace,
 )
 from shared.setting_problems import startup_problems
 
@@ -35,5 +37,7 @@ for blueprint in (
     export_workers.bp,
     package_api.bp,
     poison_sweep.bp,
+    manage_monitoring.bp,
+    workspace.bp,
 ):
     app.register_functions(blueprint)

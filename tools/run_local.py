@@ -8,8 +8,8 @@
    ``AzureWebJobsStorage`` pointing at that Azurite, and waits for ``GET /`` to answer 200;
 3. loads ``examples/config`` through the management API with an admin dev token (tools.demo);
 4. prints ready-to-paste ``curl`` calls with fresh dev tokens (also written to
-   ``.local/demo-calls.sh``), then streams the host's logs until Ctrl-C (SIGINT) or SIGTERM,
-   and stops the host and Azurite.
+   ``.local/demo-calls.sh``) and a link to the workspace UI signed in as the demo admin, then
+   streams the host's logs until Ctrl-C (SIGINT) or SIGTERM, and stops the host and Azurite.
 """
 
 from __future__ import annotations
@@ -156,6 +156,13 @@ class HostProcess:
         return self.proc.returncode
 
 
+def workspace_link(base_url: str, admin_token: str) -> str:
+    """The workspace UI signed in with a dev admin token (AUTH_MODE=local only). The token rides in the URL
+    fragment: browsers never send a fragment to the server, so it reaches no request line or log, and the
+    UI moves it to sessionStorage and out of the address bar (workspace/js/auth.js)."""
+    return f"{base_url.rstrip('/')}/workspace/#token={admin_token}"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.run_local", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -245,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(calls, end="")
                 print(rule)
                 print("More tokens: .venv/bin/python -m tools.devtoken --app-id <guid> [--admin]")
+                print(
+                    f"\nWorkspace (signed in as the demo admin; the token is in the URL fragment, which the "
+                    f"browser never sends):\n  {workspace_link(host.url, admin_token)}"
+                )
         print(
             f"Press Ctrl-C to stop. The host's logs follow (all of them: {HOST_LOG.relative_to(REPO_ROOT)}).\n",
             flush=True,

@@ -11,6 +11,29 @@ def _t(value) -> str | None:
     return iso(value) if isinstance(value, datetime) else value
 
 
+def _record_totals(counts) -> dict | None:
+    """{"read", "written", "rejected"} summed over the message's entities; None before any are counted."""
+    if not isinstance(counts, dict) or not counts:
+        return None
+    totals = {"read": 0, "written": 0, "rejected": 0}
+    for entity in counts.values():
+        if isinstance(entity, dict):
+            for key in totals:
+                value = entity.get(key)
+                totals[key] += value if isinstance(value, int) else 0
+    return totals
+
+
+def _ended_at(transitions) -> str | None:
+    """The time of the message's last move to a terminal import status (IMPORT_TERMINAL), if any."""
+    from shared.domain.statuses import IMPORT_TERMINAL
+
+    for step in reversed(transitions if isinstance(transitions, list) else []):
+        if isinstance(step, dict) and step.get("status") in IMPORT_TERMINAL:
+            return step.get("at")
+    return None
+
+
 def message_summary(msg: dict) -> dict:
     out = {
         "messageId": msg.get("MessageId"),
@@ -24,6 +47,9 @@ def message_summary(msg: dict) -> dict:
         "updatedAt": _t(msg.get("UpdatedAt")),
         "executionId": msg.get("RunId"),
         "size": msg.get("Size"),
+        # For the workspace's messages grid: totals over the entities, and when the import ended.
+        "records": _record_totals(msg.get("Counts")),
+        "processedAt": _ended_at(msg.get("Transitions")),
     }
     if msg.get("Direction") == "export":
         out.update(

@@ -72,6 +72,12 @@ EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     "get_message": ("api/manage/messages/{messageId}", {"GET"}),
     "get_message_errors": ("api/manage/messages/{messageId}/errors", {"GET"}),
     "list_entity_records": ("api/manage/entities/{name}/records", {"GET"}),
+    # management API: monitoring (the workspace's Jobs and Monitoring pages)
+    "list_job_backlogs": ("api/manage/backlog", {"GET"}),
+    "list_job_queueload": ("api/manage/jobs/{activityId}/queueload", {"GET"}),
+    # the workspace UI (anonymous static files; its data calls carry bearer tokens)
+    "workspace_config": ("workspace/config.json", {"GET"}),
+    "workspace_files": ("workspace/{*path}", {"GET"}),
 }
 
 # Queue-triggered functions that must exist (others may exist too, on a queue of names.QUEUES).
