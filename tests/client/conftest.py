@@ -142,7 +142,7 @@ class ImportJob:
 class ExportJob:
     """An entity with rows, an export project over it and a job authorized for a new application."""
 
-    def __init__(self, api, codes) -> None:
+    def __init__(self, api, codes, *, app: str | None = None) -> None:
         self.api = api
         self.entity = api.unique("Cle")
         api.ok(
@@ -154,7 +154,7 @@ class ExportJob:
             f"/api/manage/projects/{self.project}",
             json={"operation": "export", "entities": [{"entity": self.entity, "format": "CSV"}]},
         )
-        self.app = str(uuid.uuid4())
+        self.app = app or str(uuid.uuid4())
         self.activity = api.ok(
             "POST",
             "/api/manage/jobs",
