@@ -95,14 +95,16 @@ def _rows(stream: BinaryIO, fmt: SourceFormat, dialect: dict, limits: ReaderLimi
         if not values:
             continue  # a blank line
         if len(values) > max_columns:
-            raise FormatError(f"row {start} has {len(values)} columns; the limit is {max_columns}")
+            raise FormatError(
+                f"row {start} has {len(values)} columns; the limit is {max_columns} (max_columns)"
+            )
         if lines.record_chars > max_field:
             # Only a record longer than the field limit can hold a field longer than it.
             for index, value in enumerate(values):
                 if len(value) > max_field:
                     raise FormatError(
                         f"row {start}, column {index + 1}: the value is {len(value):,} characters "
-                        f"long; the limit is {max_field:,}"
+                        f"long; the limit is {max_field:,} (max_field_chars)"
                     )
         if header_row and header is None:
             header = _make_header(values, start)

@@ -215,7 +215,7 @@ class LineSplitter:
 
     def _too_long(self) -> FormatError:
         return FormatError(
-            f"line {self.line_no + 1} is longer than {self.max_line_chars:,} characters; "
+            f"line {self.line_no + 1} is longer than {self.max_line_chars:,} characters (max_record_chars); "
             "the file is not a line-oriented text file or a value is far too large"
         )
 
@@ -224,7 +224,8 @@ class LineSplitter:
         self.record_chars += len(line)
         if self.record_chars > self.max_record_chars:
             raise FormatError(
-                f"the record ending at line {self.line_no} is longer than {self.max_record_chars:,} characters"
+                f"the record ending at line {self.line_no} is longer than {self.max_record_chars:,} characters "
+                "(max_record_chars)"
             )
         return line
 

@@ -2,6 +2,11 @@
 
 No third-party streaming parser: json.JSONDecoder.raw_decode runs over a sliding text buffer
 that holds at most one record plus one read chunk, so memory does not grow with the file.
+
+Bounds, checked as the text streams in: a record's length (ReaderLimits.max_record_chars) bounds the
+buffer, and the nesting of arrays/objects (max_json_depth) is tracked chunk by chunk before the decoder
+sees the text, so a deeply nested value fails with the limit named instead of recursing in the decoder.
+A string or key longer than max_field_chars fails the file, as an over-long field does in the other readers.
 """
 
 from __future__ import annotations
@@ -24,6 +29,73 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
 
 
+# Everything up to the next bracket outside a string: plain text and whole strings, in one C-level match;
+# _SKIP_FLAT also skips whole objects without nested brackets (records), which nest one level deeper.
+# Possessive quantifiers (Python 3.11+) keep no backtracking state, so a long string costs no memory.
+_PLAIN = r"[^\"\[\]{}]++"
+_STRING = r'"(?:[^"\\]++|\\.)*+"'
+_SKIP = re.compile(rf"(?:{_PLAIN}|{_STRING})*+", re.S)
+_SKIP_FLAT = re.compile(rf"(?:{_PLAIN}|{_STRING}|\{{(?:{_PLAIN}|{_STRING})*+\}})*+", re.S)
+_STRING_STOP = re.compile(r'["\\]')
+
+
+class _DepthGuard:
+    """Tracks the nesting of arrays/objects outside strings across text chunks.
+
+    `feed` returns the index in the chunk where the nesting first went past `max_depth`, or None. The
+    Python loop runs once per bracket that is not part of a flat object (and per string or object cut by a
+    chunk boundary), so a file of flat records costs a few iterations per chunk.
+    Brackets after a syntax error may be miscounted; the decoder reports that error first.
+    """
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.depth = 0
+        self._in_string = False  # a string began in an earlier chunk and has not ended
+        self._escaped = False  # ...and that chunk ended just after a backslash
+
+    def feed(self, text: str) -> int | None:
+        pos = 0
+        end = len(text)
+        while pos < end:
+            if self._in_string:
+                pos = self._string_end(text, pos)
+                continue
+            skip = _SKIP_FLAT if self.depth < self.max_depth else _SKIP
+            pos = skip.match(text, pos).end()
+            if pos >= end:
+                break
+            char = text[pos]
+            pos += 1
+            if char == '"':
+                self._in_string = True  # a string the chunk cuts (a whole one was skipped above)
+            elif char in "[{":
+                self.depth += 1
+                if self.depth > self.max_depth:
+                    return pos - 1
+            elif self.depth:
+                self.depth -= 1
+        return None
+
+    def _string_end(self, text: str, pos: int) -> int:
+        """Past the end of the open string, or the chunk's end if it goes on."""
+        end = len(text)
+        while pos < end:
+            if self._escaped:
+                self._escaped = False
+                pos += 1
+                continue
+            stop = _STRING_STOP.search(text, pos)
+            if stop is None:
+                return end
+            pos = stop.end()
+            if stop.group() == '"':
+                self._in_string = False
+                return pos
+            self._escaped = True
+        return end
+
+
 def _maybe_incomplete(exc: json.JSONDecodeError, length: int) -> bool:
     """Whether a decode error may just mean "the value continues in the next chunk".
 
@@ -36,8 +108,9 @@ def _maybe_incomplete(exc: json.JSONDecodeError, length: int) -> bool:
 class _Buffer:
     """A sliding window over the decoded text, with line bookkeeping for messages."""
 
-    def __init__(self, chunks: Iterator[str], max_record_chars: int) -> None:
+    def __init__(self, chunks: Iterator[str], max_record_chars: int, max_depth: int) -> None:
         self._chunks = chunks
+        self._depth = _DepthGuard(max_depth)
         self.text = ""
         self.pos = 0
         self.eof = False
@@ -62,6 +135,13 @@ class _Buffer:
         self.pos = 0
         self._counted_pos = 0
         self._counted_lines = 0
+        too_deep = self._depth.feed(chunk)
+        if too_deep is not None:
+            limit = self._depth.max_depth
+            raise FormatError(
+                f"the JSON nests arrays/objects more than {limit} levels deep at "
+                f"{self.where(len(self.text) - len(chunk) + too_deep)}; the limit is {limit} (max_json_depth)"
+            )
         return True
 
     def skip_whitespace(self) -> bool:
@@ -138,18 +218,19 @@ def read_json_rows(
 
 
 def _rows(stream: BinaryIO, declared: str | None, limits: ReaderLimits) -> Iterator[SourceRow]:
-    buf = _Buffer(iter(DecodedChunks(stream, declared, guess_wide=True)), limits.max_record_chars)
-    max_columns = limits.max_columns
+    buf = _Buffer(
+        iter(DecodedChunks(stream, declared, guess_wide=True)), limits.max_record_chars, limits.max_json_depth
+    )
     buf.fill()
     if not buf.skip_whitespace():
         return  # an empty file has no rows
     if buf.text[buf.pos] == "[":
-        yield from _array(buf, max_columns)
+        yield from _array(buf, limits)
     else:
-        yield from _lines(buf, max_columns)
+        yield from _lines(buf, limits)
 
 
-def _array(buf: _Buffer, max_columns: int) -> Iterator[SourceRow]:
+def _array(buf: _Buffer, limits: ReaderLimits) -> Iterator[SourceRow]:
     buf.pos += 1
     if not buf.skip_whitespace():
         raise FormatError("the JSON ends before its top-level array is closed")
@@ -160,7 +241,7 @@ def _array(buf: _Buffer, max_columns: int) -> Iterator[SourceRow]:
         while True:
             number += 1
             value = buf.decode_value(number)
-            yield number, _to_row(value, number, max_columns)
+            yield number, _to_row(value, number, limits)
             if not buf.skip_whitespace():
                 raise FormatError("the JSON ends before its top-level array is closed")
             char = buf.text[buf.pos]
@@ -178,7 +259,7 @@ def _array(buf: _Buffer, max_columns: int) -> Iterator[SourceRow]:
         raise FormatError(f"the JSON has unexpected data after its top-level array at {buf.where(buf.pos)}")
 
 
-def _lines(buf: _Buffer, max_columns: int) -> Iterator[SourceRow]:
+def _lines(buf: _Buffer, limits: ReaderLimits) -> Iterator[SourceRow]:
     # JSON Lines; any whitespace between objects is accepted, so pretty-printed objects work too.
     number = 0
     while buf.skip_whitespace():
@@ -189,18 +270,29 @@ def _lines(buf: _Buffer, max_columns: int) -> Iterator[SourceRow]:
                 f"the JSON is neither an array nor JSON Lines: expected an object at {buf.where(buf.pos)}"
             )
         value = buf.decode_value(number)
-        yield line, _to_row(value, line, max_columns)
+        yield line, _to_row(value, line, limits)
 
 
-def _to_row(value: Any, number: int, max_columns: int) -> dict[str, str | None]:
+def _to_row(value: Any, number: int, limits: ReaderLimits) -> dict[str, str | None]:
     if not isinstance(value, dict):
         kind = "array" if isinstance(value, list) else "null" if value is None else "scalar value"
         return {ERROR_KEY: f"record {number} is a JSON {kind}, not an object"}
+    max_columns = limits.max_columns
+    max_field = limits.max_field_chars
     if len(value) > max_columns:
-        raise FormatError(f"record {number} has {len(value)} fields; the limit is {max_columns}")
+        raise FormatError(
+            f"record {number} has {len(value)} fields; the limit is {max_columns} (max_columns)"
+        )
     row: dict[str, str | None] = {}
     problems: list[str] = []
     for key, item in value.items():
+        for text in (key, item):
+            if isinstance(text, str) and len(text) > max_field:
+                shown = key if len(key) <= 100 else key[:100] + "..."
+                raise FormatError(
+                    f"record {number}: field {shown} is {len(text):,} characters long; "
+                    f"the limit is {max_field:,} (max_field_chars)"
+                )
         if item is None or isinstance(item, str):
             row[key] = item
         elif item is True:

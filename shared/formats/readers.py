@@ -25,17 +25,29 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ReaderLimits:
-    """Structural limits that keep one hostile file from exhausting a worker."""
+    """Structural limits that keep one hostile file from exhausting a worker.
+
+    Each is checked while the input streams, so a file over one fails when it passes it (FormatError
+    naming the limit) with memory bounded by the limits, never after its content was loaded.
+    """
 
     max_columns: int = 1000
     max_field_chars: int = 1 * MiB
     # One record (a CSV line, or lines of a quoted multi-line record; one JSON object).
     max_record_chars: int = 8 * MiB
     max_xml_depth: int = 32
+    # Raw bytes of one unit of an XML stream (an XML record, an Excel row or shared string), counted under
+    # the parser: libxml2 holds a unit whole before any check on it can run (shared/formats/xml_budget.py).
+    max_record_bytes: int = 4 * MiB
+    # JSON: arrays/objects nested deeper than this (the top-level array is level 1, a record level 2).
+    max_json_depth: int = 64
     # Excel: the spool stays in memory up to this size, then moves to a temporary file.
     spool_memory_bytes: int = 8 * MiB
     max_excel_bytes: int = 1024 * MiB
     max_excel_uncompressed_bytes: int = 4096 * MiB
+    # Excel's shared-strings table, checked while it is read (past 8 MiB it lives in a temporary file).
+    max_shared_strings: int = 4_000_000
+    max_shared_strings_chars: int = 256 * MiB
 
 
 DEFAULT_LIMITS = ReaderLimits()

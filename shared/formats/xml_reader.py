@@ -4,7 +4,10 @@ XML-Element:   <Document><ENTITY><FIELD>value</FIELD>...</ENTITY>...</Document>
 XML-Attribute: <Document><ENTITY FIELD="value" .../>...</Document>
 
 Each child of the root is one record. Records are cleared as soon as they are yielded, so memory
-holds one record at a time however large the file is.
+holds one record at a time however large the file is, and one record is bounded while it is parsed: its
+raw bytes (ReaderLimits.max_record_bytes, counted under the parser, shared/formats/xml_budget.py), its
+elements (10 x max_columns) and depth (max_xml_depth) as they start, each field's text (max_field_chars)
+and the record's text (max_record_chars) as each field ends, its attributes as the record starts.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, BinaryIO
 from shared.errors import FormatError
 from shared.formats import xml_safety
 from shared.formats.readers import DEFAULT_LIMITS, ERROR_KEY, ReaderLimits, SourceRow
+from shared.formats.xml_budget import BudgetedSource
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
@@ -49,13 +53,23 @@ def _records(stream: BinaryIO, attributes: bool, limits: ReaderLimits) -> Iterat
     max_depth = limits.max_xml_depth
     max_columns = limits.max_columns
     max_field = limits.max_field_chars
+    max_chars = limits.max_record_chars
     # Nested elements inside fields are rejected per row, but still need a bound.
     max_descendants = max_columns * 10
     depth = 0
     fields = 0
     descendants = 0
+    chars = 0
     number = 0
-    for event, element in xml_safety.iterparse(stream, events=("start", "end")):
+    source = BudgetedSource(
+        stream,
+        budget=limits.max_record_bytes,
+        describe=lambda b: (
+            f"a record (after record {number}) takes more than {b:,} bytes of XML; "  # noqa: B023 - the record reached
+            f"the limit is {b:,} bytes (max_record_bytes)"
+        ),
+    )
+    for event, element in xml_safety.iterparse(source, events=("start", "end")):
         if event == "start":
             depth += 1
             if depth > max_depth:
@@ -65,6 +79,10 @@ def _records(stream: BinaryIO, attributes: bool, limits: ReaderLimits) -> Iterat
             if depth == _RECORD_DEPTH:
                 fields = 0
                 descendants = 0
+                chars = 0
+                if attributes:
+                    # All attributes arrive with the start tag: check them before any child is parsed.
+                    _check_attributes(element, max_columns, max_field, max_chars, element.sourceline or 0)
             elif depth >= _FIELD_DEPTH:
                 # Checked while parsing, so a giant record fails before it is built in memory.
                 descendants += 1
@@ -80,29 +98,59 @@ def _records(stream: BinaryIO, attributes: bool, limits: ReaderLimits) -> Iterat
                         f"a record (line {element.sourceline}) holds more than {max_descendants} "
                         f"elements; the limit is {max_descendants}"
                     )
+            elif depth == 1:
+                source.mark()
             continue
         depth -= 1
+        if depth == _FIELD_DEPTH - 1 and not attributes:
+            # A field ended: its text is complete, so it is checked now, not when the record ends.
+            text = element.text
+            if text:
+                line = element.getparent().sourceline or 0
+                _check_size(text, _local(element.tag), max_field, line)
+                chars += len(text)
+                if chars > max_chars:
+                    raise FormatError(
+                        f"the record at line {line} holds more than {max_chars:,} characters; "
+                        f"the limit is {max_chars:,} (max_record_chars)"
+                    )
+            continue
         if depth != _RECORD_DEPTH - 1:
             continue
         number += 1
         line = element.sourceline or number
-        if attributes:
-            row = _attribute_row(element, max_columns, max_field, line)
-        else:
-            row = _element_row(element, max_field, line)
+        row = _attribute_row(element) if attributes else _element_row(element, max_field, line)
         yield line, row
         # Bounded memory: drop the record and everything before it from the tree.
         element.clear(keep_tail=False)
         parent = element.getparent()
         while element.getprevious() is not None:
             del parent[0]
+        source.mark()
 
 
 def _check_size(value: str, name: str, max_field: int, line: int) -> None:
     if len(value) > max_field:
         raise FormatError(
             f"the record at line {line}: field {name} is {len(value):,} characters long; "
-            f"the limit is {max_field:,}"
+            f"the limit is {max_field:,} (max_field_chars)"
+        )
+
+
+def _check_attributes(record: Any, max_columns: int, max_field: int, max_chars: int, line: int) -> None:
+    attrib = record.attrib
+    if len(attrib) > max_columns:
+        raise FormatError(
+            f"the record at line {line} has {len(attrib)} attributes; the limit is {max_columns} (max_columns)"
+        )
+    chars = 0
+    for key, value in attrib.items():
+        _check_size(value, _local(key), max_field, line)
+        chars += len(value)
+    if chars > max_chars:
+        raise FormatError(
+            f"the record at line {line} holds more than {max_chars:,} characters; "
+            f"the limit is {max_chars:,} (max_record_chars)"
         )
 
 
@@ -132,16 +180,8 @@ def _element_row(record: Any, max_field: int, line: int) -> dict[str, str | None
     return row
 
 
-def _attribute_row(record: Any, max_columns: int, max_field: int, line: int) -> dict[str, str | None]:
-    attrib = record.attrib
-    if len(attrib) > max_columns:
-        raise FormatError(
-            f"the record at line {line} has {len(attrib)} attributes; the limit is {max_columns}"
-        )
-    row: dict[str, str | None] = {}
-    for key, value in attrib.items():
-        if key[0] == "{":
-            continue  # namespaced attributes (xsi:..., xml:lang) are markup, not fields
-        _check_size(value, key, max_field, line)
-        row[key] = value
-    return row
+def _attribute_row(record: Any) -> dict[str, str | None]:
+    # Sizes and counts were checked when the record started.
+    return {
+        key: value for key, value in record.attrib.items() if key[0] != "{"
+    }  # xsi:..., xml:lang are markup

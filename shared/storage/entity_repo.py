@@ -149,6 +149,56 @@ def record_to_json(record: dict) -> dict:
     return out
 
 
+# The Table service's documented limits ("Understanding the Table service data model", learn.microsoft.com/
+# rest/api/storageservices/understanding-the-table-service-data-model): a string property holds at most
+# 64 KiB of UTF-16 (Azurite: more than 32 * 1024 UTF-16 units is PropertyValueTooLarge), an entity at most
+# 252 properties of its own and 1 MiB in all.
+MAX_STRING_UNITS = 32 * 1024
+MAX_PROPERTIES = 252
+MAX_ENTITY_BYTES = 1024 * 1024
+
+
+def _utf16_units(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def store_problem(row: dict) -> str | None:
+    """Why the Table service would refuse this encoded row, by its documented limits; None if it would not.
+
+    The import rejects such rows before batching them, so a row that a later row of the same key replaces
+    while both wait (shared/services/import_pipeline.process) is judged as if it had been written. The
+    entity size follows the service's formula: 4 + 2 x len(PartitionKey + RowKey), and per property
+    8 + 2 x len(name) + its value (strings 4 + 2 per UTF-16 unit; numbers, dates 8; booleans 1).
+    """
+    names = [k for k in row if k not in ("PartitionKey", "RowKey")]
+    if MODIFIED not in row:
+        names.append(MODIFIED)  # stamped when the row is written
+    if len(names) > MAX_PROPERTIES:
+        return f"the entity store refuses more than {MAX_PROPERTIES} properties; the record has {len(names)}"
+    size = 4 + 2 * (len(row.get("PartitionKey", "")) + len(row.get("RowKey", "")))
+    for name in names:
+        value = row.get(name)
+        if isinstance(value, EntityProperty):
+            value = value.value
+        size += 8 + 2 * len(name)
+        if isinstance(value, str):
+            # Every character is at most 2 UTF-16 units: only long strings need counting.
+            units = _utf16_units(value) if len(value) > MAX_STRING_UNITS // 2 else len(value)
+            if units > MAX_STRING_UNITS:
+                return (
+                    f"the entity store refuses values longer than {MAX_STRING_UNITS:,} UTF-16 characters "
+                    f"(64 KiB); {name} has {units:,}"
+                )
+            size += 4 + 2 * units
+        elif isinstance(value, bool):
+            size += 1
+        else:
+            size += 8
+    if size > MAX_ENTITY_BYTES:
+        return f"the entity store refuses records larger than 1 MiB; this one is {size:,} bytes"
+    return None
+
+
 class UpsertResult:
     def __init__(self) -> None:
         self.written = 0

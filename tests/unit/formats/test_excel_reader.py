@@ -12,8 +12,10 @@ import pytest
 
 from shared.domain.schema import BUILTIN_FORMATS
 from shared.errors import FormatError
-from shared.formats.excel_reader import cell_text, read_excel_rows, spool
+from shared.formats.excel_reader import SharedStrings, cell_text, read_excel_rows, spool
 from shared.formats.readers import ERROR_KEY, ReaderLimits, read_rows
+from tests.support import hostile
+from tests.support.hostile import inline_cell, row_xml, xlsx
 
 EXCEL = BUILTIN_FORMATS["EXCEL"]
 ASSET_PACKAGE = "ms-sample-asset-major-types/usmf_asset-major-types-01.zip"
@@ -168,7 +170,9 @@ def test_corrupted_sheet_inside_a_valid_zip() -> None:
             if info.filename == "xl/worksheets/sheet1.xml":
                 content = content[: len(content) // 2]
             target.writestr(info, content)
-    with pytest.raises(FormatError, match="the Excel sheet could not be read after row 0: ParseError"):
+    with pytest.raises(
+        FormatError, match="the Excel sheet 'S' could not be read after row 0: the XML is not well-formed"
+    ):
         rows(out.getvalue())
 
 
@@ -194,7 +198,9 @@ def test_size_limits() -> None:
 
 def test_column_limit() -> None:
     data = workbook_bytes(("S", [[f"C{i}" for i in range(30)], list(range(30))]))
-    with pytest.raises(FormatError, match="row 1 has 30 columns; the limit is 20"):
+    with pytest.raises(
+        FormatError, match=r"row 1 has a value in column 21; the limit is 20 columns \(max_columns\)"
+    ):
         rows(data, max_columns=20)
 
 
@@ -203,3 +209,185 @@ def test_spool_moves_to_disk_past_the_memory_limit() -> None:
     with spool(source, memory_bytes=1000, max_bytes=10_000) as file:
         assert file.read() == b"x" * 5000
         assert file._rolled  # rolled over to a real temporary file
+
+
+# --- bounds, and cost by the cells present ---------------------------------------------------------------
+def shared_cell(ref: str, index: int) -> bytes:
+    return b'<c r="%s" t="s"><v>%d</v></c>' % (ref.encode(), index)
+
+
+def test_shared_strings_plain_rich_and_phonetic() -> None:
+    strings = [
+        b"<si><t>plain</t></si>",
+        b"<si><r><rPr><b/></rPr><t>ri</t></r><r><t xml:space='preserve'>ch </t></r></si>",
+        b"<si><t>\xe6\x9d\xb1\xe4\xba\xac</t><rPh sb='0' eb='2'><t>TOUKYOU</t></rPh></si>",  # phonetic: not text
+        b"<si><t>_x005F_x000D_</t></si>",  # openpyxl unescapes _x005F_ only
+    ]
+    refs = b"".join(shared_cell(f"{c}2", i) for c, i in zip("ABCD", range(4), strict=True))
+    data = xlsx([row_xml(1, ["A", "B", "C", "D"]), b'<row r="2">' + refs + b"</row>"], shared_strings=strings)
+    assert rows(data) == [(2, {"A": "plain", "B": "rich ", "C": "\u6771\u4eac", "D": "_x000D_"})]
+
+
+def test_inline_strings_booleans_errors_formulas_and_iso_dates() -> None:
+    cells = (
+        b'<c r="A2" t="inlineStr"><is><r><t>in</t></r><r><t>line</t></r><rPh><t>x</t></rPh></is></c>'
+        b'<c r="B2" t="b"><v>1</v></c><c r="C2" t="e"><v>#N/A</v></c>'
+        b'<c r="D2" t="str"><f>A1&amp;"x"</f><v>calc</v></c><c r="E2" t="d"><v>2024-02-29T10:00:00</v></c>'
+        b'<c r="F2" s="1"><v>45351</v></c><c r="G2"><v>1.50</v></c>'
+    )
+    data = xlsx([row_xml(1, list("ABCDEFG")), b'<row r="2">' + cells + b"</row>"])
+    assert rows(data) == [
+        (
+            2,
+            {
+                "A": "inline",
+                "B": "true",
+                "C": "#N/A",
+                "D": "calc",
+                "E": "2024-02-29T10:00:00",
+                "F": "2024-02-29",  # style 1 is a date format (built-in 14)
+                "G": "1.5",
+            },
+        )
+    ]
+
+
+def test_cells_and_rows_without_references_follow_the_previous_one() -> None:
+    data = xlsx(
+        [
+            b'<row><c t="inlineStr"><is><t>A</t></is></c><c t="inlineStr"><is><t>B</t></is></c></row>',
+            b'<row r="5"><c r="B5"><v>2</v></c></row>',
+            b"<row><c><v>3</v></c><c><v>4</v></c></row>",
+        ]
+    )
+    assert rows(data) == [(5, {"A": None, "B": "2"}), (6, {"A": "3", "B": "4"})]
+
+
+def test_a_row_number_beyond_the_sheet_is_refused_without_walking_to_it() -> None:
+    data = hostile.xlsx_huge_row_index(10**12)
+    assert len(data) < 3000
+    reader = read_excel_rows(io.BytesIO(data))
+    assert next(reader) == (2, {"CODE": "R1", "NAME": "one", "AMOUNT": "1"})
+    with pytest.raises(FormatError) as info:
+        next(reader)
+    assert str(info.value) == (
+        "row 1000000000000 is beyond the last row of an Excel sheet (1,048,576); "
+        "the workbook is damaged or not written by a spreadsheet program"
+    )
+    for bad in (b"0", b"abc", b"9" * 5000):
+        with pytest.raises(FormatError, match="which is not a row number"):
+            rows(xlsx([b'<row r="' + bad + b'"><c><v>1</v></c></row>']))
+
+
+def test_the_last_row_of_the_sheet_is_read_with_its_number() -> None:
+    data = xlsx([row_xml(1, ["A"]), row_xml(2, ["x"]), row_xml(1_048_576, ["last"])])
+    assert rows(data) == [(2, {"A": "x"}), (1_048_576, {"A": "last"})]
+
+
+def test_empty_styled_cells_far_right_cost_nothing_and_are_not_columns() -> None:
+    data = hostile.xlsx_far_right_empty_cells(50)
+    result = rows(data)
+    assert len(result) == 50
+    assert result[0] == (2, {"CODE": "W2", "NAME": "wide", "AMOUNT": "1"})
+
+
+def test_cells_beyond_the_sheet_or_the_column_limit() -> None:
+    with pytest.raises(
+        FormatError, match=r"a cell in column 16,385, beyond the last column of an Excel sheet"
+    ):
+        rows(xlsx([b'<row r="1"><c r="XFE1"><v>1</v></c></row>']))
+    with pytest.raises(FormatError, match="reference 'A1B', which is not a cell"):
+        rows(xlsx([b'<row r="1"><c r="A1B"><v>1</v></c></row>']))
+    with pytest.raises(FormatError) as info:
+        rows(hostile.xlsx_wide_row(2000))
+    assert str(info.value) == "row 1 has a value in column 1,001; the limit is 1,000 columns (max_columns)"
+    many = b"".join(b"<c/>" for _ in range(16_385))
+    with pytest.raises(FormatError, match="row 1 has more than 16,384 cells"):
+        rows(xlsx([b'<row r="1">' + many + b"</row>"]))
+
+
+def test_the_shared_strings_count_and_size_are_bounded_while_they_are_read() -> None:
+    strings = [b"<si><t>%s</t></si>" % (b"s" * 300) for _ in range(20)]
+    data = xlsx([row_xml(1, ["A"])], shared_strings=strings)
+    assert rows(data) == []
+    with pytest.raises(FormatError) as info:
+        rows(data, max_shared_strings=10)
+    assert str(info.value) == (
+        "the Excel workbook's shared strings number more than 10; the limit is 10 strings (max_shared_strings)"
+    )
+    with pytest.raises(FormatError) as info:
+        rows(data, max_shared_strings_chars=1000)
+    assert str(info.value) == (
+        "the Excel workbook's shared strings hold more than 1,000 characters of text; "
+        "the limit is 1,000 characters (max_shared_strings_chars)"
+    )
+    with pytest.raises(FormatError, match=r"shared string 1 of the Excel workbook is 300 characters long"):
+        rows(data, max_field_chars=100)
+
+
+def test_a_shared_strings_bomb_is_refused_at_the_bound() -> None:
+    data = hostile.xlsx_shared_strings_bomb()  # 300 MB of strings in a package of about 330 KB
+    assert len(data) < 1024 * 1024
+    with pytest.raises(FormatError, match=r"hold more than 268,435,456 characters of text"):
+        rows(data)
+
+
+def test_a_reference_to_a_missing_shared_string() -> None:
+    data = xlsx([row_xml(1, ["A"]), b'<row r="2">' + shared_cell("A2", 5) + b"</row>"], shared_strings=[])
+    with pytest.raises(FormatError, match="refers to shared string '5', but the workbook has 0"):
+        rows(data)
+
+
+def test_cell_text_and_row_text_are_bounded_while_the_row_streams() -> None:
+    with pytest.raises(FormatError) as info:
+        rows(hostile.xlsx_huge_cell(3000), max_field_chars=2000)
+    assert str(info.value) == (
+        "row 2, column 2: the value is 3,000 characters long; the limit is 2,000 (max_field_chars)"
+    )
+    cells = b"".join(inline_cell(f"{hostile.column_letters(i)}2", "t" * 900) for i in range(1, 11))
+    data = xlsx([row_xml(1, [f"C{i}" for i in range(10)]), b'<row r="2">' + cells + b"</row>"])
+    with pytest.raises(FormatError, match=r"row 2 holds more than 5,000 characters; the limit is 5,000"):
+        rows(data, max_record_chars=5000)
+    runs = b"".join(b"<r><t>a</t></r>" for _ in range(10_001))
+    data = xlsx([b'<row r="1"><c r="A1" t="inlineStr"><is>' + runs + b"</is></c></row>"])
+    with pytest.raises(FormatError, match="row 1, column 1: the cell holds more than 10,000 elements"):
+        rows(data)
+
+
+def test_a_row_over_the_byte_budget() -> None:
+    cells = b"".join(b'<c r="A1" s="0"/>' for _ in range(3000))  # empty cells: no text limit applies
+    data = xlsx([b'<row r="1">' + cells + b'<c r="A1" t="inlineStr"><is><t>A</t></is></c></row>'])
+    with pytest.raises(FormatError) as info:
+        rows(data, max_record_bytes=16 * 1024)
+    assert str(info.value) == (
+        "a row in the Excel part xl/worksheets/sheet1.xml takes more than 16,384 bytes of XML; "
+        "the limit is 16,384 bytes (max_record_bytes)"
+    )
+
+
+def test_a_dtd_in_any_part_is_refused() -> None:
+    doctype = b'<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    good = xlsx([row_xml(1, ["A"])])
+    source = zipfile.ZipFile(io.BytesIO(good))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == "xl/sharedStrings.xml":
+                content = doctype + content[content.index(b"?>") + 2 :]
+            target.writestr(info, content)
+    with pytest.raises(FormatError) as error:
+        rows(out.getvalue())
+    assert str(error.value) == "the file declares a DTD/entities, which are not allowed"
+
+
+def test_shared_strings_move_to_disk_and_read_back() -> None:
+    texts = ["plain", "Zoë", "\U0001f600 astral", "", "x" * 50]
+    with SharedStrings(memory_chars=20, memory_count=1000) as table:
+        for text in texts * 3:
+            table.append(text)
+        table.seal()
+        assert table.spilled and table.count == 15
+        assert [table[i] for i in range(15)] == texts * 3
+        with pytest.raises(IndexError):
+            table[15]

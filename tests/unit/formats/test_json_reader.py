@@ -11,8 +11,9 @@ import pytest
 from shared.domain.schema import BUILTIN_FORMATS
 from shared.errors import FormatError
 from shared.formats.encoding import CHUNK_SIZE
-from shared.formats.json_reader import read_json_rows
+from shared.formats.json_reader import _DepthGuard, read_json_rows
 from shared.formats.readers import ERROR_KEY, ReaderLimits, read_rows
+from tests.unit.formats import streams
 
 JSON = BUILTIN_FORMATS["JSON"]
 
@@ -158,10 +159,73 @@ def test_too_many_fields() -> None:
         rows(json.dumps([obj]).encode(), max_columns=10)
 
 
-def test_deep_nesting_is_an_error_not_a_crash() -> None:
+def test_deep_nesting_fails_at_the_depth_limit_before_the_decoder_recurses() -> None:
+    stream = streams.repeated(b'[{"A": ', b"[", 200 * 1024 * 1024)  # 200 MB of "[" that never close
+    with pytest.raises(FormatError) as info:
+        list(read_json_rows(stream))
+    assert str(info.value) == (
+        "the JSON nests arrays/objects more than 64 levels deep at line 1, column 70 (character 70); "
+        "the limit is 64 (max_json_depth)"
+    )
+    assert stream.bytes_read < 2 * 1024 * 1024  # found in the first chunks, not after the record
+
+
+def test_the_depth_limit_counts_from_the_top_level() -> None:
+    def record(arrays: int) -> bytes:
+        return b'{"A": ' + b"[" * arrays + b"]" * arrays + b"}"
+
+    # The top-level array is level 1, the record 2, then 62 arrays: 64 levels.
+    ((_, row),) = rows(b"[" + record(62) + b"]")
+    assert row[ERROR_KEY] == "field A holds an array; only simple values are supported"
+    with pytest.raises(FormatError, match="more than 64 levels deep"):
+        rows(b"[" + record(63) + b"]")
+    # JSON Lines: the record is level 1.
+    assert len(rows(record(63) + b"\n")) == 1
+    with pytest.raises(FormatError, match="more than 3 levels deep at line 2"):
+        rows(b'{"A": 1}\n' + record(3) + b"\n", max_json_depth=3)
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    tricky = '[[[[{{{ \\" ]]] \\\\'  # brackets, an escaped quote, an escaped backslash
+    data = json.dumps([{"A": tricky * 50, "B": "x"}] * 3).encode()
+    assert [r["A"] for _, r in rows(data, max_json_depth=2)] == [tricky * 50] * 3
+
+
+def test_the_depth_guard_is_the_same_however_the_text_is_cut() -> None:
+    text = '[{"A": "a[\\"{", "B": [[1, {"C": "]]\\\\"}]]}, {"D": "\\u005b"}, [[[[]]]]]'
+    whole = _DepthGuard(100)
+    assert whole.feed(text) is None
+    deepest = 0
+    for limit in range(1, 8):
+        guard = _DepthGuard(limit)
+        if guard.feed(text) is None:
+            deepest = limit
+            break
+    assert deepest == 5  # [ [ [ [ [ ]]]]] at the end
+    for cut in range(len(text) + 1):
+        for limit in (deepest - 1, deepest):
+            guard = _DepthGuard(limit)
+            first = guard.feed(text[:cut])
+            second = None if first is not None else guard.feed(text[cut:])
+            failed_at = first if first is not None else (None if second is None else cut + second)
+            assert failed_at == _DepthGuard(limit).feed(text), (cut, limit)
+
+
+def test_without_the_depth_limit_the_decoder_still_fails_cleanly() -> None:
     data = b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]"
     with pytest.raises(FormatError, match="nests arrays/objects too deeply"):
-        rows(data, max_record_chars=10**6)
+        rows(data, max_record_chars=10**6, max_json_depth=10**6)
+
+
+def test_a_string_over_the_field_limit_fails_the_file() -> None:
+    data = b'[{"A": "ok"}, {"A": "' + b"x" * 3000 + b'"}]'
+    with pytest.raises(FormatError) as info:
+        rows(data, max_field_chars=2000)
+    assert str(info.value) == (
+        "record 2: field A is 3,000 characters long; the limit is 2,000 (max_field_chars)"
+    )
+    with pytest.raises(FormatError, match="is 3,000 characters long"):
+        rows(b'[{"' + b"k" * 3000 + b'": 1}]', max_field_chars=2000)
 
 
 def test_undecodable_byte_offset() -> None:

@@ -12,6 +12,7 @@ from shared.domain.schema import BUILTIN_FORMATS
 from shared.errors import FormatError
 from shared.formats.readers import ERROR_KEY, ReaderLimits, read_rows
 from shared.formats.xml_reader import read_xml_rows
+from tests.unit.formats import streams
 
 ELEMENT = BUILTIN_FORMATS["XML-ELEMENT"]
 ATTRIBUTE = BUILTIN_FORMATS["XML-ATTRIBUTE"]
@@ -169,3 +170,60 @@ def test_many_records_stream() -> None:
     for seen, (_, values) in enumerate(read_rows(io.BytesIO(data), ELEMENT), 1):
         assert values == {"ID": str(seen - 1)}
     assert seen == count
+
+
+MiB = 1024 * 1024
+
+
+def test_a_long_field_fails_when_the_field_ends_not_when_the_record_does() -> None:
+    # A 2 MB field, then 1 GB more of the same record: the reader stops right after the field.
+    body = b"<Document><E><A>" + b"x" * (2 * MiB) + b"</A><B>"
+    stream = streams.repeated(body, b"y", 1024 * MiB, b"</B></E></Document>")
+    with pytest.raises(FormatError) as info:
+        list(read_xml_rows(stream))
+    assert str(info.value) == (
+        "the record at line 1: field A is 2,097,152 characters long; the limit is 1,048,576 (max_field_chars)"
+    )
+    assert stream.bytes_read < 3 * MiB
+
+
+def test_a_record_fails_at_its_text_limit_while_it_streams() -> None:
+    fields = b"".join(b"<F%d>%s</F%d>" % (i, b"z" * 900, i) for i in range(10))
+    with pytest.raises(FormatError) as info:
+        element_rows(b"<Document><E>" + fields + b"</E></Document>", max_record_chars=5000)
+    assert str(info.value) == (
+        "the record at line 1 holds more than 5,000 characters; the limit is 5,000 (max_record_chars)"
+    )
+
+
+def test_a_record_fails_past_its_byte_budget_before_the_parser_holds_it() -> None:
+    # Fields under every text limit, 1 GB of them in one record: only the byte budget can stop it.
+    stream = streams.repeated(
+        b"<Document><E>", b"<F>" + b"w" * 1000 + b"</F>", 1024 * MiB, b"</E></Document>"
+    )
+    with pytest.raises(FormatError) as info:
+        list(read_xml_rows(stream, limits=ReaderLimits(max_record_chars=10**12, max_columns=10**9)))
+    assert str(info.value) == (
+        "a record (after record 0) takes more than 4,194,304 bytes of XML; "
+        "the limit is 4,194,304 bytes (max_record_bytes)"
+    )
+    assert stream.bytes_read < 4 * MiB + 64 * 1024
+
+
+def test_the_byte_budget_is_per_record() -> None:
+    # 3,000 records of 2 KB each: 6 MB in all, far over the 64 KB budget, but each record is under it.
+    records = b"".join(b"<E><A>%d</A><B>%s</B></E>" % (i, b"v" * 2000) for i in range(3000))
+    result = element_rows(b"<Document>" + records + b"</Document>", max_record_bytes=64 * 1024)
+    assert len(result) == 3000 and result[-1][1]["A"] == "2999"
+
+
+def test_attributes_are_checked_when_the_record_starts() -> None:
+    # 2,000 attributes, then 1 GB of child elements: refused at the start tag.
+    attrs = b" ".join(b'F%d="1"' % i for i in range(2000))
+    stream = streams.repeated(b"<Document><E " + attrs + b">", b"<x/>", 1024 * MiB, b"</E></Document>")
+    with pytest.raises(FormatError, match=r"has 2000 attributes; the limit is 1000 \(max_columns\)"):
+        list(read_xml_rows(stream, attributes=True))
+    assert stream.bytes_read < MiB
+    big = b'<Document><E A="' + b"q" * 3000 + b'"/></Document>'
+    with pytest.raises(FormatError, match=r"field A is 3,000 characters long; the limit is 2,000"):
+        attribute_rows(big, max_field_chars=2000)
