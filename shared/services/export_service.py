@@ -44,6 +44,7 @@ from shared.formats.writers import excel_sheet_name, write_csv, write_excel, wri
 from shared.queue_limits import Delivery
 from shared.services import fault_points, work_items
 from shared.storage.message_repo import now_utc
+from shared.storage.retry import describe, is_unsent, retry_call
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,26 @@ class ExportService:
         self._runs.create_run(
             job.activity_id, run_id, trigger=trigger, operation="export", status=statuses.RUN_WAITING
         )
-        self._queue.send_message(
-            work_items.encode(
-                kind=work_items.KIND_EXPORT,
-                jobId=job.activity_id,
-                runId=run_id,
-                trigger=trigger,
-                offer=None if offer else False,
-            )
+        item = work_items.encode(
+            kind=work_items.KIND_EXPORT,
+            jobId=job.activity_id,
+            runId=run_id,
+            trigger=trigger,
+            offer=None if offer else False,
         )
+        try:
+            # Retried only when the send surely had no effect: a duplicate item would run the export twice.
+            retry_call(lambda: self._queue.send_message(item), what="queueing an export", retryable=is_unsent)
+        except Exception as exc:
+            # Never leave the run Waiting for an item that may not exist; an item that did arrive finds
+            # the run ended and does nothing.
+            reason = f"the export could not be queued ({describe(exc)}); run it again"
+            self._runs.end_run(run_id, statuses.RUN_ERROR, Errors=[reason])
+            raise AppError(
+                "the export could not be queued because storage did not answer; try again",
+                code="StorageUnavailable",
+                status=503,
+            ) from exc
         return run_id
 
     # The worker ----------------------------------------------------------------------------------

@@ -37,6 +37,15 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+def is_unsent(error: BaseException) -> bool:
+    """A transient failure after which the request surely had no effect: the connection failed before the
+    request was sent (azure-core's ServiceRequestError), or the service refused it as busy (429, 503). For
+    operations that must not run twice (a work item whose duplicate would start the same export twice)."""
+    if isinstance(error, ServiceRequestError):
+        return True
+    return isinstance(error, HttpResponseError) and error.status_code in (429, 503)
+
+
 def describe(error: BaseException) -> str:
     """One line for logs and a message's `lastTransientError`."""
     return f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -57,12 +66,14 @@ class TransientRetry:
         max_delay: float = DEFAULT_MAX_DELAY,
         sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[int, BaseException], None] | None = None,
+        retryable: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self.attempts = max(1, attempts)
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._sleep = sleep
         self._on_retry = on_retry
+        self._retryable = retryable
         self.retries = 0  # transient failures retried, over the object's life
 
     def call(self, fn: Callable[[], T], *, what: str = "storage call") -> T:
@@ -70,7 +81,7 @@ class TransientRetry:
             try:
                 return fn()
             except Exception as error:
-                if attempt == self.attempts or not is_transient(error):
+                if attempt == self.attempts or not self._retryable(error):
                     raise
                 self.retries += 1
                 log.warning(
