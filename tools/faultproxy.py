@@ -160,11 +160,10 @@ class Proxy:
 
         tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            # Either side closing ends the connection: a server that closed an idle keep-alive connection
+            # must close the client's too, or the client's next request on it waits for a reply forever.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             failed = any(t.exception() for t in done if not t.cancelled())
-            if not failed:
-                await asyncio.wait(tasks)  # the other direction finishes on its own
-                failed = any(t.exception() for t in tasks if not t.cancelled())
         finally:
             for task in tasks:
                 task.cancel()
