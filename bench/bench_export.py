@@ -68,10 +68,10 @@ def setup(rows: int) -> dict:
 
     config = config_service()
     name = f"Bench{uuid.uuid4().hex[:8]}"
-    entity, _ = config.upsert_entity(name, ENTITY)
+    entity = config.upsert_entity(name, ENTITY).value
     project = f"BenchExp{uuid.uuid4().hex[:8]}"
     config.upsert_project(project, {"operation": "export", "entities": [{"entity": name, "format": "CSV"}]})
-    job = config.create_job({"name": project, "project": project, "company": "usmf"})
+    job = config.create_job({"name": project, "project": project, "company": "usmf"}).value
     repo = entity_repo()
     at = datetime.now(UTC)
     base = datetime(2020, 1, 1, tzinfo=UTC)

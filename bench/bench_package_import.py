@@ -105,7 +105,7 @@ class Bench:
                 "company": "usmf",
                 "authorizationPolicy": [{"applicationId": self.app}],
             }
-        )
+        ).value
 
     def entity(self) -> str:
         name = f"Bench{uuid.uuid4().hex[:8]}"

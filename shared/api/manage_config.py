@@ -1,4 +1,11 @@
-"""Management API for configuration: entities, formats, transforms, projects and jobs (admin only)."""
+"""Management API for configuration: entities, formats, transforms, projects and jobs (admin only).
+
+Every GET of a document answers its `ETag`; PUT, PATCH and DELETE take `If-Match` (412 PreconditionFailed
+when the document changed since that ETag was read; `*`: it must exist) and PUT takes `If-None-Match: *`
+(create only). Writes answer the new ETag. Writes without If-Match apply to whatever is stored (last writer
+wins); clients that read, change and write back should send it (shared/services/config_service.py).
+PATCH is a JSON merge patch (RFC 7396) of the stored document, validated exactly as a PUT.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import azure.functions as func
 
 from shared.api.http import empty_response, endpoint, json_response, parse_guid, read_json, require_length
 from shared.api.json_body import CONFIG_BODY_BYTES
-from shared.errors import NotFoundError
+from shared.errors import AppError, NotFoundError, ValidationError
 
 bp = func.Blueprint()
 
@@ -20,12 +27,52 @@ def _svc():
     return config_service()
 
 
-def _saved(body: dict, created: bool):
-    return json_response(body, 201 if created else 200)
+# RFC 7396's media type, and plain JSON, which many clients send for any JSON body.
+PATCH_TYPES = ("application/merge-patch+json", "application/json")
+
+
+def _saved(body: dict, saved):
+    """201 or 200 with the document and its new ETag (`saved`: config_service.Saved)."""
+    return json_response(body, 201 if saved.created else 200, {"ETag": saved.etag})
+
+
+def _versioned(body: dict, versioned):
+    return json_response(body, 200, {"ETag": versioned.etag})
 
 
 def _deleted(existed: bool):
     return empty_response(204)
+
+
+def _conditions(req: func.HttpRequest) -> dict:
+    """The request's If-Match and If-None-Match, as the service's keyword arguments."""
+    return {"if_match": req.headers.get("If-Match"), "if_none_match": req.headers.get("If-None-Match")}
+
+
+def _if_match(req: func.HttpRequest) -> str | None:
+    return req.headers.get("If-Match")
+
+
+def _read_patch(req: func.HttpRequest):
+    """The merge patch: a JSON body sent as application/merge-patch+json or application/json (no
+    Content-Type: read as JSON). 415 UnsupportedMediaType for anything else."""
+    content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type and content_type not in PATCH_TYPES:
+        raise AppError(
+            f"a PATCH body is a JSON merge patch (RFC 7396): send it with Content-Type "
+            f"{PATCH_TYPES[0]} or {PATCH_TYPES[1]}, not {content_type[:100]}",
+            code="UnsupportedMediaType",
+            status=415,
+        )
+    return read_json(req)
+
+
+def _force(req: func.HttpRequest) -> bool:
+    """`?force=true`: change an entity that has records although they cannot follow the change."""
+    raw = (req.params.get("force") or "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise ValidationError("force must be true or false", code="InvalidParameter")
+    return raw == "true"
 
 
 # Entities ------------------------------------------------------------------------------------------
@@ -42,8 +89,21 @@ def list_entities(req: func.HttpRequest, principal) -> func.HttpResponse:
 def put_entity(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import entity_to_json
 
-    entity, created = _svc().upsert_entity(req.route_params["name"], read_json(req))
-    return _saved(entity_to_json(entity), created)
+    saved = _svc().upsert_entity(
+        req.route_params["name"], read_json(req), force=_force(req), **_conditions(req)
+    )
+    return _saved(entity_to_json(saved.value), saved)
+
+
+@bp.route(route="api/manage/entities/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
+def patch_entity(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.domain.config import entity_to_json
+
+    saved = _svc().patch_entity(
+        req.route_params["name"], _read_patch(req), force=_force(req), if_match=_if_match(req)
+    )
+    return _saved(entity_to_json(saved.value), saved)
 
 
 @bp.route(route="api/manage/entities/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -51,13 +111,14 @@ def put_entity(req: func.HttpRequest, principal) -> func.HttpResponse:
 def get_entity(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import entity_to_json
 
-    return json_response(entity_to_json(_svc().get_entity(req.route_params["name"])))
+    versioned = _svc().get_entity_versioned(req.route_params["name"])
+    return _versioned(entity_to_json(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/entities/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def delete_entity(req: func.HttpRequest, principal) -> func.HttpResponse:
-    return _deleted(_svc().delete_entity(req.route_params["name"]))
+    return _deleted(_svc().delete_entity(req.route_params["name"], if_match=_if_match(req)))
 
 
 # Formats -------------------------------------------------------------------------------------------
@@ -74,8 +135,17 @@ def list_formats(req: func.HttpRequest, principal) -> func.HttpResponse:
 def put_format(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import format_to_json
 
-    fmt, created = _svc().upsert_format(req.route_params["name"], read_json(req))
-    return _saved(format_to_json(fmt), created)
+    saved = _svc().upsert_format(req.route_params["name"], read_json(req), **_conditions(req))
+    return _saved(format_to_json(saved.value), saved)
+
+
+@bp.route(route="api/manage/formats/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
+def patch_format(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.domain.config import format_to_json
+
+    saved = _svc().patch_format(req.route_params["name"], _read_patch(req), if_match=_if_match(req))
+    return _saved(format_to_json(saved.value), saved)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -83,13 +153,14 @@ def put_format(req: func.HttpRequest, principal) -> func.HttpResponse:
 def get_format(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import format_to_json
 
-    return json_response(format_to_json(_svc().get_format(req.route_params["name"])))
+    versioned = _svc().get_format_versioned(req.route_params["name"])
+    return _versioned(format_to_json(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def delete_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    return _deleted(_svc().delete_format(req.route_params["name"]))
+    return _deleted(_svc().delete_format(req.route_params["name"], if_match=_if_match(req)))
 
 
 # Transforms ----------------------------------------------------------------------------------------
@@ -104,20 +175,23 @@ def list_transforms(req: func.HttpRequest, principal) -> func.HttpResponse:
 def put_transform(req: func.HttpRequest, principal) -> func.HttpResponse:
     name = req.route_params["name"]
     require_length(req)
-    created = _svc().upsert_transform(name, req.get_body() or b"")
-    return json_response({"name": name, "size": len(req.get_body() or b"")}, 201 if created else 200)
+    saved = _svc().upsert_transform(name, req.get_body() or b"", **_conditions(req))
+    return _saved({"name": name, "size": saved.value["size"]}, saved)
 
 
 @bp.route(route="api/manage/transforms/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def get_transform(req: func.HttpRequest, principal) -> func.HttpResponse:
-    return func.HttpResponse(_svc().get_transform(req.route_params["name"]), mimetype="application/xslt+xml")
+    versioned = _svc().get_transform_versioned(req.route_params["name"])
+    return func.HttpResponse(
+        versioned.value, mimetype="application/xslt+xml", headers={"ETag": versioned.etag}
+    )
 
 
 @bp.route(route="api/manage/transforms/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def delete_transform(req: func.HttpRequest, principal) -> func.HttpResponse:
-    return _deleted(_svc().delete_transform(req.route_params["name"]))
+    return _deleted(_svc().delete_transform(req.route_params["name"], if_match=_if_match(req)))
 
 
 # Projects ------------------------------------------------------------------------------------------
@@ -134,8 +208,17 @@ def list_projects(req: func.HttpRequest, principal) -> func.HttpResponse:
 def put_project(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import project_to_json
 
-    project, created = _svc().upsert_project(req.route_params["name"], read_json(req))
-    return _saved(project_to_json(project), created)
+    saved = _svc().upsert_project(req.route_params["name"], read_json(req), **_conditions(req))
+    return _saved(project_to_json(saved.value), saved)
+
+
+@bp.route(route="api/manage/projects/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
+def patch_project(req: func.HttpRequest, principal) -> func.HttpResponse:
+    from shared.domain.config import project_to_json
+
+    saved = _svc().patch_project(req.route_params["name"], _read_patch(req), if_match=_if_match(req))
+    return _saved(project_to_json(saved.value), saved)
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -143,13 +226,14 @@ def put_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 def get_project(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import project_to_json
 
-    return json_response(project_to_json(_svc().get_project(req.route_params["name"])))
+    versioned = _svc().get_project_versioned(req.route_params["name"])
+    return _versioned(project_to_json(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def delete_project(req: func.HttpRequest, principal) -> func.HttpResponse:
-    return _deleted(_svc().delete_project(req.route_params["name"]))
+    return _deleted(_svc().delete_project(req.route_params["name"], if_match=_if_match(req)))
 
 
 # Jobs ----------------------------------------------------------------------------------------------
@@ -158,8 +242,11 @@ def delete_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 def create_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import job_to_json
 
-    job = _svc().create_job(read_json(req))
-    return json_response(job_to_json(job), 201, {"Location": f"/api/manage/jobs/{job.activity_id}"})
+    saved = _svc().create_job(read_json(req))
+    job = saved.value
+    return json_response(
+        job_to_json(job), 201, {"Location": f"/api/manage/jobs/{job.activity_id}", "ETag": saved.etag}
+    )
 
 
 @bp.route(route="api/manage/jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -176,8 +263,19 @@ def put_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import job_to_json
 
     activity_id = parse_guid(req.route_params["activityId"], "activity ID")
-    job, created = _svc().upsert_job(activity_id, read_json(req))
-    return _saved(job_to_json(job), created)
+    saved = _svc().upsert_job(activity_id, read_json(req), **_conditions(req))
+    return _saved(job_to_json(saved.value), saved)
+
+
+@bp.route(route="api/manage/jobs/{activityId}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
+def patch_job(req: func.HttpRequest, principal) -> func.HttpResponse:
+    """`{"enabled": false}` alone disables the job; send the ETag of your GET in If-Match."""
+    from shared.domain.config import job_to_json
+
+    activity_id = parse_guid(req.route_params["activityId"], "activity ID")
+    saved = _svc().patch_job(activity_id, _read_patch(req), if_match=_if_match(req))
+    return _saved(job_to_json(saved.value), saved)
 
 
 @bp.route(route="api/manage/jobs/{activityId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -186,14 +284,15 @@ def get_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.domain.config import job_to_json
 
     activity_id = parse_guid(req.route_params["activityId"], "activity ID")
-    return json_response(job_to_json(_svc().get_job(activity_id, fresh=True)))
+    versioned = _svc().get_job_versioned(activity_id)
+    return _versioned(job_to_json(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/jobs/{activityId}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def delete_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     activity_id = parse_guid(req.route_params["activityId"], "activity ID")
-    return _deleted(_svc().delete_job(activity_id))
+    return _deleted(_svc().delete_job(activity_id, if_match=_if_match(req)))
 
 
 __all__ = ["bp", "NotFoundError"]

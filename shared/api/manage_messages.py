@@ -102,11 +102,14 @@ def list_entity_records(req: func.HttpRequest, principal) -> func.HttpResponse:
         raise ValidationError(
             f"company must have at most {MAX_COMPANY_PARAM} characters", code="InvalidParameter"
         )
-    records, token = list_records(
+    records, token, warnings = list_records(
         req.route_params["name"],
         company=company,
         filter_text=req.params.get("filter"),
         top=int_param(req, "top", 100),
         continuation=decode_continuation(req.params.get("continuation")),
     )
-    return json_response({"value": records, "nextLink": next_link(req, token)})
+    body = {"value": records, "nextLink": next_link(req, token)}
+    if warnings:  # stored values that no longer fit their field's type (shown as null)
+        body["warnings"] = warnings
+    return json_response(body)

@@ -1,4 +1,12 @@
-"""Configuration service: entities, formats, transforms, projects and jobs, with the checks across them."""
+"""Configuration service: entities, formats, transforms, projects and jobs, with the checks across them.
+
+Writes are optimistic (shared/storage/config_repo.py): each reads the stored version, checks the request's
+If-Match / If-None-Match against it, builds the new document from it (a PATCH merges into it, an entity
+change is checked against the stored records) and stores it only if the row is still that version. When
+another writer got there first, the write starts again from the new version, so the request's
+preconditions are judged against what it would really replace: a stale If-Match is a 412, a request
+without one simply applies to the newer version (last writer wins, as PUT always did).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.domain import config as cfg
+from shared.domain.config_changes import merge_patch, patch_object, record_breaking_changes
 from shared.domain.schema import BUILTIN_FORMATS, Entity, SourceFormat
 from shared.errors import ConflictError, NotFoundError, ValidationError
+from shared.storage.config_repo import ConfigChanged, Preconditions, Stored, etag_of
 
 KIND_ENTITY = "entity"
 KIND_FORMAT = "format"
@@ -19,6 +29,24 @@ KIND_PROJECT = "project"
 KIND_JOB = "job"
 
 MAX_TRANSFORM_BYTES = 2 * 1024 * 1024
+# Records counted before refusing an entity change: enough to say "at least", never a scan of a big table.
+RECORDS_COUNT_CAP = 10_000
+_WRITE_ATTEMPTS = 8  # a write that keeps meeting newer versions gives up with 409 ConcurrentChange
+
+
+class Saved(NamedTuple):
+    """A write's outcome: the document as stored (typed), whether it was created, its new HTTP ETag."""
+
+    value: Any
+    created: bool
+    etag: str
+
+
+class Versioned(NamedTuple):
+    """A document as read fresh from storage, with its HTTP ETag."""
+
+    value: Any
+    etag: str
 
 
 class _VersionedCache:
@@ -72,7 +100,16 @@ class _VersionedCache:
 
 
 class ConfigService:
-    def __init__(self, repo, artifacts=None, *, check_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        repo,
+        artifacts=None,
+        *,
+        check_seconds: float | None = None,
+        count_records: Callable[[Entity, int], int] | None = None,
+    ) -> None:
+        """`count_records(entity, cap)`: how many records the entity's table holds, counting at most `cap`
+        (default: the process's EntityRepository.count_rows)."""
         from shared import settings
 
         self._repo = repo
@@ -80,6 +117,7 @@ class ConfigService:
         if check_seconds is None:
             check_seconds = settings.config_check_seconds()
         self._cache = _VersionedCache(repo.get_version, check_seconds)
+        self._count_records = count_records or _count_records
 
     def _cached(self, kind: str, key: str, load: Callable[[], Any]) -> Any:
         return self._cache.get((kind, key.lower()), load)
@@ -89,25 +127,140 @@ class ConfigService:
         call this at the start of each work item or tick."""
         self._cache.refresh()
 
+    # Versioned reads and writes ----------------------------------------------------------------------
+    def _stored(self, kind: str, key: str) -> Stored:
+        stored = self._repo.get_stored(kind, key)
+        if stored is None:
+            raise NotFoundError(f"{kind} {key!r} does not exist", code=f"{kind.capitalize()}NotFound")
+        return stored
+
+    def _save(
+        self,
+        kind: str,
+        key: str,
+        pre: Preconditions,
+        build: Callable[[Stored | None], tuple[Any, dict]],
+        *,
+        must_exist: bool = False,
+    ) -> Saved:
+        """Read, check `pre`, `build(current) -> (value, document)`, store if unchanged; start again from
+        the newer version when another writer got there first. `must_exist` (PATCH): 404 when there is no
+        document, before the preconditions are judged."""
+        what = f"{kind} {key!r}"
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self._stored(kind, key) if must_exist else self._repo.get_stored(kind, key)
+            pre.check(current, what)
+            value, doc = build(current)
+            try:
+                etag = self._repo.write(kind, key, doc, current)
+            except ConfigChanged:
+                continue  # judged again, preconditions included, against the version that won
+            finally:
+                self._cache.invalidate(kind, key)
+            return Saved(value, current is None, etag)
+        raise ConflictError(
+            f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
+            code="ConcurrentChange",
+        )
+
+    def _delete(
+        self, kind: str, key: str, pre: Preconditions, check_users: Callable[[], None]
+    ) -> Stored | None:
+        """Deletes the document if `pre` holds and `check_users()` does not raise; the version deleted,
+        None when there was none."""
+        what = f"{kind} {key!r}"
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self._repo.get_stored(kind, key)
+            pre.check(current, what)
+            check_users()
+            if current is None:
+                return None
+            try:
+                self._repo.remove(kind, key, current)
+            except ConfigChanged:
+                continue
+            finally:
+                self._cache.invalidate(kind, key)
+            return current
+        raise ConflictError(
+            f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
+            code="ConcurrentChange",
+        )
+
     # Entities ----------------------------------------------------------------------------------
-    def upsert_entity(self, name: str, body: Any) -> tuple[Entity, bool]:
+    def upsert_entity(
+        self,
+        name: str,
+        body: Any,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        force: bool = False,
+    ) -> Saved:
+        """PUT: the entity replaced by `body`. Saved.value is the Entity. 409 EntityHasRecords for a change
+        stored records cannot follow (record_breaking_changes) unless `force`; 412 PreconditionFailed."""
         entity = cfg.parse_entity(name, body)
-        created = self._repo.upsert(KIND_ENTITY, name, cfg.entity_to_json(entity))
-        self._cache.invalidate(KIND_ENTITY, name)
-        return entity, created
+
+        def build(current: Stored | None) -> tuple[Entity, dict]:
+            self._check_records_fit(current, entity, force)
+            return entity, cfg.entity_to_json(entity)
+
+        return self._save(KIND_ENTITY, name, Preconditions.of(if_match, if_none_match), build)
+
+    def patch_entity(
+        self, name: str, patch: Any, *, if_match: str | None = None, force: bool = False
+    ) -> Saved:
+        """PATCH (RFC 7396 merge patch on the stored document), then validated exactly as upsert_entity.
+        404 EntityNotFound when there is none. `fields` and `keys` are arrays: a patch replaces them whole."""
+        patch = patch_object(patch, "entity")
+
+        def build(current: Stored | None) -> tuple[Entity, dict]:
+            entity = cfg.parse_entity(name, merge_patch(_without_name(current.doc), patch))
+            self._check_records_fit(current, entity, force)
+            return entity, cfg.entity_to_json(entity)
+
+        return self._save(KIND_ENTITY, name, Preconditions.of(if_match), build, must_exist=True)
+
+    def _check_records_fit(self, current: Stored | None, entity: Entity, force: bool) -> None:
+        """409 EntityHasRecords when the change breaks stored records (record_breaking_changes) and the
+        entity's table holds any, counted up to RECORDS_COUNT_CAP; nothing when `force`."""
+        if current is None or force:
+            return
+        old = _entity_from_doc(current.doc)
+        changes = record_breaking_changes(old, entity)
+        if not changes:
+            return
+        count = self._count_records(old, RECORDS_COUNT_CAP)
+        if count == 0:
+            return
+        amount = (
+            f"at least {RECORDS_COUNT_CAP:,} records (counting stops there)"
+            if count >= RECORDS_COUNT_CAP
+            else (f"{count:,} record{'s' if count != 1 else ''}")
+        )
+        raise ConflictError(
+            f"entity {old.name} has {amount} stored, and this change does not fit them: {'; '.join(changes)}. "
+            "Leave those parts as they are (add a new field or a new entity instead), or send the same request "
+            "with ?force=true: the stored records are then kept as they are and read with the new definition; a "
+            "stored value that does not fit its field's new type is shown as null when records are browsed "
+            "and written empty in exports, with a warning; after a change of keys or companySpecific, a "
+            "record imported again is stored beside its old row instead of replacing it",
+            code="EntityHasRecords",
+        )
 
     def get_entity(self, name: str) -> Entity:
         def load() -> Entity:
-            doc = self._repo.get(KIND_ENTITY, name)
-            return cfg.parse_entity(doc["name"], {k: v for k, v in doc.items() if k != "name"})
+            return _entity_from_doc(self._repo.get(KIND_ENTITY, name))
 
         return self._cached(KIND_ENTITY, name, load)
 
+    def get_entity_versioned(self, name: str) -> Versioned:
+        """The entity read from storage (not the cache) with its ETag; 404 EntityNotFound."""
+        stored = self._stored(KIND_ENTITY, name)
+        return Versioned(_entity_from_doc(stored.doc), stored.etag)
+
     def list_entities(self) -> list[Entity]:
-        return [
-            cfg.parse_entity(d["name"], {k: v for k, v in d.items() if k != "name"})
-            for d in self._repo.list(KIND_ENTITY)
-        ]
+        return [_entity_from_doc(d) for d in self._repo.list(KIND_ENTITY)]
 
     def find_entity(self, name_or_label: str) -> Entity | None:
         """Entities by name or label, case-insensitively (D365 clients send either, e.g. `Customer groups`)."""
@@ -130,28 +283,54 @@ class ConfigService:
                 return entity
         return None
 
-    def delete_entity(self, name: str) -> bool:
-        users = [
-            p.name for p in self.list_projects() if any(e.entity.lower() == name.lower() for e in p.entities)
-        ]
-        if users:
-            raise ConflictError(
-                f"entity {name!r} is used by project(s) {', '.join(users)}; remove it from them first",
-                code="EntityInUse",
-            )
-        self._cache.invalidate(KIND_ENTITY, name)
-        return self._repo.delete(KIND_ENTITY, name)
+    def delete_entity(self, name: str, *, if_match: str | None = None) -> bool:
+        """True when it existed. 409 EntityInUse while a project names it; 412 PreconditionFailed. The
+        entity's stored records stay in its table."""
+
+        def check_users() -> None:
+            users = [
+                p.name
+                for p in self.list_projects()
+                if any(e.entity.lower() == name.lower() for e in p.entities)
+            ]
+            if users:
+                raise ConflictError(
+                    f"entity {name!r} is used by project(s) {', '.join(users)}; remove it from them first",
+                    code="EntityInUse",
+                )
+
+        return self._delete(KIND_ENTITY, name, Preconditions.of(if_match), check_users) is not None
 
     # Formats -----------------------------------------------------------------------------------
-    def upsert_format(self, name: str, body: Any) -> tuple[SourceFormat, bool]:
+    def _check_not_builtin(self, name: str) -> None:
         if name.upper() in BUILTIN_FORMATS:
             raise ConflictError(
                 f"format {name!r} is built in and cannot be changed; pick another name", code="BuiltInFormat"
             )
+
+    def upsert_format(
+        self, name: str, body: Any, *, if_match: str | None = None, if_none_match: str | None = None
+    ) -> Saved:
+        """PUT: Saved.value is the SourceFormat. 409 BuiltInFormat; 412 PreconditionFailed."""
+        self._check_not_builtin(name)
         fmt = cfg.parse_format(name, body)
-        created = self._repo.upsert(KIND_FORMAT, name, cfg.format_to_json(fmt))
-        self._cache.invalidate(KIND_FORMAT, name)
-        return fmt, created
+        return self._save(
+            KIND_FORMAT,
+            name,
+            Preconditions.of(if_match, if_none_match),
+            lambda current: (fmt, cfg.format_to_json(fmt)),
+        )
+
+    def patch_format(self, name: str, patch: Any, *, if_match: str | None = None) -> Saved:
+        """PATCH (RFC 7396) on the stored format, then validated exactly as upsert_format; 404."""
+        self._check_not_builtin(name)
+        patch = patch_object(patch, "format")
+
+        def build(current: Stored | None) -> tuple[SourceFormat, dict]:
+            fmt = cfg.parse_format(name, merge_patch(_without_name(current.doc), patch))
+            return fmt, cfg.format_to_json(fmt)
+
+        return self._save(KIND_FORMAT, name, Preconditions.of(if_match), build, must_exist=True)
 
     def get_format(self, name: str) -> SourceFormat:
         builtin = BUILTIN_FORMATS.get(name.upper())
@@ -164,24 +343,41 @@ class ConfigService:
 
         return self._cached(KIND_FORMAT, name, load)
 
+    def get_format_versioned(self, name: str) -> Versioned:
+        """The format with its ETag; a built-in one has a fixed ETag (it never changes). 404 FormatNotFound."""
+        builtin = BUILTIN_FORMATS.get(name.upper())
+        if builtin:
+            return Versioned(builtin, etag_of(f"builtin:{builtin.name}"))
+        stored = self._stored(KIND_FORMAT, name)
+        return Versioned(_format_from_doc(stored.doc), stored.etag)
+
     def list_formats(self) -> list[SourceFormat]:
         return list(BUILTIN_FORMATS.values()) + [_format_from_doc(d) for d in self._repo.list(KIND_FORMAT)]
 
-    def delete_format(self, name: str) -> bool:
+    def delete_format(self, name: str, *, if_match: str | None = None) -> bool:
         if name.upper() in BUILTIN_FORMATS:
             raise ConflictError(f"format {name!r} is built in and cannot be deleted", code="BuiltInFormat")
-        users = [
-            p.name for p in self.list_projects() if any(e.format.lower() == name.lower() for e in p.entities)
-        ]
-        if users:
-            raise ConflictError(
-                f"format {name!r} is used by project(s) {', '.join(users)}", code="FormatInUse"
-            )
-        self._cache.invalidate(KIND_FORMAT, name)
-        return self._repo.delete(KIND_FORMAT, name)
+
+        def check_users() -> None:
+            users = [
+                p.name
+                for p in self.list_projects()
+                if any(e.format.lower() == name.lower() for e in p.entities)
+            ]
+            if users:
+                raise ConflictError(
+                    f"format {name!r} is used by project(s) {', '.join(users)}", code="FormatInUse"
+                )
+
+        return self._delete(KIND_FORMAT, name, Preconditions.of(if_match), check_users) is not None
 
     # Transforms (XSLT) -----------------------------------------------------------------------------
-    def upsert_transform(self, name: str, xslt: bytes) -> bool:
+    def upsert_transform(
+        self, name: str, xslt: bytes, *, if_match: str | None = None, if_none_match: str | None = None
+    ) -> Saved:
+        """PUT: Saved.value is the stored description {name, size, sha256}. The XSLT goes to a blob named
+        by its digest before the document that points to it is written, so a reader never sees a document
+        and a blob of two different writes; the replaced version's blob is deleted afterwards."""
         cfg.check_name(name, "transform")
         if not xslt:
             raise ValidationError("the transform body is empty; send the XSLT document")
@@ -200,44 +396,98 @@ class ConfigService:
             raise ValidationError(f"the XSLT does not compile: {exc}", code="InvalidTransform") from exc
         import hashlib
 
-        self._artifacts.upload_blob(_transform_blob(name), xslt, overwrite=True)
-        created = self._repo.upsert(
-            KIND_TRANSFORM,
-            name,
-            {"name": name, "size": len(xslt), "sha256": hashlib.sha256(xslt).hexdigest()},
-        )
-        self._cache.invalidate(KIND_TRANSFORM, name)
-        return created
+        pre = Preconditions.of(if_match, if_none_match)
+        pre.check(
+            self._repo.get_stored(KIND_TRANSFORM, name), f"{KIND_TRANSFORM} {name!r}"
+        )  # before uploading
+        digest = hashlib.sha256(xslt).hexdigest()
+        doc = {"name": name, "size": len(xslt), "sha256": digest, "blob": _transform_blob(name, digest)}
+        self._artifacts.upload_blob(doc["blob"], xslt, overwrite=True)
+        replaced: list[Stored | None] = [None]
+
+        def build(current: Stored | None) -> tuple[dict, dict]:
+            replaced[0] = current
+            return _transform_view(doc), doc
+
+        saved = self._save(KIND_TRANSFORM, name, pre, build)
+        old_blob = _blob_of(replaced[0].doc) if replaced[0] is not None else None
+        if old_blob and old_blob != doc["blob"]:
+            self._delete_blob(old_blob)
+        return saved
+
+    def _delete_blob(self, blob: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._artifacts.delete_blob(blob)
+        except ResourceNotFoundError:
+            pass
 
     def get_transform(self, name: str) -> bytes:
-        def load() -> bytes:
-            self._repo.get(KIND_TRANSFORM, name)
-            return self._artifacts.download_blob(_transform_blob(name)).readall()
+        return self._cached(KIND_TRANSFORM, name, lambda: self.get_transform_versioned(name).value)
 
-        return self._cached(KIND_TRANSFORM, name, load)
+    def get_transform_versioned(self, name: str) -> Versioned:
+        """The XSLT bytes with the ETag of their document; 404 TransformNotFound. A blob replaced between
+        reading the document and the blob is read again through the newer document."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        for _ in range(3):
+            stored = self._stored(KIND_TRANSFORM, name)
+            try:
+                return Versioned(self._artifacts.download_blob(_blob_of(stored.doc)).readall(), stored.etag)
+            except ResourceNotFoundError:
+                continue
+        raise NotFoundError(
+            f"the XSLT of transform {name!r} is missing; PUT it again", code="TransformNotFound"
+        )
 
     def list_transforms(self) -> list[dict]:
-        return list(self._repo.list(KIND_TRANSFORM))
+        return [_transform_view(d) for d in self._repo.list(KIND_TRANSFORM)]
 
-    def delete_transform(self, name: str) -> bool:
-        users = [
-            p.name
-            for p in self.list_projects()
-            if any(name.lower() in (t.lower() for t in e.transforms) for e in p.entities)
-        ]
-        if users:
-            raise ConflictError(
-                f"transform {name!r} is used by project(s) {', '.join(users)}", code="TransformInUse"
-            )
-        self._cache.invalidate(KIND_TRANSFORM, name)
-        existed = self._repo.delete(KIND_TRANSFORM, name)
-        if existed:
-            self._artifacts.delete_blob(_transform_blob(name))
-        return existed
+    def delete_transform(self, name: str, *, if_match: str | None = None) -> bool:
+        def check_users() -> None:
+            users = [
+                p.name
+                for p in self.list_projects()
+                if any(name.lower() in (t.lower() for t in e.transforms) for e in p.entities)
+            ]
+            if users:
+                raise ConflictError(
+                    f"transform {name!r} is used by project(s) {', '.join(users)}", code="TransformInUse"
+                )
+
+        deleted = self._delete(KIND_TRANSFORM, name, Preconditions.of(if_match), check_users)
+        if deleted is not None:
+            self._delete_blob(_blob_of(deleted.doc))
+        return deleted is not None
 
     # Projects ------------------------------------------------------------------------------------
-    def upsert_project(self, name: str, body: Any) -> tuple[cfg.Project, bool]:
-        project = cfg.parse_project(name, body)
+    def upsert_project(
+        self, name: str, body: Any, *, if_match: str | None = None, if_none_match: str | None = None
+    ) -> Saved:
+        """PUT: Saved.value is the Project, its entities named as the entities are. 400 naming the field
+        for a missing entity, format, mapping target or transform, or a filter that does not parse."""
+        project = self._validate_project(cfg.parse_project(name, body))
+        return self._save(
+            KIND_PROJECT,
+            name,
+            Preconditions.of(if_match, if_none_match),
+            lambda current: (project, cfg.project_to_json(project)),
+        )
+
+    def patch_project(self, name: str, patch: Any, *, if_match: str | None = None) -> Saved:
+        """PATCH (RFC 7396) on the stored project, then validated exactly as upsert_project; 404.
+        `entities` is an array: a patch replaces it whole."""
+        patch = patch_object(patch, "project")
+
+        def build(current: Stored | None) -> tuple[cfg.Project, dict]:
+            project = cfg.parse_project(name, merge_patch(_without_name(current.doc), patch))
+            project = self._validate_project(project)
+            return project, cfg.project_to_json(project)
+
+        return self._save(KIND_PROJECT, name, Preconditions.of(if_match), build, must_exist=True)
+
+    def _validate_project(self, project: cfg.Project) -> cfg.Project:
         canonical = []
         for i, pe in enumerate(project.entities):
             entity = self.find_entity(pe.entity)
@@ -266,10 +516,7 @@ class ConfigService:
             if project.filter:
                 self._check_filter(project.filter, entity, i)
             canonical.append(_replace(pe, entity=entity.name))
-        project = _replace(project, entities=tuple(canonical))
-        created = self._repo.upsert(KIND_PROJECT, name, cfg.project_to_json(project))
-        self._cache.invalidate(KIND_PROJECT, name)
-        return project, created
+        return _replace(project, entities=tuple(canonical))
 
     def _check_filter(self, text: str, entity: Entity, index: int) -> None:
         from shared.formats.filters import FilterError, parse_filter
@@ -286,15 +533,22 @@ class ConfigService:
 
         return self._cached(KIND_PROJECT, name, load)
 
+    def get_project_versioned(self, name: str) -> Versioned:
+        stored = self._stored(KIND_PROJECT, name)
+        return Versioned(_project_from_doc(stored.doc), stored.etag)
+
     def list_projects(self) -> list[cfg.Project]:
         return [_project_from_doc(d) for d in self._repo.list(KIND_PROJECT)]
 
-    def delete_project(self, name: str) -> bool:
-        users = [j.name for j in self.list_jobs() if j.project.lower() == name.lower()]
-        if users:
-            raise ConflictError(f"project {name!r} is used by job(s) {', '.join(users)}", code="ProjectInUse")
-        self._cache.invalidate(KIND_PROJECT, name)
-        return self._repo.delete(KIND_PROJECT, name)
+    def delete_project(self, name: str, *, if_match: str | None = None) -> bool:
+        def check_users() -> None:
+            users = [j.name for j in self.list_jobs() if j.project.lower() == name.lower()]
+            if users:
+                raise ConflictError(
+                    f"project {name!r} is used by job(s) {', '.join(users)}", code="ProjectInUse"
+                )
+
+        return self._delete(KIND_PROJECT, name, Preconditions.of(if_match), check_users) is not None
 
     # Jobs ------------------------------------------------------------------------------------------
     def _validate_job(self, job: cfg.Job) -> cfg.Job:
@@ -306,19 +560,42 @@ class ConfigService:
             ) from exc
         return _replace(job, project=project.name)
 
-    def create_job(self, body: Any) -> cfg.Job:
+    def create_job(self, body: Any) -> Saved:
+        """POST: a new job (a new activity ID unless the body names one). 409 when that ID exists."""
         activity_id = str(uuid.uuid4())
         if isinstance(body, dict) and body.get("activityId"):
             activity_id = cfg.parse_guid(body["activityId"], "activityId")
         job = self._validate_job(cfg.parse_job(activity_id, body))
-        self._repo.create(KIND_JOB, activity_id, cfg.job_to_json(job))
-        return job
 
-    def upsert_job(self, activity_id: str, body: Any) -> tuple[cfg.Job, bool]:
+        def build(current: Stored | None) -> tuple[cfg.Job, dict]:
+            if current is not None:
+                raise ConflictError(f"{KIND_JOB} {activity_id!r} already exists")
+            return job, cfg.job_to_json(job)
+
+        return self._save(KIND_JOB, activity_id, Preconditions(), build)
+
+    def upsert_job(
+        self, activity_id: str, body: Any, *, if_match: str | None = None, if_none_match: str | None = None
+    ) -> Saved:
+        """PUT: Saved.value is the Job. 400 UnknownProject; 412 PreconditionFailed."""
         job = self._validate_job(cfg.parse_job(activity_id, body))
-        created = self._repo.upsert(KIND_JOB, activity_id, cfg.job_to_json(job))
-        self._cache.invalidate(KIND_JOB, activity_id)
-        return job, created
+        return self._save(
+            KIND_JOB,
+            activity_id,
+            Preconditions.of(if_match, if_none_match),
+            lambda current: (job, cfg.job_to_json(job)),
+        )
+
+    def patch_job(self, activity_id: str, patch: Any, *, if_match: str | None = None) -> Saved:
+        """PATCH (RFC 7396) on the stored job, then validated exactly as upsert_job; 404 JobNotFound.
+        `{"enabled": false}` alone disables a job. `authorizationPolicy` is an array: replaced whole."""
+        patch = patch_object(patch, "job")
+
+        def build(current: Stored | None) -> tuple[cfg.Job, dict]:
+            job = self._validate_job(cfg.parse_job(activity_id, merge_patch(current.doc, patch)))
+            return job, cfg.job_to_json(job)
+
+        return self._save(KIND_JOB, activity_id, Preconditions.of(if_match), build, must_exist=True)
 
     def get_job(self, activity_id: str, *, fresh: bool = False) -> cfg.Job:
         def load() -> cfg.Job:
@@ -329,6 +606,10 @@ class ConfigService:
             self._cache.invalidate(KIND_JOB, activity_id)
         return self._cached(KIND_JOB, activity_id, load)
 
+    def get_job_versioned(self, activity_id: str) -> Versioned:
+        stored = self._stored(KIND_JOB, activity_id)
+        return Versioned(cfg.parse_job(stored.doc["activityId"], stored.doc), stored.etag)
+
     def find_job(self, activity_id: str) -> cfg.Job | None:
         try:
             return self.get_job(activity_id)
@@ -338,9 +619,14 @@ class ConfigService:
     def list_jobs(self) -> list[cfg.Job]:
         return [cfg.parse_job(d["activityId"], d) for d in self._repo.list(KIND_JOB)]
 
-    def delete_job(self, activity_id: str) -> bool:
-        self._cache.invalidate(KIND_JOB, activity_id)
-        return self._repo.delete(KIND_JOB, activity_id)
+    def delete_job(self, activity_id: str, *, if_match: str | None = None) -> bool:
+        return self._delete(KIND_JOB, activity_id, Preconditions.of(if_match), lambda: None) is not None
+
+
+def _count_records(entity: Entity, cap: int) -> int:
+    from shared.services.registry import entity_repo
+
+    return entity_repo().count_rows(entity, cap)
 
 
 def _replace(obj, **changes):
@@ -349,14 +635,32 @@ def _replace(obj, **changes):
     return replace(obj, **changes)
 
 
-def _transform_blob(name: str) -> str:
-    return f"transforms/{name.lower()}.xslt"
+def _transform_blob(name: str, digest: str) -> str:
+    """The XSLT's blob: one per content, so a document and the blob it names always belong together."""
+    return f"transforms/{name.lower()}/{digest}.xslt"
+
+
+def _blob_of(doc: dict) -> str:
+    # Documents written before blobs were named by content name none; their blob is the one per name.
+    return doc.get("blob") or f"transforms/{doc['name'].lower()}.xslt"
+
+
+def _transform_view(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "blob"}
+
+
+def _without_name(doc: dict) -> dict:
+    """A stored document as its PUT body: the name is the path's, never a member of the body."""
+    return {k: v for k, v in doc.items() if k != "name"}
+
+
+def _entity_from_doc(doc: dict) -> Entity:
+    return cfg.parse_entity(doc["name"], _without_name(doc))
 
 
 def _format_from_doc(doc: dict) -> SourceFormat:
-    body = {k: v for k, v in doc.items() if k != "name"}
-    return cfg.parse_format(doc["name"], body)
+    return cfg.parse_format(doc["name"], _without_name(doc))
 
 
 def _project_from_doc(doc: dict) -> cfg.Project:
-    return cfg.parse_project(doc["name"], {k: v for k, v in doc.items() if k != "name"})
+    return cfg.parse_project(doc["name"], _without_name(doc))

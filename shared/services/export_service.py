@@ -99,6 +99,7 @@ class EntityPlan:
     sheet: str | None = None
     count: int = 0
     neutralize: bool = True  # the project's neutralizeFormulas (CSV and Excel)
+    misfits: Any = None  # entity_repo.Misfits: stored values that no longer fit their field's type
 
 
 @dataclass
@@ -447,6 +448,15 @@ class ExportService:
                 "RefreshType": refresh,
                 "Since": since,
             }
+            warnings = [
+                f"warning: entity {p.entity.name}: {w}"
+                for p in plans
+                if p.misfits
+                for w in p.misfits.warnings("written empty")
+            ]
+            if warnings:
+                log.warning("export run %s: %s", run_id, "; ".join(warnings))
+                fields["Errors"] = warnings
             if result.total == 0 and job.prevent_upload_when_zero_records and offer:
                 self._runs.end_run(
                     run_id, statuses.RUN_ENDED, FileUploaded=False, PackageSize=0, **_no_none(fields)
@@ -544,8 +554,9 @@ class ExportService:
     def _pages(self, plan: EntityPlan) -> Iterator[list[dict]]:
         """The plan's rows in pages, exactly filtered (the query is only a prefilter)."""
         from shared.formats.filters import evaluate
-        from shared.storage.entity_repo import MODIFIED
+        from shared.storage.entity_repo import MODIFIED, Misfits, conform_row
 
+        plan.misfits = Misfits()
         rows = self._entities.iter_rows(
             plan.entity, plan.query, plan.params or None, page_size=self._page_size, select=plan.select
         )
@@ -559,6 +570,9 @@ class ExportService:
                     if (expr is None or evaluate(expr, row))
                     and (since is None or (row.get(MODIFIED) is not None and _utc(row[MODIFIED]) > since))
                 ]
+            # After an entity change made with ?force=true, stored values may not fit their field's type:
+            # written empty and reported, never a writer's crash.
+            page = [conform_row(plan.entity, row, plan.misfits) for row in page]
             plan.count += len(page)
             yield page
 

@@ -35,17 +35,27 @@ def build_query(entity, *, company: str | None, filter_text: str | None) -> tupl
 
 def list_records(
     entity_name: str, *, company: str | None, filter_text: str | None, top: int, continuation: Any = None
-) -> tuple[list[dict], Any]:
+) -> tuple[list[dict], Any, list[str]]:
+    """A page of records as JSON, its continuation, and warnings: one per field whose stored values do not
+    fit the field's current type (after an entity change made with ?force=true); such values are null."""
+    import logging
+
     from shared.formats.filters import evaluate
     from shared.services.registry import config_service, entity_repo
-    from shared.storage.entity_repo import decode_record, record_to_json
+    from shared.storage.entity_repo import Misfits, decode_record, record_to_json
 
     entity = config_service().find_entity(entity_name)
     if entity is None:
         raise NotFoundError(f"entity {entity_name!r} does not exist", code="EntityNotFound")
     query, params, expr = build_query(entity, company=company, filter_text=filter_text)
     rows, token = entity_repo().list_page(entity, query, params, top=top, continuation=continuation)
+    misfits = Misfits()
     records = [
-        record_to_json(decode_record(entity, row)) for row in rows if expr is None or evaluate(expr, row)
+        record_to_json(decode_record(entity, row, misfits))
+        for row in rows
+        if expr is None or evaluate(expr, row)
     ]
-    return records, token
+    warnings = misfits.warnings()
+    if warnings:
+        logging.getLogger(__name__).warning("entity %s: %s", entity.name, "; ".join(warnings))
+    return records, token, warnings

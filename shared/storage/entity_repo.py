@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 
-from shared.domain.schema import Entity
+from shared.domain.schema import Entity, Field
 from shared.storage import names
 from shared.storage.retry import retry_call
 
@@ -109,29 +109,155 @@ def encode_record(
     return row
 
 
-def decode_record(entity: Entity, row: dict) -> dict:
-    """A stored row as typed Python values (Decimal, date, datetime), keyed by the entity's field names."""
+class Misfits:
+    """Stored values that do not fit their field's current type, per field: how many, and the first one.
+
+    They exist after an entity changed with `?force=true` while it had records (the rows keep the values
+    they were stored with; shared/services/config_service.ConfigService._check_records_fit), or after an
+    entity was deleted and defined again over its old table. Readers show them as null and report them
+    here instead of failing."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._samples: dict[str, tuple[str, Any]] = {}
+
+    def add(self, f: Field, value: Any) -> None:
+        self.counts[f.name] = self.counts.get(f.name, 0) + 1
+        self._samples.setdefault(f.name, (f.type, value))
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def warnings(self, shown_as: str = "shown as null") -> list[str]:
+        """One sentence per field, e.g. `PRICE (int): 3 stored values do not fit the field's type and are
+        shown as null, e.g. '12.5'`."""
+        out = []
+        for name, count in self.counts.items():
+            ftype, sample = self._samples[name]
+            text = repr(sample)
+            text = text if len(text) <= 60 else text[:48] + "…"
+            values = "value does" if count == 1 else "values do"
+            out.append(
+                f"{name} ({ftype}): {count:,} stored {values} not fit the field's type and "
+                f"{'is' if count == 1 else 'are'} {shown_as}, e.g. {text}"
+            )
+        return out
+
+
+class _Misfit(ValueError):
+    pass
+
+
+def _utc_aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def typed_value(f: Field, value: Any) -> Any:
+    """A stored value as the Python value of the field's type (int, Decimal, date, datetime, bool, str);
+    ValueError when it does not fit that type (a decimal '12.5' read as an int, text read as a date).
+    Text fields take any stored value, as text. The value may be an azure-data-tables EntityProperty."""
+    if isinstance(value, EntityProperty):
+        value = value.value
+    t = f.type
+    if t == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            return int(value.strip())
+    elif t == "decimal":
+        if isinstance(value, Decimal | int | float | str) and not isinstance(value, bool):
+            number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+            if number.is_finite():
+                return number
+    elif t == "date":
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            return date.fromisoformat(value.strip())
+    elif t == "datetime":
+        if isinstance(value, datetime):
+            return _utc_aware(value)
+        if isinstance(value, str):
+            return _utc_aware(datetime.fromisoformat(value.strip()))
+    elif t == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+    else:  # string, enum, guid
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, datetime):
+            return _utc_aware(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if isinstance(value, date | Decimal | int | float):
+            return value.isoformat() if isinstance(value, date) else str(value)
+    raise _Misfit(f"{value!r} is not a {t}")
+
+
+def _fit(f: Field, value: Any, misfits: Misfits | None) -> Any:
+    try:
+        return typed_value(f, value)
+    except (ValueError, TypeError, ArithmeticError):
+        if misfits is not None:
+            misfits.add(f, value.value if isinstance(value, EntityProperty) else value)
+        return None
+
+
+def decode_record(entity: Entity, row: dict, misfits: Misfits | None = None) -> dict:
+    """A stored row as typed Python values (Decimal, date, datetime), keyed by the entity's field names.
+    A stored value that does not fit its field's current type is None, and counted in `misfits`."""
     out: dict[str, Any] = {}
     for f in entity.fields:
         value = row.get(f.name)
-        if value is None:
-            out[f.name] = None
-            continue
-        if isinstance(value, EntityProperty):
-            value = value.value
-        if f.type == "int":
-            out[f.name] = int(value)
-        elif f.type == "decimal":
-            out[f.name] = Decimal(value)
-        elif f.type == "date":
-            out[f.name] = date.fromisoformat(value)
-        elif f.type == "datetime":
-            out[f.name] = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        else:
-            out[f.name] = value
+        out[f.name] = None if value is None else _fit(f, value, misfits)
     if entity.company_specific:
         out[COMPANY] = row.get(COMPANY)
     return out
+
+
+def conform_row(entity: Entity, row: dict, misfits: Misfits) -> dict:
+    """The stored row made safe for the export writers (shared/formats/writers.py), which convert stored
+    values by the field's type: the row itself when every value fits, else a copy in which each value that
+    does not fit is None (written empty) and counted in `misfits`, and a non-text value of a text field is
+    its text. Cheap when nothing changed: a type check per value, a parse of decimals and dates."""
+    copy: dict | None = None
+    for f in entity.fields:
+        value = row.get(f.name)
+        if value is None or _stored_fits(f, value):
+            continue
+        if copy is None:
+            copy = dict(row)
+        copy[f.name] = _fit(f, value, misfits)
+    return row if copy is None else copy
+
+
+def _stored_fits(f: Field, value: Any) -> bool:
+    """Whether `value` is in the form encode_record stores for the field's type (the common case)."""
+    t = f.type
+    if isinstance(value, EntityProperty):
+        value = value.value
+    if t in ("string", "enum", "guid"):
+        return isinstance(value, str)
+    if t == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t == "datetime":
+        return isinstance(value, datetime)
+    if t == "bool":
+        return isinstance(value, bool)
+    # Decimals and dates are stored as text, which the writers parse themselves: parse it once here.
+    if not isinstance(value, str):
+        return False
+    try:
+        typed_value(f, value)
+    except (ValueError, TypeError, ArithmeticError):
+        return False
+    return True
 
 
 def record_to_json(record: dict) -> dict:
@@ -256,6 +382,19 @@ class EntityRepository:
                 else:
                     raise
         return written, failed
+
+    def count_rows(self, entity: Entity, cap: int) -> int:
+        """How many records the entity's table holds, counting at most `cap` (a scan of row keys only,
+        1,000 per page); 0 when the table does not exist."""
+        count = 0
+        try:
+            for _ in self.table(entity).list_entities(results_per_page=1000, select=["RowKey"]):
+                count += 1
+                if count >= cap:
+                    break
+        except ResourceNotFoundError:
+            return 0
+        return count
 
     def iter_rows(
         self,

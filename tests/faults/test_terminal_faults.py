@@ -183,7 +183,7 @@ def _import_job(services, *, in_order: bool = False):
             "processInOrder": in_order,
             "authorizationPolicy": [{"applicationId": app}],
         }
-    )
+    ).value
     from shared.auth.principal import Principal
 
     return job, Principal(app_id=app), entity
@@ -199,7 +199,7 @@ def _export_job(services, entity: str):
             "company": "usmf",
             "authorizationPolicy": [{"applicationId": str(uuid.uuid4())}],
         }
-    )
+    ).value
 
 
 def _file(tag: str) -> bytes:

@@ -36,7 +36,7 @@ def make_import_job(services):
                 "authorizationPolicy": [{"applicationId": app}],
                 **job_fields,
             }
-        )
+        ).value
         return job, Principal(app_id=app), entity
 
     return create

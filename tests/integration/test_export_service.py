@@ -108,7 +108,7 @@ class Clock:
 
 def _setup(env, *, fmt="CSV", filter_text=None, rows=ROWS, company="usmf", mapping=None, **job):
     name = f"Ent{uuid.uuid4().hex[:8]}"
-    entity, _ = env.config.upsert_entity(name, ENTITY)
+    entity = env.config.upsert_entity(name, ENTITY).value
     project = f"Exp{uuid.uuid4().hex[:8]}"
     pe = {"entity": name, "format": fmt}
     if mapping:
@@ -122,7 +122,7 @@ def _setup(env, *, fmt="CSV", filter_text=None, rows=ROWS, company="usmf", mappi
             "authorizationPolicy": [{"applicationId": str(uuid.uuid4()), "enabled": True}],
             **job,
         }
-    )
+    ).value
     _write(env, entity, rows, "usmf")
     # Another company's rows must never leak into a usmf export.
     _write(env, entity, [{**ROWS[0], "CUSTOMERGROUPID": "OTHER"}], "dat")

@@ -37,7 +37,7 @@ def entity(app_env):
     from shared.services.registry import config_service, entity_repo
 
     name = f"IntF{uuid.uuid4().hex[:8]}"
-    entity, _ = config_service().upsert_entity(name, ENTITY)
+    entity = config_service().upsert_entity(name, ENTITY).value
     repo = entity_repo()
     rows = [repo.encode(entity, r, None, datetime.now(UTC)) for r in ROWS]
     result = repo.upsert_rows(entity, rows)
@@ -48,7 +48,7 @@ def entity(app_env):
 def _ids(entity, filter_text: str) -> list[str]:
     from shared.services.records import list_records
 
-    records, token = list_records(entity.name, company=None, filter_text=filter_text, top=1000)
+    records, token, _ = list_records(entity.name, company=None, filter_text=filter_text, top=1000)
     assert token is None
     return sorted(r["ID"] for r in records)
 

@@ -130,7 +130,7 @@ def test_poison_of_a_drain_fails_the_head_and_lets_the_rest_flow(services, job):
         "processInOrder": True,
         "authorizationPolicy": [{"applicationId": principal.app_id}],
     }
-    ordered, _ = config.upsert_job(created.activity_id, body)
+    ordered = config.upsert_job(created.activity_id, body).value
     first = enqueue(services, ordered, principal, entity, b"K,V\n1,1\n")
     second = enqueue(services, ordered, principal, entity, b"K,V\n2,2\n")
     repo = services.message_repo()
@@ -322,7 +322,7 @@ def test_the_last_delivery_of_a_drain_fails_the_head_and_the_rest_flows(services
     from shared.queue_limits import Delivery
 
     created, principal, entity = job
-    ordered, _ = services.config_service().upsert_job(
+    saved = services.config_service().upsert_job(
         created.activity_id,
         {
             "name": "ordered-last",
@@ -332,6 +332,7 @@ def test_the_last_delivery_of_a_drain_fails_the_head_and_the_rest_flows(services
             "authorizationPolicy": [{"applicationId": principal.app_id}],
         },
     )
+    ordered = saved.value
     repo = services.message_repo()
     first = enqueue(services, ordered, principal, entity, b"K,V\n1,1\n")
     second = enqueue(services, ordered, principal, entity, b"K,V\n2,2\n")
@@ -366,7 +367,7 @@ def export_run(services, make_import_job):
             "company": "usmf",
             "authorizationPolicy": [{"applicationId": principal.app_id}],
         }
-    )
+    ).value
     run_id = str(uuid.uuid4())
     services.run_repo().create_run(
         job.activity_id,
