@@ -9,7 +9,7 @@ MSAL facts relied on (msal 1.28+, github.com/AzureAD/microsoft-authentication-li
 - An authority must be https (msal/authority.py `canonicalize`). Authorities that are not Microsoft's
   (a national cloud proxy, a test server) need `instance_discovery=False`, or MSAL asks
   `https://<host>/common/discovery/instance` first.
-- `verify` is handed to requests, so a private CA bundle works for the token endpoint too.
+- `http_client` replaces MSAL's requests.Session, so a private CA bundle works for the token endpoint too.
 """
 
 from __future__ import annotations
@@ -187,6 +187,18 @@ def load_certificate(path: str, password: str | None) -> dict[str, str]:
     return {"private_key": key_pem, "thumbprint": cert.fingerprint(hashes.SHA1()).hex()}  # noqa: S303
 
 
+def _session_with_ca(ca_bundle: str):
+    """A requests.Session for MSAL that trusts `ca_bundle`. It is passed on every request: a session-wide
+    `verify` loses to $REQUESTS_CA_BUNDLE in requests' merge_environment_settings (psf/requests#3829)."""
+    import functools
+
+    import requests
+
+    session = requests.Session()
+    session.request = functools.partial(session.request, verify=ca_bundle, timeout=60)  # type: ignore[method-assign]
+    return session
+
+
 class MsalToken:
     """Entra ID sign-in through MSAL with a persistent per-user token cache (0600 where supported)."""
 
@@ -203,6 +215,7 @@ class MsalToken:
         self._app = None
         self._cache = None
         self._lock = threading.Lock()
+        self._last: tuple[str, float] | None = None  # (token, monotonic expiry): one MSAL call per token
 
     def describe(self) -> str:
         p = self._profile
@@ -228,7 +241,7 @@ class MsalToken:
         if p.authority not in _WELL_KNOWN_AUTHORITIES and p.authority != DEFAULT_AUTHORITY:
             kwargs["instance_discovery"] = False
         if p.ca_bundle:
-            kwargs["verify"] = p.ca_bundle
+            kwargs["http_client"] = _session_with_ca(p.ca_bundle)
         try:
             if p.auth == "device-code":
                 app = msal.PublicClientApplication(p.client_id, **kwargs)
@@ -257,6 +270,8 @@ class MsalToken:
 
     def token(self, *, force: bool = False) -> str:
         with self._lock:
+            if self._last is not None and not force and self._last[1] - time.monotonic() > 60:
+                return self._last[0]
             if self._app is None:
                 self._build()
             scopes = [self._profile.effective_scope]
@@ -279,6 +294,8 @@ class MsalToken:
             self._save()
             if not result or "access_token" not in result:
                 raise self._failure(result or {})
+            expires_in = float(result.get("expires_in") or 0)
+            self._last = (result["access_token"], time.monotonic() + expires_in)
             return result["access_token"]
 
     def sign_out(self) -> None:

@@ -88,7 +88,8 @@ class Transport:
         self.sleep = sleep
         self.on_wait = on_wait or (lambda text: log.warning("%s", text))
         self.session = requests.Session()
-        self.session.verify = verify
+        # Passed on each request: a session-wide verify loses to $REQUESTS_CA_BUNDLE (psf/requests#3829).
+        self.verify = verify
         self.session.headers["User-Agent"] = "d365ri"
         self.waits: list[float] = []  # every sleep between attempts (seconds), for messages and tests
 
@@ -139,6 +140,7 @@ class Transport:
                     params=params,
                     stream=stream,
                     timeout=self.timeout,
+                    verify=self.verify,
                     allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
