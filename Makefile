@@ -79,10 +79,12 @@ $(PY):
 	  exit 1; \
 	}
 
-# Re-installed only when a requirements file is newer than the stamp.
-$(DEPS_STAMP): requirements.txt requirements-dev.txt | $(PY)
+# Re-installed only when a requirements file (or the partner client's pyproject.toml) is newer than the stamp.
+# The partner client (client/, console script d365ri) is installed editable, with its own dependencies.
+$(DEPS_STAMP): requirements.txt requirements-dev.txt client/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ./client
 	@touch $@
 
 # npm extracts files with old timestamps, hence the touch; skipped while newer than the lock file.
