@@ -31,7 +31,7 @@ KIND_JOB = "job"
 MAX_TRANSFORM_BYTES = 2 * 1024 * 1024
 # Records counted before refusing an entity change: enough to say "at least", never a scan of a big table.
 RECORDS_COUNT_CAP = 10_000
-_WRITE_ATTEMPTS = 8  # a write that keeps meeting newer versions gives up with 409 ConcurrentChange
+_WRITE_ATTEMPTS = 10  # a write that keeps meeting newer versions gives up with 409 ConcurrentChange
 
 
 class Saved(NamedTuple):
