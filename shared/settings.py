@@ -86,3 +86,15 @@ def entity_partition_buckets() -> int:
 
 def running_in_azure() -> bool:
     return bool(get("WEBSITE_INSTANCE_ID"))
+
+
+def xslt_limits() -> tuple[int, float, int, int]:
+    """XSLT bounds (shared/formats/xslt.py): (XSLT_MEMORY_MB, default 512: a worker process's address
+    space; XSLT_TIMEOUT_SECONDS, default 300: wall clock, then the worker is killed; XSLT_MAX_OUTPUT_MB,
+    default 256: serialized result; XSLT_WORKERS, default 2: worker processes per app process)."""
+    return (
+        get_int("XSLT_MEMORY_MB", 512),
+        float(get("XSLT_TIMEOUT_SECONDS", "300") or 300),
+        get_int("XSLT_MAX_OUTPUT_MB", 256),
+        get_int("XSLT_WORKERS", 2),
+    )

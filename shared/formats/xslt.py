@@ -1,168 +1,375 @@
-"""Run partner-supplied XSLT 1.0 (lxml) without giving it the file system, the network or unbounded time.
+"""Run partner-supplied XSLT 1.0 (lxml) where it can be stopped: in worker processes with OS limits.
 
 Jobs and data packages may carry XSLT that reshapes inbound XML into D365's
-`<Document><ENTITY><FIELD>` shape. A stylesheet is untrusted code, so:
+`<Document><ENTITY><FIELD>` shape. A stylesheet is untrusted code, so nothing of it runs in the
+app's process: compiling and transforming happen in a small pool of worker processes
+(`xslt_worker.py`, multiprocessing 'forkserver': a single-threaded server forks them, so the app's
+threads and locks are never forked). Each job there runs under
+- an address-space limit (RLIMIT_AS, XSLT_MEMORY_MB, default 512 MB for the whole worker,
+  interpreter included): a memory bomb fails inside the worker, which then exits;
+- a wall-clock bound (XSLT_TIMEOUT_SECONDS, default 300 s): the caller waits that long, then
+  SIGKILLs the worker, and the pool starts a fresh one for the next job; a CPU-time limit
+  (RLIMIT_CPU) just above it stops a worker whose parent could not;
+- an output cap (XSLT_MAX_OUTPUT_MB, default 256 MB) on the serialized result.
+A failure ends with a FormatError naming the bound ("the transform exceeded its memory limit of
+512 MB", "... ran longer than 300 s", "the transform's output is larger than 256 MB").
 
-- the stylesheet and the input are parsed with DTDs refused and no entity or network loading;
-- xsl:include, xsl:import and document() reach only the transform's own resources, through a
-  resolver that serves those names and refuses everything else (it never defers to the default
-  loaders, which would read files);
-- libxslt's access control denies file and network reads, all writes and directory creation.
-  Exception: when resources are given, network-class reads are switched on so that document()
-  can reach them under their private `xsltres://resources/` URLs; the resolver is then the only
-  gate and it serves nothing but those resources. file:// stays denied either way;
-- the input's size is bounded while it is read (bytes are checked up front); a DOCTYPE is refused
-  after parsing only the prolog, so the body of a document with a DTD is never parsed; the body is
-  parsed in C (no Python per element). Depth: libxml2 itself refuses more than 256 levels (no
-  huge_tree), and `max_depth` below that is checked right after the parse by one XPath walk in C,
-  before the transform sees the tree. Stylesheets are bounded by size;
-- the input is parsed, transformed and serialized in one pooled worker thread, and the caller
-  stops waiting after `timeout_seconds` (None: all of it runs in the caller's thread, unbounded).
-  Worker threads are reused, not started per call, so a stalled input stream is bounded too.
+The input is never held twice: it is written (bytes) or copied chunk by chunk (a stream, counted
+against `max_input_bytes` as it arrives) to a file in a private temporary directory; the worker
+reads it there and writes the serialized result to another file, which the caller reads
+(`apply_transform`) or streams (`apply_transform_to_stream`; such a stream passed to the next
+transform is handed over by path, not copied).
 
-Throughput (bench/bench_xslt.py): on par with raw lxml. Two things used to cost about 20%:
-parsing in the caller's thread and transforming in another (the result tree was built in a second
-malloc arena and the input freed across arenas), and running an XSLT object compiled in another
-thread (lxml then re-interns every name of the result tree; see CompiledTransform). Now the whole
-call runs in one reused thread, with an XSLT object compiled in that thread.
+Hardening, as before, inside the worker: the stylesheet and the input are parsed with DTDs refused
+and no entity or network loading; xsl:include, xsl:import and document() reach only the
+transform's own resources, through a resolver that refuses everything else (it never defers to
+the default loaders, which would read files); libxslt's access control denies file and network
+reads, all writes and directory creation (network-class reads are switched on only when resources
+are given, for their private `xsltres://resources/` URLs; file:// stays denied). The input's
+DOCTYPE is refused after parsing only the prolog; depth is bounded by libxml2 (256 levels) and by
+`max_depth`; stylesheets are bounded by size. Compiling runs in a worker too: a stylesheet that
+imports the same resource twice at each of 16 levels takes minutes and gigabytes to compile.
 
-Limitation: Python cannot kill a thread and libxslt has no cancellation hook, so a timed-out
-transform keeps its thread (and a CPU) busy until it finishes or the process is recycled. lxml
-releases the GIL while libxslt runs, so other work continues; `runaway_transforms()` reports how
-many such threads are still running so a worker can stop taking XSLT work or restart (a thread
-rejoins the pool once its transform ends). A subprocess could be killed, but it starts with a
-cold heap: page faults alone cost about 25% of a 50 MB transform. Memory used by a transform's
-output is bounded only after the fact (`max_output_bytes`).
+EXSLT regular expressions (`re:`) are refused at compile time: lxml runs them with Python's `re`
+holding the interpreter lock (a 32-character backtracking pattern once froze a host for 310 s),
+and D365's own XSLT processor (.NET XslCompiledTransform) has no EXSLT at all, so no D365
+stylesheet needs them. `exslt_regexp=True` lets them run, in the worker, under the same bounds.
+
+Throughput (bench/bench_xslt.py): each worker compiles a stylesheet once and keeps it; the parse,
+transform and serialization run in the worker's main thread, so the input and result trees share
+one warm heap (a worker trims its heap only after 2 s idle). Worker start-up (a fork of the
+preloaded server, about 20 ms; the first one also starts the server) is paid once per worker.
 """
 
 from __future__ import annotations
 
-import functools
+import atexit
+import contextlib
 import hashlib
-import io
+import math
 import os
-import queue
+import shutil
+import signal
+import tempfile
 import threading
+import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
-from lxml import etree
-
+from shared import settings
 from shared.errors import FormatError
-from shared.formats.xml_safety import make_parser
 
 MAX_STYLESHEET_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_INPUT_BYTES = 512 * 1024 * 1024
-DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024 * 1024
-DEFAULT_TIMEOUT_SECONDS = 300.0
+# libxml2's own depth cap (xslt_worker.PARSER_MAX_DEPTH): it bounds libxslt's recursion over the
+# input like any lower limit would, and a lower one costs a walk over the whole tree (about 5% of
+# a transform). Callers that want a tighter shape check pass max_depth.
+DEFAULT_MAX_DEPTH = 256
+# Compiling is bounded apart from transforming: a stylesheet is at most 4 MB, and an API call
+# that checks one should not wait the whole transform bound.
+COMPILE_TIMEOUT_SECONDS = 60.0
 _CACHE_SIZE = 64
-# With an authority ("//resources"), libxslt classes these URLs as network reads; without one it
-# would class them as local files. Network-class is the one we can open for resources while
-# keeping file reads shut.
-_RESOURCE_BASE = "xsltres://resources/"
-_MAIN_URL = _RESOURCE_BASE + "__stylesheet__.xsl"
-_READ_CHUNK = 64 * 1024
-# The prolog (XML declaration, comments, DOCTYPE) is parsed in pieces this big until the root starts.
-_PROLOG_CHUNK = 4 * 1024
-# libxml2 refuses deeper documents unless huge_tree is set (a unit test pins this down); a
-# max_depth at or above it needs no check of its own.
-_PARSER_MAX_DEPTH = 256
-# The default is that cap: it bounds libxslt's recursion over the input like any lower one would,
-# and a lower limit costs a walk over the whole tree (about 5% of a transform). Callers that want
-# a tighter shape check pass max_depth.
-DEFAULT_MAX_DEPTH = _PARSER_MAX_DEPTH
-# Idle worker threads kept for reuse; more may run at once, the extra ones end when done.
-_MAX_IDLE_WORKERS = 8
+_EXIT_OUT_OF_MEMORY = 86  # xslt_worker.EXIT_OUT_OF_MEMORY (not imported here: it imports lxml)
+_COPY_CHUNK = 1024 * 1024
+_MIB = 1024 * 1024
 
 
-def _parser() -> etree.XMLParser:
-    # One parser per call: lxml parsers must not be shared between threads. IDs stay collected so
-    # that a stylesheet's id() works on the input, as with plain lxml.
-    return make_parser(collect_ids=True)
-
-
-def _error_text(exc: BaseException, log: object | None = None) -> str:
-    parts = [str(exc).strip()] if str(exc).strip() else []
-    if log is not None:
-        for entry in log:  # type: ignore[attr-defined]
-            message = getattr(entry, "message", str(entry)).strip()
-            if message and message not in parts:
-                parts.append(message)
-    return "; ".join(parts) or type(exc).__name__
-
-
-class _ResourceResolver(etree.Resolver):
-    """Serves the transform's own resources and refuses every other URL.
-
-    Returning None would let lxml fall back to its default loader (which reads files), so an
-    unknown URL raises instead; lxml propagates the exception out of the compile or transform.
-    """
-
-    def __init__(self, resources: Mapping[str, bytes]) -> None:
-        super().__init__()
-        self._exact = dict(resources)
-        self._folded = {name.casefold(): data for name, data in resources.items()}
-
-    def resolve(self, system_url, public_id, context):  # type: ignore[override]
-        url = system_url or ""
-        if url.startswith(_RESOURCE_BASE):
-            name = url[len(_RESOURCE_BASE) :]
-            data = self._exact.get(name)
-            if data is None:
-                data = self._folded.get(name.casefold())
-            if data is not None:
-                return self.resolve_string(data, context, base_url=url)
-            raise FormatError(f"the XSLT refers to '{name}', which is not one of its resources")
-        raise FormatError(f"the XSLT tries to load '{url}'; only the transform's own resources may be loaded")
-
-
-def _check_no_dtd(tree: etree._ElementTree, what: str) -> None:
-    if tree.docinfo.doctype:
-        raise FormatError(f"{what} contains a DTD (<!DOCTYPE>); DTDs are not allowed")
+def _size_text(n: int) -> str:
+    return f"{n // _MIB} MB" if n >= _MIB and n % _MIB == 0 else f"{n} bytes"
 
 
 @dataclass(eq=False)
 class CompiledTransform:
-    """A compiled, hardened stylesheet. Safe to share: each thread runs its own XSLT object."""
+    """A stylesheet that compiled (in a worker) under the hardening above; safe to share between threads.
+
+    Holds the stylesheet's bytes and resources: a worker that has not compiled it yet asks for them.
+    """
 
     digest: str
-    _stylesheet: etree._ElementTree = field(repr=False)
-    _access: etree.XSLTAccessControl = field(repr=False)
-    _per_thread: threading.local = field(default_factory=threading.local, repr=False)
-    _compile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def _for_this_thread(self) -> etree.XSLT:
-        """This thread's XSLT object, compiled here on first use.
-
-        lxml gives each thread its own string dictionary and copies the stylesheet into the
-        compiling thread's one. A result tree built with another thread's stylesheet has all its
-        names re-interned afterwards (two walks over the whole result, about 7% of a transform);
-        an object compiled in the running thread needs none. Its error_log is then also this
-        thread's alone.
-        """
-        xslt = getattr(self._per_thread, "xslt", None)
-        if xslt is None:
-            # Compiling reads the shared stylesheet document; one compile at a time keeps libxml2
-            # from walking it from two threads at once.
-            with self._compile_lock:
-                xslt = etree.XSLT(self._stylesheet, access_control=self._access)
-            self._per_thread.xslt = xslt
-        return xslt
+    _payload: tuple[bytes, dict[str, bytes], bool] = field(repr=False)
 
 
 _cache: OrderedDict[str, CompiledTransform] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _digest(xslt_bytes: bytes, resources: Mapping[str, bytes] | None) -> str:
+def _digest(xslt_bytes: bytes, resources: Mapping[str, bytes] | None, exslt_regexp: bool) -> str:
     h = hashlib.sha256()
     h.update(hashlib.sha256(xslt_bytes).digest())
     for name in sorted(resources or {}):
         h.update(name.encode("utf-8") + b"\x00")
         h.update(hashlib.sha256(resources[name]).digest())  # type: ignore[index]
+    h.update(b"regexp" if exslt_regexp else b"")
     return h.hexdigest()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+# Worker processes -------------------------------------------------------------------------------
+
+
+def _worker_main(conn: Any) -> None:
+    """Entry point in the worker process (lxml is imported there, not here)."""
+    from shared.formats import xslt_worker
+
+    xslt_worker.serve(conn)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Died(Exception):
+    def __init__(self, exitcode: int | None) -> None:
+        super().__init__(exitcode)
+        self.exitcode = exitcode
+
+
+class _Gone(Exception):
+    """The worker was dead before it got the job (killed while idle): try another."""
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe; used by one caller at a time."""
+
+    def __init__(self, ctx: Any) -> None:
+        parent_end, child_end = ctx.Pipe()
+        # Daemon: multiprocessing ends it when the app exits.
+        self.process = ctx.Process(target=_worker_main, args=(child_end,), name="xslt-worker", daemon=True)
+        self.process.start()
+        child_end.close()
+        self.conn = parent_end
+        self.known: set[str] = set()  # digests this worker has compiled (it may have evicted some)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def call(self, job: dict, timeout: float) -> dict:
+        try:
+            self.conn.send(job)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            raise _Gone() from None
+        if not self.conn.poll(max(timeout, 0.0)):
+            raise _Timeout()
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(5)
+            raise _Died(self.process.exitcode) from None
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.process.kill()
+        self.process.join(5)
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+    def close(self) -> None:
+        """End an idle worker politely, or for good if it does not go."""
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.process.join(1)
+        self.kill()
+
+
+def _context() -> Any:
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Imported once in the server, so each fork starts with lxml and the worker loaded. No
+        # effect if the server already runs; children then import them themselves.
+        ctx.set_forkserver_preload(["lxml.etree", "shared.formats.xslt_worker"])
+    return ctx
+
+
+class _Pool:
+    """Up to `size` worker processes, started on demand; callers beyond that wait for a free one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._ctx = _context()
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._closed = False
+        self.started = 0
+        self.tmpdir = tempfile.mkdtemp(prefix="xslt-")
+
+    def acquire(self) -> tuple[_Worker, float]:
+        """A worker for one job, and the seconds spent waiting for it."""
+        began = time.monotonic()
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the XSLT worker pool is shut down")
+                while self._idle:
+                    worker = self._idle.pop()  # the most recently used: its heap is warm
+                    if worker.process.is_alive():
+                        return worker, time.monotonic() - began
+                    self._all.discard(worker)
+                    worker.kill()
+                if len(self._all) < self.size:
+                    placeholder = object()
+                    self._all.add(placeholder)  # type: ignore[arg-type]
+                    break
+                self._cond.wait()
+        try:
+            worker = _Worker(self._ctx)
+        except BaseException:
+            with self._cond:
+                self._all.discard(placeholder)  # type: ignore[arg-type]
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._all.discard(placeholder)  # type: ignore[arg-type]
+            self._all.add(worker)
+            self.started += 1
+        return worker, time.monotonic() - began
+
+    def release(self, worker: _Worker, *, keep: bool) -> None:
+        with self._cond:
+            keep = keep and not self._closed
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._all.discard(worker)
+            self._cond.notify()
+        if not keep:
+            worker.close()
+
+    def pids(self) -> list[int]:
+        with self._cond:
+            return sorted(w.pid for w in self._all if isinstance(w, _Worker) and w.pid is not None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for worker in idle:
+            worker.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def _get_pool() -> _Pool:
+    global _pool
+    with _pool_lock:
+        if _pool is None or not os.path.isdir(_pool.tmpdir):
+            if _pool is not None:
+                _pool.close()
+            _pool = _Pool(settings.xslt_limits()[3])
+        return _pool
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes (busy ones when their job ends); the next call starts a new pool."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.close()
+
+
+def worker_pids() -> list[int]:
+    """The process IDs of the current workers (for tests and benchmarks)."""
+    with _pool_lock:
+        pool = _pool
+    return pool.pids() if pool is not None else []
+
+
+def _forget_pool() -> None:
+    # A forked child shares the parent's pipes to the workers: it must start its own pool.
+    global _pool, _pool_lock, _cache_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+    _cache_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+atexit.register(shutdown_pool)
+
+
+def _died_text(exitcode: int | None, job: dict, what: str) -> str:
+    memory = _size_text(job["memory_bytes"])
+    if exitcode == _EXIT_OUT_OF_MEMORY:
+        if job["kind"] == "compile":
+            return f"the XSLT does not compile: it exceeded its memory limit of {memory}"
+        return f"the transform exceeded its memory limit of {memory}"
+    if exitcode == -signal.SIGXCPU:
+        return f"{what} ran longer than {job['cpu_seconds']} s of CPU time"
+    how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
+    return (
+        f"the XSLT worker process stopped unexpectedly ({how}) while running {what}; "
+        f"it may have exceeded its memory limit of {memory}"
+    )
+
+
+def _raise_for(reply: dict) -> None:
+    if reply["error"] == "format":
+        raise FormatError(reply["message"])
+    if reply["error"] == "os":
+        raise OSError(reply["message"])  # transient (disk): the message is retried
+    raise RuntimeError(reply["message"])
+
+
+def _run_job(job: dict, compiled: CompiledTransform, budget: float, timeout_text: str, what: str) -> dict:
+    """Run one job on a pooled worker within `budget` seconds (waiting for a free worker not counted)."""
+    pool = _get_pool()
+    for _attempt in range(2):
+        worker, _waited = pool.acquire()
+        began = time.monotonic()
+        keep = False
+        try:
+            if compiled.digest not in worker.known:
+                job["payload"] = compiled._payload
+            reply = worker.call(job, budget)
+            if reply["need"]:  # the worker evicted it meanwhile
+                job["payload"] = compiled._payload
+                reply = worker.call(job, budget - (time.monotonic() - began))
+            if reply["compiled"] or reply["ok"]:
+                if len(worker.known) >= _CACHE_SIZE:
+                    worker.known.clear()
+                worker.known.add(compiled.digest)
+            keep = not reply["recycle"]
+            return reply
+        except _Gone:
+            continue
+        except _Timeout:
+            raise FormatError(timeout_text) from None
+        except _Died as died:
+            raise FormatError(_died_text(died.exitcode, job, what)) from None
+        finally:
+            if keep:
+                pool.release(worker, keep=True)
+            else:
+                worker.kill()  # at once: a runaway must not outlive its bound
+                pool.release(worker, keep=False)
+    raise RuntimeError("no XSLT worker process could be started")
+
+
+def _limits(
+    timeout_seconds: float | None, max_output_bytes: int | None, max_memory_bytes: int | None
+) -> tuple[float, int, int]:
+    memory_mb, timeout, output_mb, _workers = settings.xslt_limits()
+    return (
+        timeout if timeout_seconds is None else timeout_seconds,
+        output_mb * _MIB if max_output_bytes is None else max_output_bytes,
+        memory_mb * _MIB if max_memory_bytes is None else max_memory_bytes,
+    )
 
 
 def compile_transform(
@@ -170,11 +377,15 @@ def compile_transform(
     *,
     resources: Mapping[str, bytes] | None = None,
     max_stylesheet_bytes: int = MAX_STYLESHEET_BYTES,
+    exslt_regexp: bool = False,
+    max_memory_bytes: int | None = None,
 ) -> CompiledTransform:
     """Compile (or fetch from the cache) a hardened XSLT 1.0 transform; raise FormatError.
 
     `resources` maps names, as the stylesheet refers to them (href="common.xsl",
-    document('codes.xml')), to their bytes. The cache key covers the stylesheet and resources.
+    document('codes.xml')), to their bytes. The cache key covers the stylesheet, resources and
+    `exslt_regexp`. The compile runs in a worker, within COMPILE_TIMEOUT_SECONDS (or the transform
+    bound, if lower) and the memory limit.
     """
     if len(xslt_bytes) > max_stylesheet_bytes:
         raise FormatError(f"the XSLT is {len(xslt_bytes)} bytes; the limit is {max_stylesheet_bytes}")
@@ -183,46 +394,21 @@ def compile_transform(
             raise FormatError(
                 f"the XSLT resource '{name}' is {len(data)} bytes; the limit is {max_stylesheet_bytes}"
             )
-    digest = _digest(xslt_bytes, resources)
+    digest = _digest(xslt_bytes, resources, exslt_regexp)
     with _cache_lock:
         cached = _cache.get(digest)
         if cached is not None:
             _cache.move_to_end(digest)
             return cached
 
-    parser = _parser()
-    parser.resolvers.add(_ResourceResolver(resources or {}))
-    try:
-        # The private base URL makes relative hrefs resolve to xsltres://resources/name, which the resolver
-        # recognises; absolute ones (file:, http:) arrive unchanged and are refused.
-        root = etree.fromstring(xslt_bytes, parser, base_url=_MAIN_URL)
-    except etree.XMLSyntaxError as exc:
-        raise FormatError(f"the XSLT is not well-formed XML: {exc}") from None
-    tree = root.getroottree()
-    _check_no_dtd(tree, "the XSLT")
-    access = etree.XSLTAccessControl(
-        read_file=False,
-        write_file=False,
-        create_dir=False,
-        read_network=bool(resources),
-        write_network=False,
-    )
-    try:
-        xslt = etree.XSLT(tree, access_control=access)
-    except FormatError:
-        raise
-    except etree.XSLTParseError as exc:
-        raise FormatError(f"the XSLT does not compile: {_error_text(exc, exc.error_log)}") from None
-    except (etree.LxmlError, ValueError, TypeError) as exc:
-        raise FormatError(f"the XSLT does not compile: {_error_text(exc)}") from None
-    # libxslt logs some compilation errors (an unknown xsl: instruction) yet returns a
-    # stylesheet that then silently does less than its author meant: refuse those too.
-    errors = [e.message for e in xslt.error_log if e.level >= etree.ErrorLevels.ERROR]
-    if errors:
-        raise FormatError(f"the XSLT does not compile: {'; '.join(dict.fromkeys(errors))}")
-
-    compiled = CompiledTransform(digest=digest, _stylesheet=tree, _access=access)
-    compiled._per_thread.xslt = xslt
+    compiled = CompiledTransform(digest, (bytes(xslt_bytes), dict(resources or {}), exslt_regexp))
+    timeout, _output, memory = _limits(None, None, max_memory_bytes)
+    budget = min(timeout, COMPILE_TIMEOUT_SECONDS)
+    job = {"kind": "compile", "digest": digest, "payload": None}
+    job.update(memory_bytes=memory, cpu_seconds=math.ceil(budget))
+    reply = _run_job(job, compiled, budget, f"the XSLT does not compile within {budget:g} s", "the compile")
+    if not reply["ok"]:
+        _raise_for(reply)
     with _cache_lock:
         # Another thread may have compiled the same bytes meanwhile; keep the first, so that
         # callers always share one object per key.
@@ -235,246 +421,106 @@ def compile_transform(
     return compiled
 
 
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+# Input and output files -------------------------------------------------------------------------
+
+# Outputs handed to callers, so that one passed on to the next transform goes by path.
+_outputs: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-class _LimitedInput(io.RawIOBase):
-    """Counts input bytes while lxml pulls them, so an oversized input fails early, not after loading."""
+def _copy_stream(source: BinaryIO, sink: BinaryIO, limit: int, timeout: float) -> None:
+    """Copy `source` to `sink`, failing once more than `limit` bytes arrive or after `timeout` s.
 
-    def __init__(self, source: BinaryIO, limit: int) -> None:
-        super().__init__()
-        self._source = source
-        self._limit = limit
-        self._count = 0
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def unread(self, data: bytes) -> None:
-        """Serve `data` (already read, and counted) again before the rest of the source."""
-        self._pending = data + self._pending
-
-    def read(self, size: int = -1) -> bytes:  # lxml calls read(n)
-        if size is None or size < 0:
-            size = _READ_CHUNK
-        if self._pending:
-            data, self._pending = self._pending[:size], self._pending[size:]
-            return data
-        data = self._source.read(min(size, self._limit - self._count + 1))
-        self._count += len(data)
-        if self._count > self._limit:
-            raise FormatError(f"the XML input is larger than {self._limit} bytes")
-        return data
-
-
-class _PrologProbe:
-    """Parser target that notes a DOCTYPE and the root's start; it builds nothing."""
-
-    def __init__(self) -> None:
-        self.saw_doctype = False
-        self.saw_root = False
-
-    # lxml's parser-target protocol; only doctype() and start() matter here.
-    def doctype(self, name: object, pubid: object, system: object) -> None:
-        self.saw_doctype = True
-
-    def start(self, tag: object, attrib: object, nsmap: object = None) -> None:
-        self.saw_root = True
-
-    def end(self, tag: object) -> None:
-        pass
-
-    def data(self, data: object) -> None:
-        pass
-
-    def close(self) -> None:
-        return None
-
-
-def _refuse_dtd(read: Callable[[], bytes]) -> None:
-    """Parse only the prolog, piece by piece, and refuse a DOCTYPE before the body is parsed.
-
-    Stops as soon as the root element has started (the DOCTYPE can only precede it), so the body
-    of a document with a DTD is never parsed, and a document without one has no entities but
-    the five predefined ones for the full parse to meet. The DOCTYPE is noticed when it is read,
-    so an error further on (such as an entity used in the root's own start tag) cannot hide it.
+    The copy runs in a helper thread, so a stalled stream (a partner upload that hangs) is under
+    the bound too; on a timeout that thread ends at the stream's next read, when its write to the
+    closed sink fails. A read error keeps its type (a storage blip stays transient).
     """
-    probe = _PrologProbe()
-    parser = make_parser(target=probe)
-    while not probe.saw_root:
-        chunk = read()
-        if not chunk:
-            return  # no root element: the full parse reports the document as not well-formed
+    failure: list[BaseException] = []
+
+    def copy() -> None:
         try:
-            parser.feed(chunk)
-        except etree.XMLSyntaxError:
-            if probe.saw_doctype:
-                break
+            count = 0
+            while True:
+                chunk = source.read(min(_COPY_CHUNK, limit - count + 1))
+                if not chunk:
+                    return
+                count += len(chunk)
+                if count > limit:
+                    raise FormatError(f"the XML input is larger than {limit} bytes")
+                sink.write(chunk)
+        except BaseException as exc:  # handed to the waiting caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=copy, name="xslt-input", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise FormatError(f"the transform ran longer than {timeout:g} s (its input was still arriving)")
+    if failure:
+        raise failure[0]
+
+
+@contextlib.contextmanager
+def _staged_input(source: Any, tmpdir: str, max_input_bytes: int, timeout: float):
+    """The path of a file holding the input, for the worker; removed afterwards unless the caller's."""
+    if source in _outputs and source.tell() == 0:
+        size = os.fstat(source.fileno()).st_size
+        if size > max_input_bytes:
+            raise FormatError(f"the XML input is larger than {max_input_bytes} bytes")
+        yield source.name
+        return
+    fd, path = tempfile.mkstemp(dir=tmpdir, prefix="in-", suffix=".xml")
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            if isinstance(source, bytes | bytearray | memoryview):
+                if len(source) > max_input_bytes:
+                    raise FormatError(f"the XML input is larger than {max_input_bytes} bytes")
+                sink.write(source)
+            else:
+                _copy_stream(source, sink, max_input_bytes, timeout)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def apply_transform_to_stream(
+    compiled: CompiledTransform,
+    input_data: bytes | BinaryIO,
+    *,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    timeout_seconds: float | None = None,
+    max_output_bytes: int | None = None,
+    max_memory_bytes: int | None = None,
+) -> BinaryIO:
+    """Transform the input in a worker; return the serialized result as a temporary file at offset 0.
+
+    Closing the file deletes it. Limits left as None come from the settings (XSLT_TIMEOUT_SECONDS,
+    XSLT_MAX_OUTPUT_MB, XSLT_MEMORY_MB). Raises FormatError for bad input, a failing stylesheet
+    (including xsl:message terminate="yes", whose text is in the message), any blocked access, or a
+    bound reached; a failing input stream's own error passes through unchanged.
+    """
+    timeout, output_cap, memory = _limits(timeout_seconds, max_output_bytes, max_memory_bytes)
+    pool = _get_pool()
+    began = time.monotonic()
+    with _staged_input(input_data, pool.tmpdir, max_input_bytes, timeout) as in_path:
+        out = tempfile.NamedTemporaryFile(dir=pool.tmpdir, prefix="out-", suffix=".xml")  # noqa: SIM115
+        try:
+            job = {"kind": "transform", "digest": compiled.digest, "payload": None, "in_path": in_path}
+            job.update(out_path=out.name, max_depth=max_depth, max_output_bytes=output_cap)
+            job.update(memory_bytes=memory, cpu_seconds=math.ceil(timeout))
+            budget = timeout - (time.monotonic() - began)  # what the input copy left
+            reply = _run_job(
+                job, compiled, budget, f"the transform ran longer than {timeout:g} s", "the transform"
+            )
+            if not reply["ok"]:
+                _raise_for(reply)
+        except BaseException:
+            out.close()
             raise
-        if probe.saw_doctype:
-            break
-    if probe.saw_doctype:
-        raise FormatError("the XML input contains a DTD (<!DOCTYPE>); DTDs are not allowed")
-
-
-@functools.lru_cache(maxsize=16)
-def _depth_probe(max_depth: int) -> str:
-    # Child steps only: libxml2 walks each level once, in C (about 0.15 s for 1.2 million
-    # elements), where `//*[ancestor::*[N]]` walks every element's ancestors (3x as long).
-    return "boolean(" + "/*" * (max_depth + 1) + ")"
-
-
-def _check_depth(tree: etree._ElementTree, max_depth: int) -> None:
-    if max_depth >= _PARSER_MAX_DEPTH:
-        return  # the parser has already refused anything deeper
-    if tree.xpath(_depth_probe(max_depth)):
-        raise FormatError(f"the XML input is nested deeper than {max_depth} levels")
-
-
-def _parse_input(source: bytes | BinaryIO, *, max_input_bytes: int, max_depth: int) -> etree._ElementTree:
-    try:
-        if isinstance(source, bytes):
-            if len(source) > max_input_bytes:
-                raise FormatError(f"the XML input is larger than {max_input_bytes} bytes")
-            data = source
-            offsets = iter(range(0, len(data), _PROLOG_CHUNK))
-
-            def piece() -> bytes:
-                i = next(offsets, None)
-                return b"" if i is None else data[i : i + _PROLOG_CHUNK]
-
-            _refuse_dtd(piece)
-            tree = etree.fromstring(data, _parser()).getroottree()
-        else:
-            limited = _LimitedInput(source, max_input_bytes)
-            head: list[bytes] = []
-
-            def read() -> bytes:
-                head.append(limited.read(_PROLOG_CHUNK))
-                return head[-1]
-
-            _refuse_dtd(read)
-            limited.unread(b"".join(head))
-            tree = etree.parse(limited, _parser())
-    except etree.XMLSyntaxError as exc:
-        if "Excessive depth" in str(exc):  # libxml2's own limit
-            raise FormatError(
-                f"the XML input is nested deeper than {min(max_depth, _PARSER_MAX_DEPTH)} levels"
-            ) from None
-        raise FormatError(f"the XML input is not well-formed: {exc}") from None
-    _check_no_dtd(tree, "the XML input")  # already refused above; kept as a second lock
-    _check_depth(tree, max_depth)
-    return tree
-
-
-def _transform(compiled: CompiledTransform, doc: etree._ElementTree, *, max_output_bytes: int) -> bytes:
-    """Transform the tree and serialize the result."""
-    xslt = compiled._for_this_thread()
-    try:
-        result = xslt(doc)
-    except FormatError:
-        raise
-    except (etree.LxmlError, ValueError, TypeError) as exc:
-        # XSLTApplyError carries only the last message; the log has the rest (xsl:message).
-        # A failed run leaves the object reusable; the next call clears its error log.
-        raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
-    except MemoryError:
-        raise FormatError("the XSLT failed: its result did not fit in memory") from None
-    output = bytes(result)
-    if len(output) > max_output_bytes:
-        raise FormatError(f"the XSLT produced more than {max_output_bytes} bytes")
-    return output
-
-
-# Worker threads --------------------------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-class _Job:
-    __slots__ = ("fn", "done", "result", "error")
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn: Callable[[], object] | None = fn
-        self.done = threading.Event()
-        self.result: object = None
-        self.error: BaseException | None = None
-
-
-class _Worker:
-    """A daemon thread that runs jobs one at a time and then waits in the idle pool for the next."""
-
-    def __init__(self) -> None:
-        self.inbox: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        # Daemon: a runaway transform must not keep the process from exiting.
-        self.thread = threading.Thread(target=self._loop, name="xslt-transform", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            job = self.inbox.get()
-            try:
-                assert job.fn is not None
-                job.result = job.fn()
-            except BaseException as exc:  # handed to the waiting caller
-                job.error = exc
-            job.fn = None
-            with _pool_lock:
-                job.done.set()  # under the lock: the caller decides "finished" or "runaway" atomically
-                _runaway.discard(self)
-                keep = len(_idle) < _MAX_IDLE_WORKERS
-                if keep:
-                    _idle.append(self)
-            del job  # hold nothing (the output may be large) while idle
-            if not keep:
-                return
-
-
-_pool_lock = threading.Lock()
-_idle: list[_Worker] = []
-_runaway: set[_Worker] = set()
-
-
-def _forget_workers() -> None:
-    # A forked child has none of the parent's threads; queueing work to them would hang.
-    global _pool_lock
-    _pool_lock = threading.Lock()
-    _idle.clear()
-    _runaway.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_workers)
-
-
-def runaway_transforms() -> int:
-    """How many timed-out transforms are still running in the background."""
-    with _pool_lock:
-        return len(_runaway)
-
-
-def _run_bounded(fn: Callable[[], _T], timeout_seconds: float) -> _T:
-    """Run fn in a pooled worker thread; raise FormatError if it has not finished in time."""
-    with _pool_lock:
-        worker = _idle.pop() if _idle else None
-    if worker is None:
-        worker = _Worker()
-    job = _Job(fn)
-    worker.inbox.put(job)
-    if not job.done.wait(timeout_seconds):
-        with _pool_lock:
-            if not job.done.is_set():
-                _runaway.add(worker)
-                raise FormatError(f"the XSLT did not finish within {timeout_seconds:g} seconds")
-    if job.error is not None:
-        # As raised in the worker: a stylesheet or input fault is already a FormatError, and
-        # anything else (a storage stream failing mid-read) keeps its type, so transient stays transient.
-        error, job.error = job.error, None
-        raise error
-    return job.result  # type: ignore[return-value]
+    out.seek(0)
+    _outputs.add(out)
+    return out  # type: ignore[return-value]
 
 
 def apply_transform(
@@ -483,25 +529,18 @@ def apply_transform(
     *,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
-    timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    timeout_seconds: float | None = None,
+    max_output_bytes: int | None = None,
+    max_memory_bytes: int | None = None,
 ) -> bytes:
-    """Parse the input (hardened, limited) and transform it; return the serialized result.
-
-    Raises FormatError for bad input, a failing stylesheet (including xsl:message
-    terminate="yes", whose text is in the message), any blocked access, or a timeout.
-
-    The parse, the stylesheet (untrusted code that can run for ever) and the serialization run in
-    one pooled worker thread that the caller waits for at most `timeout_seconds` (None: in the
-    caller's thread, unbounded). One thread for all three keeps the input and result trees in
-    one warm malloc arena, with an XSLT object compiled in that thread (see the module docstring).
-    """
-    source: bytes | BinaryIO = bytes(input_data) if isinstance(input_data, bytearray) else input_data
-
-    def run() -> bytes:
-        doc = _parse_input(source, max_input_bytes=max_input_bytes, max_depth=max_depth)
-        return _transform(compiled, doc, max_output_bytes=max_output_bytes)
-
-    if timeout_seconds is None:
-        return run()
-    return _run_bounded(run, timeout_seconds)
+    """As `apply_transform_to_stream`, with the result read into bytes (for small results)."""
+    with apply_transform_to_stream(
+        compiled,
+        input_data,
+        max_input_bytes=max_input_bytes,
+        max_depth=max_depth,
+        timeout_seconds=timeout_seconds,
+        max_output_bytes=max_output_bytes,
+        max_memory_bytes=max_memory_bytes,
+    ) as out:
+        return out.read()
