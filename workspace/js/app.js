@@ -85,6 +85,8 @@ async function render() {
       announce(`${title} page loaded`);
       main.setAttribute("aria-busy", "false");
       document.body.dataset.page = ctx.pageName || "";
+      // For tools/screenshots.py's load times: from navigation start to a page that shows its data.
+      performance.mark("workspace-ready");
     },
   };
   main.setAttribute("aria-busy", "true");

@@ -84,13 +84,13 @@ export function statusBadge(status) {
 
 // A table with a caption (for screen readers) and header cells with scope.
 export function table({ caption, columns, rows, className = "data" }) {
-  return h(
+  return h("div", { class: "table-scroll" }, h(
     "table",
     { class: className },
     caption ? h("caption", { text: caption }) : null,
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", text: c })))),
     h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))),
-  );
+  ));
 }
 
 export function field(label, control, { hint, id, error } = {}) {

@@ -129,7 +129,7 @@ function buildForm(job, projects) {
   const policy = h("div", { class: "policy-rows" });
   const addPolicyRow = (entry = { applicationId: "", enabled: true }) => {
     const i = policy.children.length;
-    const id = h("input", { name: "applicationId", "data-field": `authorizationPolicy[${i}].applicationId`, value: entry.applicationId, spellcheck: "false", class: "wide" });
+    const id = h("input", { name: "applicationId", "data-field": `authorizationPolicy[${i}].applicationId`, value: entry.applicationId, spellcheck: "false", size: 38 });
     const on = h("input", { type: "checkbox", name: "policyEnabled", checked: entry.enabled !== false });
     const row = h("div", { class: "policy-row" },
       field(`Application ${i + 1} ID`, id),

@@ -60,7 +60,10 @@ export async function monitoringPage(ctx) {
     chartBox.hidden = false;
     const xs = data.map((s) => new Date(s.sampledAt).getTime() / 1000);
     const waiting = data.map((s) => s.waiting);
-    const oldest = data.map((s) => Math.round((s.oldestAgeSeconds || 0) / 6) / 10);
+    // The age axis in a unit that suits the data: seconds, minutes or hours.
+    const maxAge = Math.max(...data.map((s) => s.oldestAgeSeconds || 0));
+    const [unit, per] = maxAge < 120 ? ["seconds", 1] : maxAge < 7200 ? ["minutes", 60] : ["hours", 3600];
+    const oldest = data.map((s) => Math.round(((s.oldestAgeSeconds || 0) / per) * 10) / 10);
     const series = [xs, waiting, oldest];
     const opts = {
       width: Math.max(300, Math.min(chartBox.clientWidth || 900, 1100)),
@@ -69,12 +72,12 @@ export async function monitoringPage(ctx) {
       series: [
         { label: "Time" },
         { label: "Waiting messages", scale: "count", stroke: "#0b5cad", width: 2, fill: "rgba(11,92,173,0.08)" },
-        { label: "Oldest waiting (minutes)", scale: "minutes", stroke: "#a34a00", width: 2 },
+        { label: `Oldest waiting (${unit})`, scale: "age", stroke: "#a34a00", width: 2 },
       ],
       axes: [
         {},
         { scale: "count", label: "Waiting messages" },
-        { scale: "minutes", side: 1, label: "Oldest waiting (minutes)", grid: { show: false } },
+        { scale: "age", side: 1, label: `Oldest waiting (${unit})`, grid: { show: false } },
       ],
     };
     if (threshold !== null) {
