@@ -47,6 +47,9 @@ param authAdminRole string = 'Integrations.Admin'
 @description('Application (client) IDs that are administrators without holding the role, comma-separated (AUTH_ADMIN_APPS).')
 param authAdminApps string = ''
 
+@description('Client ID of the workspace UI\'s single-page app registration (WORKSPACE_CLIENT_ID), for signing in at /workspace/. Empty: the workspace says it is not configured.')
+param workspaceClientId string = ''
+
 @description('NCRONTAB schedule (six fields, seconds first) of the scheduler that dispatches due jobs (SCHEDULER_SCHEDULE). Default: every minute.')
 param schedulerSchedule string = '0 * * * * *'
 
@@ -213,6 +216,7 @@ module app 'modules/function-app.bicep' = {
     authAudiences: authAudiences
     authAdminRole: effectiveAdminRole
     authAdminApps: authAdminApps
+    workspaceClientId: workspaceClientId
     publicBaseUrl: publicBaseUrl
     schedulerSchedule: schedulerSchedule
     requestBodySizeLimitBytes: requestBodySizeLimitBytes

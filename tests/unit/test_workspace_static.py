@@ -128,7 +128,9 @@ def test_csp_is_strict_and_lets_msal_reach_entra_only_in_entra_mode(monkeypatch)
     assert directives["connect-src"] == "'self'"
     assert directives["frame-ancestors"] == "'none'"
     monkeypatch.setenv("AUTH_MODE", "entra")
-    entra = dict(d.strip().split(" ", 1) for d in get("index.html").headers["Content-Security-Policy"].split(";"))
+    entra = dict(
+        d.strip().split(" ", 1) for d in get("index.html").headers["Content-Security-Policy"].split(";")
+    )
     assert entra["connect-src"] == "'self' https://login.microsoftonline.com"
     assert entra["script-src"] == "'self'"
 
@@ -191,3 +193,25 @@ def test_vendored_libraries_match_the_pinned_packages():
     if not (vendor_workspace.NODE_MODULES / "uplot").is_dir():
         pytest.skip("node_modules has no uplot: run `npm ci` (make setup does)")
     assert vendor_workspace.differences() == []
+
+
+def test_the_deployment_package_takes_the_workspace_and_leaves_node_modules():
+    """.funcignore (gitignore-style) lists what `func publish` leaves out; the UI's files must be in the
+    package, node_modules (hundreds of MB of dev tools) must not."""
+    import fnmatch
+
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (workspace.WORKSPACE_DIR.parent / ".funcignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert "node_modules" in patterns
+    for path in (
+        "workspace",
+        "workspace/index.html",
+        "workspace/js/app.js",
+        "workspace/vendor/msal-browser.min.js",
+    ):
+        parts = path.split("/")
+        hits = [p for p in patterns for part in parts if fnmatch.fnmatch(part, p) or fnmatch.fnmatch(path, p)]
+        assert not hits, f".funcignore leaves {path} out of the package: {hits}"

@@ -62,6 +62,9 @@ param authAdminRole string
 @description('Application (client) IDs that are administrators without the role, comma-separated (AUTH_ADMIN_APPS).')
 param authAdminApps string = ''
 
+@description('Client ID of the workspace UI\'s single-page app registration (WORKSPACE_CLIENT_ID); empty until it is registered (docs/deployment.md).')
+param workspaceClientId string = ''
+
 @description('NCRONTAB schedule (six fields, seconds first) of the scheduler timer (SCHEDULER_SCHEDULE).')
 param schedulerSchedule string = '0 * * * * *'
 
@@ -197,6 +200,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AUTH_ADMIN_APPS'
           value: authAdminApps
+        }
+        // The workspace UI signs users in with MSAL as this SPA app (served in /workspace/config.json).
+        {
+          name: 'WORKSPACE_CLIENT_ID'
+          value: workspaceClientId
         }
         // Download locations handed to clients are built from this URL.
         {
