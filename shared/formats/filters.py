@@ -459,7 +459,12 @@ def _coerce(value: object, c: Comparison) -> object:
         if t == "int":
             if isinstance(value, bool):
                 return int(value)
-            return int(value) if isinstance(value, int) else int(Decimal(str(value).strip()))
+            if isinstance(value, int):
+                return int(value)
+            number = Decimal(str(value).strip())
+            # 12.5 is no int (a decimal stored before the field became an int): unreadable, as when
+            # browsing (shared/storage/entity_repo.typed_value), never truncated to 12.
+            return int(number) if number == number.to_integral_value() else None
         if t == "decimal":
             return value if isinstance(value, Decimal) else Decimal(str(value).strip())
         if t == "bool":

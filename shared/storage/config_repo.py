@@ -253,13 +253,14 @@ class ConfigRepository:
 
     def upsert(self, kind: str, key: str, doc: dict) -> bool:
         """Stores `doc` whatever the stored version (last writer wins). True when it created the document."""
-        while True:
+        for _ in range(10):
             current = self.get_stored(kind, key)
             try:
                 self.write(kind, key, doc, current)
             except ConfigChanged:
                 continue
             return current is None
+        raise ConflictError(f"{kind} {key!r} kept changing; send it again", code="ConcurrentChange")
 
     def list(self, kind: str) -> Iterator[dict]:
         for row in self._table.query_entities("PartitionKey eq @kind", parameters={"kind": kind}):

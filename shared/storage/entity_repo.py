@@ -165,7 +165,9 @@ def typed_value(f: Field, value: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
-            return int(value.strip())
+            number = Decimal(value.strip())  # '7' and '7.0' are ints, '12.5' is not (as filters read it)
+            if number.is_finite() and number == number.to_integral_value():
+                return int(number)
     elif t == "decimal":
         if isinstance(value, Decimal | int | float | str) and not isinstance(value, bool):
             number = value if isinstance(value, Decimal) else Decimal(str(value).strip())

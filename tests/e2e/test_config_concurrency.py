@@ -270,6 +270,9 @@ def test_a_type_change_with_records_is_409_with_the_count_and_force_keeps_browsi
     assert (by_code["A"]["PRICE"], by_code["B"]["PRICE"], by_code["C"]["PRICE"]) == (None, 7, None)
     (warning,) = browse.json()["warnings"]
     assert warning.startswith("PRICE (int): 1 stored value does not fit") and "'12.5'" in warning
+    filtered = api.admin("GET", f"{path}/records", params={"filter": "PRICE ge 7"})
+    assert filtered.status_code == 200, filtered.text
+    assert [r["CODE"] for r in filtered.json()["value"]] == ["B"]  # '12.5' is no int: it matches nothing
 
     # Every type the value cannot be read as: browsing still answers 200.
     for ftype in ("date", "datetime", "bool", "guid", "string"):

@@ -124,3 +124,14 @@ def test_warnings_count_per_field_and_show_the_first_value():
         "V (int): 3 stored values do not fit the field's type and are shown as null, e.g. '1.5'"
     ]
     assert misfits.warnings("written empty")[0].endswith("are written empty, e.g. '1.5'")
+
+
+def test_filters_read_stored_values_as_browsing_does():
+    """A filter must not match a record on a value that browsing shows as null (a decimal under an int)."""
+    from shared.formats.filters import evaluate, parse_filter
+
+    ent = entity_of("int")
+    expr = parse_filter("V ge 7", ent)
+    for stored, shown, matches in (("12.5", None, False), ("12.0", 12, True), ("7", 7, True)):
+        assert decode_record(ent, {"K": "k", "V": stored})["V"] == shown
+        assert evaluate(expr, {"K": "k", "V": stored}) is matches
