@@ -154,6 +154,27 @@ def test_in_entra_mode_the_ui_ignores_a_token_fragment(new_page, workspace_url, 
     assert page.evaluate("JSON.stringify(sessionStorage)") == "{}"
 
 
+def test_in_entra_mode_msal_loads_under_the_csp_and_offers_sign_in(new_page, workspace_url):
+    """With a complete entra config the page loads the vendored MSAL (a script of this origin, as the CSP
+    wants), initializes it without a network call, and offers the Microsoft sign-in; no console error."""
+    page = new_page()
+    entra = {
+        "authMode": "entra",
+        "localTokenFragment": False,
+        "entra": {
+            "clientId": "11111111-2222-3333-4444-555555555555",
+            "authority": "https://login.microsoftonline.com/00000000-0000-0000-0000-00000000a11c",
+            "scopes": ["api://recurring-integrations/.default"],
+            "redirectPath": "/workspace/redirect.html",
+        },
+        "problems": [],
+    }
+    page.route("**/workspace/config.json", lambda route: route.fulfill(json=entra))
+    go(page, workspace_url, "/jobs")
+    expect(page.get_by_role("button", name="Sign in with Microsoft")).to_be_visible()
+    assert page.evaluate("typeof window.msal.PublicClientApplication") == "function"
+
+
 # Jobs ----------------------------------------------------------------------------------------------------
 def test_jobs_list_shows_backlog_and_filters(page, api, workspace_url):
     imp, app, _ = api.import_job(ENTITY, recurrence={"unit": "hours", "interval": 2})
