@@ -7,9 +7,10 @@ that overruns and starts another); this process owns the bounds the kernel enfor
 - RLIMIT_AS (address space) is set to the job's memory limit while a job runs, so a memory bomb
   fails its own allocations instead of growing the host. libxml2/libxslt report a failed malloc
   inconsistently (a string-doubling bomb surfaces as "Undefined variable"), so a failure is
-  reported as the memory limit when it came with a MemoryError, a memory message, or the job's
-  peak resident memory at half the limit or more (`_memory_exhausted`); the worker then exits so
-  the next job gets a clean heap. When even lxml's error log cannot allocate, the worker exits at
+  reported as the memory limit when it came with a MemoryError, a memory message, or errno ENOMEM
+  (cleared before the job, read as the failure surfaces: a failed malloc or mmap sets it, see
+  `run_stylesheet` and `_memory_exhausted`); the worker
+  then exits so the next job gets a clean heap. When even lxml's error log cannot allocate, the worker exits at
   once with EXIT_OUT_OF_MEMORY (libxslt would otherwise log a failure per remaining node for
   minutes). Address space counts the interpreter and lxml (about 30 MB).
 - RLIMIT_CPU is set per job to the CPU seconds used so far plus the job's budget: a backstop
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 import resource
@@ -59,8 +61,9 @@ REGEXP_NS = "http://exslt.org/regular-expressions"
 _CACHE_SIZE = 64
 # Idle this long, the worker gives freed heap back to the system (back-to-back jobs keep it warm).
 _TRIM_AFTER_IDLE_SECONDS = 2.0
-# A failed job whose peak resident memory reached this share of the limit ran out of memory.
-_MEMORY_SHARE = 0.5
+# A worker whose address space ends a job above this share of the limit is not reused. Below it,
+# the heap it kept (glibc keeps freed trees) is reused by the next job, warm.
+_RECYCLE_SHARE = 0.9
 # At most this many distinct libxslt messages go into a reason (a failing run can log millions).
 _MAX_MESSAGES = 10
 _MIB = 1024 * 1024
@@ -255,13 +258,20 @@ def parse_input(data: bytes, *, max_depth: int) -> etree._ElementTree:
     return tree
 
 
-def run_stylesheet(xslt: etree.XSLT, doc: etree._ElementTree) -> Any:
-    """The result tree; raise FormatError when the stylesheet fails (xsl:message terminate included)."""
+class OutOfMemory(MemoryError):
+    """A failure that came with errno ENOMEM: some allocation hit the address-space limit."""
+
+
+def run_stylesheet(xslt: etree.XSLT, doc: etree._ElementTree, *, errno_now: Callable[[], int] = int) -> Any:
+    """The result tree; raise FormatError when the stylesheet fails (xsl:message terminate included),
+    OutOfMemory when it failed with errno at ENOMEM (`errno_now` reads it, cleared beforehand)."""
     try:
         return xslt(doc)
     except FormatError:
         raise
     except (etree.LxmlError, ValueError, TypeError) as exc:
+        if errno_now() == errno.ENOMEM:  # read first: building the reason makes more C calls
+            raise OutOfMemory() from None
         # XSLTApplyError carries only the last message; the log has the rest (xsl:message).
         # A failed run leaves the object reusable; the next call clears its error log.
         raise FormatError(f"the XSLT failed: {_error_text(exc, xslt.error_log)}") from None
@@ -297,10 +307,23 @@ def _status_kb(*keys: str) -> dict[str, int]:
     return found
 
 
-def _reset_peak() -> None:
-    # "5" resets VmHWM, the peak resident set, so each job sees its own peak (proc(5), clear_refs).
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+class _Errno:
+    """The calling thread's C errno (glibc's __errno_location); ctypes.get_errno() is only a copy."""
+
+    def __init__(self, libc: ctypes.CDLL | None) -> None:
+        self._ptr = None
+        if libc is not None:
+            with contextlib.suppress(AttributeError):
+                locate = getattr(libc, "__errno_location")  # noqa: B009 (a literal would be name-mangled)
+                locate.restype = ctypes.POINTER(ctypes.c_int)
+                self._ptr = locate()  # the main thread's, where jobs run
+
+    def clear(self) -> None:
+        if self._ptr is not None:
+            self._ptr[0] = 0
+
+    def get(self) -> int:
+        return self._ptr[0] if self._ptr is not None else 0
 
 
 class _Process:
@@ -308,6 +331,7 @@ class _Process:
 
     def __init__(self) -> None:
         self.libc = _libc()
+        self.errno = _Errno(self.libc)
         self.cache: OrderedDict[str, etree.XSLT] = OrderedDict()
         self.as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
         self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
@@ -386,22 +410,19 @@ def _write_output(path: str, result: Any, max_output_bytes: int) -> int:
     return size
 
 
-def _memory_exhausted(job: dict, error: BaseException) -> bool:
-    if isinstance(error, MemoryError):
+def _memory_exhausted(state: _Process, error: BaseException) -> bool:
+    if isinstance(error, MemoryError) or state.errno.get() == errno.ENOMEM:  # the latter: compiling
         return True
     text = str(error).lower()
-    if "memory allocation failed" in text or "out of memory" in text:
-        return True
-    peak_kb = _status_kb("VmHWM").get("VmHWM", 0)
-    return peak_kb * 1024 >= job["memory_bytes"] * _MEMORY_SHARE
+    return "memory allocation failed" in text or "out of memory" in text
 
 
 def _handle(state: _Process, job: dict) -> dict:
     reply: dict[str, Any] = {"ok": False, "need": False, "error": None, "message": "", "size": 0}
     reply.update(compiled=False, recycle=False)
     compiling = job["kind"] == "compile"
-    _reset_peak()
     state.limit(job["memory_bytes"], job["cpu_seconds"])
+    state.errno.clear()
     try:
         xslt, reply["compiled"] = state.stylesheet(job)
         if xslt is None:
@@ -409,14 +430,14 @@ def _handle(state: _Process, job: dict) -> dict:
             return reply
         if not compiling:
             doc = parse_input(_read_input(job["in_path"]), max_depth=job["max_depth"])
-            result = run_stylesheet(xslt, doc)
+            result = run_stylesheet(xslt, doc, errno_now=state.errno.get)
             del doc
             reply["size"] = _write_output(job["out_path"], result, job["max_output_bytes"])
             del result
         reply["ok"] = True
     except (FormatError, MemoryError) as exc:
         reply["error"] = "format"
-        if _memory_exhausted(job, exc):
+        if _memory_exhausted(state, exc):
             limit = size_text(job["memory_bytes"])
             reply["message"] = (
                 f"the XSLT does not compile: it exceeded its memory limit of {limit}"
@@ -435,9 +456,8 @@ def _handle(state: _Process, job: dict) -> dict:
         reply["recycle"] = True
     finally:
         state.unlimit()
-    # A heap grown past half the limit would eat into the next job's address space.
     vm_kb = _status_kb("VmSize").get("VmSize", 0)
-    if vm_kb * 1024 > job["memory_bytes"] * _MEMORY_SHARE:
+    if vm_kb * 1024 > job["memory_bytes"] * _RECYCLE_SHARE:
         reply["recycle"] = True
     return reply
 

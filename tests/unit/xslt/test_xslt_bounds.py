@@ -348,3 +348,17 @@ def test_inputs_and_outputs_leave_no_files_behind() -> None:
     with pytest.raises(FormatError):
         apply_transform(compiled, GROUPS, max_output_bytes=5)
     assert os.listdir(xslt._get_pool().tmpdir) == []
+
+
+def test_a_stylesheet_that_stops_itself_late_is_not_taken_for_a_memory_bomb(one_worker) -> None:
+    # 110,592 records (about 100 MB in the worker) built, then xsl:message terminate: the reason is
+    # the stylesheet's, twice, though the second run starts on the heap the first one left.
+    late_stop = _xsl(
+        """<xsl:template match="/"><Document><xsl:for-each select="/a/b"><xsl:for-each select="/a/b">
+             <xsl:for-each select="/a/b"><ENT><CODE>X</CODE></ENT></xsl:for-each></xsl:for-each></xsl:for-each>
+             <xsl:message terminate="yes">late stop</xsl:message></Document></xsl:template>"""
+    )
+    compiled = compile_transform(late_stop)
+    for _ in range(2):
+        with pytest.raises(FormatError, match=r"^the XSLT failed: late stop$"):
+            apply_transform(compiled, b"<a>" + b"<b/>" * 48 + b"</a>")
