@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -33,6 +35,9 @@ from shared.storage.blob_io import open_blob
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+# During Processing a message's Counts are written back at most this often (one MERGE), so `written`
+# grows while a big file is written without multiplying storage calls per chunk.
+PROGRESS_SECONDS = 5.0
 NOT_TERMINAL = [statuses.ENQUEUED, statuses.PREPROCESSING, statuses.PROCESSING]
 
 
@@ -279,12 +284,15 @@ class ImportWorker:
         company = message.get("Company") or job.company
         errors = ErrorFile()
         outcomes: list[EntityOutcome] = []
+        progress = _Progress(self._messages, job_id, row_key)
         try:
             with contextlib.ExitStack() as package_files:
                 try:
                     inputs = self._inputs(job, message, package_files)
                     if _is_package(job, message):
-                        return self._process_package(job, message, inputs, company, errors, package_files)
+                        return self._process_package(
+                            job, message, inputs, company, errors, package_files, progress
+                        )
                     modified = modified_now()
                     staged = []
                     for inp in inputs:
@@ -304,30 +312,31 @@ class ImportWorker:
                         message_id,
                         reason=str(exc),
                     )
-            self._messages.transition(
-                job_id, row_key, statuses.PROCESSING, Counts={o.entity: o.counts() for o, _ in staged}
-            )
+            progress.counts = lambda: {o.entity: o.counts() for o, _ in staged}
+            self._messages.transition(job_id, row_key, statuses.PROCESSING, Counts=progress.counts())
             for inp, (outcome, spool) in zip(inputs, staged, strict=True):
                 process(
                     spool,
                     outcome,
-                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(e, rows),
+                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(
+                        e, rows, on_retry=progress.on_retry
+                    ),
                     errors=errors,
-                    after_chunk=lambda n: _after_chunk(message_id, n),
+                    after_chunk=lambda n: progress.after_chunk(message_id, n),
                 )
                 outcomes.append(outcome)
             final = statuses.PROCESSED_WITH_ERRORS if errors.count else statuses.PROCESSED
-            return self._finish(job_id, row_key, final, outcomes, errors, message_id)
+            return self._finish(job_id, row_key, final, outcomes, errors, message_id, progress=progress)
         except Exception as exc:
             # Recorded for the poison handler's reason; the host retries the work item.
-            last_error = _describe(exc)
-            self._messages.update_message(job_id, row_key, lambda _: {"LastError": last_error})
+            # With the records written so far, so a failure that ends here says how far the import got.
+            progress.record_failure(_describe(exc))
             raise
         finally:
             errors.close()
 
     def _process_package(
-        self, job: Job, message: dict, inputs, company, errors: ErrorFile, package_files
+        self, job: Job, message: dict, inputs, company, errors: ErrorFile, package_files, progress
     ) -> str:
         """A data package: stage every manifest entity, then write them in execution order.
 
@@ -359,16 +368,17 @@ class ImportWorker:
                     message_id,
                     reason="\n".join(run.reasons()),
                 )
-            self._messages.transition(
-                job_id, row_key, statuses.PROCESSING, Counts={o.entity: o.counts() for o in run.outcomes()}
-            )
+            progress.counts = lambda: {o.entity: o.counts() for o in run.outcomes()}
+            self._messages.transition(job_id, row_key, statuses.PROCESSING, Counts=progress.counts())
             run.write(
                 lambda inp, outcome, spool: process(
                     spool,
                     outcome,
-                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(e, rows),
+                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(
+                        e, rows, on_retry=progress.on_retry
+                    ),
                     errors=errors,
-                    after_chunk=lambda n: _after_chunk(message_id, n),
+                    after_chunk=lambda n: progress.after_chunk(message_id, n),
                 )
             )
         finally:
@@ -376,10 +386,16 @@ class ImportWorker:
         problems = errors.count or run.has_problems()
         final = statuses.PROCESSED_WITH_ERRORS if problems else statuses.PROCESSED
         reason = "\n".join(run.reasons()) or None
-        return self._finish(job_id, row_key, final, run.outcomes(), errors, message_id, reason=reason)
+        return self._finish(
+            job_id, row_key, final, run.outcomes(), errors, message_id, reason=reason, progress=progress
+        )
 
-    def _finish(self, job_id, row_key, status, outcomes, errors: ErrorFile, message_id, reason=None) -> str:
+    def _finish(
+        self, job_id, row_key, status, outcomes, errors: ErrorFile, message_id, reason=None, progress=None
+    ) -> str:
         fields: dict = {"Counts": {o.entity: o.counts() for o in outcomes}}
+        if progress is not None and progress.last_transient:
+            fields["LastTransientError"] = progress.last_transient
         summary = list(errors.summary)
         if reason:
             summary.insert(0, reason)
@@ -419,10 +435,18 @@ class ImportWorker:
                 or "the worker stopped during the attempt without recording an error (killed or timed out)"
             )
             attempts = int(current.get("Attempts") or 0)
+            written = _written(current.get("Counts"))
+            partial = (
+                f"; {written} record(s) were written before it failed, so the import is partial (what was "
+                "written stays; reprocess the message to write the rest)"
+                if written
+                else "; no record was written"
+            )
             return {
                 "Status": statuses.POSTPROCESSING_FAILED,
-                "ErrorSummary": f"{reason.format(attempts=attempts)}; last error: {last}"[:8000],
+                "ErrorSummary": f"{reason.format(attempts=attempts)}{partial}; last error: {last}"[:8000],
                 "LastError": last[:2000],
+                "Partial": written > 0,
             }
 
         try:
@@ -450,17 +474,19 @@ class ImportWorker:
             self._end_run(message["RunId"], message["Status"])
 
     def _end_abandoned_run(self, run_id: str, message_id: str, retry_run_id: str) -> None:
-        """A run whose worker died (its message is being retried in another run) ends in Error."""
+        """A run whose worker died or failed (its message is being retried in another run) ends in Error and
+        records `SupersededBy`: its execution then answers Failed, never Executing for good."""
         run = self._runs.find_run(run_id)
-        if run is None or run.get("Status") not in (statuses.RUN_WAITING, statuses.RUN_EXECUTING):
+        if run is None:
             return
-        self._runs.end_run(
-            run_id,
-            statuses.RUN_ERROR,
-            Errors=[
-                f"the worker stopped during this run; message {message_id} was retried in run {retry_run_id}"
-            ],
+        reason = (
+            f"the attempt in this run did not finish; message {message_id} was retried in run {retry_run_id}"
         )
+        if run.get("Status") not in (statuses.RUN_WAITING, statuses.RUN_EXECUTING):
+            errors = [str(e) for e in run.get("Errors") or []]
+            self._runs.update_run(run_id, SupersededBy=retry_run_id, Errors=[*errors, reason][-20:])
+            return
+        self._runs.end_run(run_id, statuses.RUN_ERROR, Errors=[reason], SupersededBy=retry_run_id)
 
     def _fail_orphans(self, item: dict, reason: str) -> None:
         if item["kind"] != work_items.KIND_MESSAGE:
@@ -483,6 +509,74 @@ def _describe(exc: BaseException) -> str:
     """The error for a reason: its type and first line (Azure SDK errors go on with the whole response)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:2000]
+
+
+def _written(counts) -> int:
+    """Records written, summed over a message's per-entity Counts."""
+    if not isinstance(counts, dict):
+        return 0
+    return sum(int(c.get("written") or 0) for c in counts.values() if isinstance(c, dict))
+
+
+class _Progress:
+    """One attempt's view of a message in Processing: writes its Counts back every PROGRESS_SECONDS (after
+    a committed chunk of batches) and remembers the last transient storage error retried during it.
+
+    `counts()` gives the current per-entity Counts (set once the entities are staged). `on_retry` is
+    shared.storage.retry.TransientRetry's hook; it is called from the upsert pool's threads and only
+    assigns a string.
+    """
+
+    def __init__(self, messages, job_id: str, row_key: str) -> None:
+        self._messages = messages
+        self._job_id = job_id
+        self._row_key = row_key
+        self._flushed_at = time.monotonic()
+        self.counts: Callable[[], dict] | None = None
+        self.last_transient: str | None = None
+
+    def on_retry(self, attempt: int, error: BaseException) -> None:
+        from shared.storage.retry import describe
+
+        self.last_transient = f"{iso_now()} (try {attempt}): {describe(error)}"
+
+    def after_chunk(self, message_id: str, chunks_done: int) -> None:
+        _after_chunk(message_id, chunks_done)
+        if time.monotonic() - self._flushed_at >= PROGRESS_SECONDS:
+            self.flush()
+
+    def _fields(self) -> dict:
+        fields: dict = {}
+        if self.counts is not None:
+            fields["Counts"] = self.counts()
+        if self.last_transient:
+            fields["LastTransientError"] = self.last_transient
+        return fields
+
+    def flush(self) -> None:
+        fields = self._fields()
+        self._flushed_at = time.monotonic()
+        if not fields:
+            return
+
+        def change(current: dict) -> dict | None:
+            return dict(fields) if current.get("Status") == statuses.PROCESSING else None
+
+        try:
+            self._messages.update_message(self._job_id, self._row_key, change)
+        except Exception:  # progress is informative: a failed write must not fail the import
+            log.warning("writing the progress of message %s failed", self._row_key, exc_info=True)
+
+    def record_failure(self, last_error: str) -> None:
+        """The attempt failed: its last error, and the records written so far (for the failure's reason)."""
+        fields = {"LastError": last_error, **self._fields()}
+        self._messages.update_message(self._job_id, self._row_key, lambda _: dict(fields))
+
+
+def iso_now() -> str:
+    from shared.storage.message_repo import iso, now_utc
+
+    return iso(now_utc())
 
 
 def _after_chunk(message_id: str, chunks_done: int) -> None:

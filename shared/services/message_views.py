@@ -75,6 +75,12 @@ def message_detail(msg: dict) -> dict:
             if msg.get("ErrorFile")
             else None,
             "attempts": msg.get("Attempts") or 0,
+            # The last transient storage error retried during an attempt (retried at the failed call, so
+            # the import went on), and the error that ended the last failed attempt.
+            "lastTransientError": msg.get("LastTransientError"),
+            "lastError": msg.get("LastError"),
+            # A failed import that had written records: those stay in the target, the rest did not arrive.
+            "partial": bool(msg.get("Partial")),
         }
     )
     return out
@@ -97,4 +103,8 @@ def run_summary(run: dict) -> dict:
         "counts": run.get("Counts") or {},
         "refreshType": run.get("RefreshType"),  # export runs: FullPush or IncrementalPush
         "errors": run.get("Errors") or [],
+        # Import runs: Ended with withErrors when records were rejected or some (not all) messages failed.
+        "withErrors": bool(run.get("WithErrors")),
+        # The run whose attempt replaced this one's (its message was retried there): this run ended in Error.
+        "supersededBy": run.get("SupersededBy"),
     }

@@ -669,7 +669,15 @@ def summary_of(ex: Execution) -> str:
         return "Canceled"
     if ex.operation == "export" or not ex.messages:
         return _RUN_SUMMARY.get(run_status, UNKNOWN)
-    values = [statuses.EXECUTION_SUMMARY.get(m.get("Status"), "Executing") for m in ex.messages]
+    run_id = ex.run.get("RunId") if ex.run else None
+    # A message retried in another run left this execution with a failed attempt: it never answers
+    # Executing for the message's later life (import_worker._end_abandoned_run records SupersededBy).
+    values = [
+        "Failed"
+        if run_id and m.get("RunId") and m.get("RunId") != run_id
+        else statuses.EXECUTION_SUMMARY.get(m.get("Status"), "Executing")
+        for m in ex.messages
+    ]
     if all(v == "NotRun" for v in values):
         return "NotRun"
     if any(v in ("NotRun", "Executing") for v in values):

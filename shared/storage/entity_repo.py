@@ -11,7 +11,7 @@ import re
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -344,9 +344,16 @@ class EntityRepository:
     def encode(self, entity: Entity, record: dict, company: str | None, modified: datetime) -> dict:
         return encode_record(entity, record, company, self._buckets, modified)
 
-    def upsert_rows(self, entity: Entity, rows: Iterable[dict]) -> UpsertResult:
+    def upsert_rows(
+        self,
+        entity: Entity,
+        rows: Iterable[dict],
+        *,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ) -> UpsertResult:
         """Upserts encoded rows: batches of at most 100 per partition, several batches in flight.
-        A batch the service refuses is retried row by row, so one bad row rejects only itself."""
+        A batch the service refuses is retried row by row, so one bad row rejects only itself.
+        `on_retry(attempt, error)` is told of each transient failure retried (from the pool's threads)."""
         table = self.table(entity)
         by_partition: dict[str, dict[str, dict]] = defaultdict(dict)
         for row in rows:
@@ -356,7 +363,7 @@ class EntityRepository:
             items = list(partition_rows.values())
             batches.extend(items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT))
         result = UpsertResult()
-        futures = [_executor().submit(self._submit, table, batch) for batch in batches]
+        futures = [_executor().submit(self._submit, table, batch, on_retry) for batch in batches]
         for future in futures:
             written, failed = future.result()
             result.written += written
@@ -364,12 +371,12 @@ class EntityRepository:
         return result
 
     @staticmethod
-    def _submit(table: TableClient, batch: list[dict]) -> tuple[int, list[tuple[dict, str]]]:
+    def _submit(table: TableClient, batch: list[dict], on_retry=None) -> tuple[int, list[tuple[dict, str]]]:
         ops = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
         try:
             # A batch is a POST, which the SDK does not retry after a reset (shared/storage/retry.py);
             # a batch of upserts is idempotent, so it is retried here, not by restarting the file.
-            retry_call(lambda: table.submit_transaction(ops), what="a batch upsert")
+            retry_call(lambda: table.submit_transaction(ops), what="a batch upsert", on_retry=on_retry)
             return len(batch), []
         except TableTransactionError:
             pass

@@ -440,7 +440,7 @@ def test_the_sweep_ends_poisoned_import_and_export_items_once(services, job, exp
     assert ended["Status"] == statuses.POSTPROCESSING_FAILED
     assert ended["ErrorSummary"] == (
         "the import was abandoned after 1 attempt(s): the host moved its work item to the poison queue; "
-        "last error: OSError: gone"
+        "no record was written; last error: OSError: gone"
     )
     assert [t["status"] for t in ended["Transitions"]].count(statuses.POSTPROCESSING_FAILED) == 1
     run = services.run_repo().get_run(export_run["runId"])
