@@ -8,6 +8,7 @@ Four transfers of the same bytes (default 200 MB), each timed for d365ri and for
 - dequeue: `d365ri dequeue` (a process: dequeue, download through the host, size check, atomic write, ack)
   vs `curl` of the DownloadLocation with the token, each on its own export message of that size;
 - SAS download: d365ri's verified atomic download (in this process) vs `curl` of the same read SAS URL.
+Downloads are written to files by both (d365ri also fsyncs them before the rename; curl does not).
 Each enqueue uses its own external ID, so de-duplication never shortens a run. Timings are printed, never
 asserted. Run: .venv/bin/python bench/bench_client.py [--size-mb 200] [--runs 2]
 """
@@ -43,8 +44,8 @@ def best(runs: int, work) -> float:
     return min(timed(work) for _ in range(runs))
 
 
-def curl(*args: str) -> None:
-    done = subprocess.run(["curl", "-sS", "--fail", "-o", os.devnull, *args], capture_output=True, text=True)
+def curl(*args: str, out: str = os.devnull) -> None:
+    done = subprocess.run(["curl", "-sS", "--fail", "-o", out, *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"curl failed: {done.stderr}")
 
@@ -233,7 +234,9 @@ def main() -> int:
                 reply = http.get(f"{base}/api/connector/dequeue/{exp}", headers=partner)
                 reply.raise_for_status()
                 location = reply.json()["DownloadLocation"]
-                seconds = timed(lambda: curl("-H", f"Authorization: Bearer {token}", location))
+                seconds = timed(
+                    lambda: curl("-H", f"Authorization: Bearer {token}", location, out=str(work / "c.zip"))
+                )
                 http.post(
                     f"{base}/api/connector/ack/{exp}", json=reply.json(), headers=partner
                 ).raise_for_status()
@@ -269,7 +272,7 @@ def main() -> int:
                 args.runs,
                 lambda: download_to(transport, read_url, target, what="bench", auth=False, quiet=True),
             )
-            t_curl = best(args.runs, lambda: curl(read_url))
+            t_curl = best(args.runs, lambda: curl(read_url, out=str(work / "c.zip")))
             rows.append(("SAS download (package API)", t_cli, t_curl))
 
             print(f"{args.size_mb} MB, best of {args.runs}; d365ri next to curl on the same host and Azurite")

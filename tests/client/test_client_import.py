@@ -140,8 +140,22 @@ def test_a_file_over_the_servers_limit_switches_to_the_package_api_on_413(api, a
 
 
 def test_the_profile_size_limit_sends_through_the_package_api_without_a_413(
-    api, d365ri, tmp_path, client_home
+    api, d365ri, tmp_path, client_home, monkeypatch
 ):
+    """Also the block upload (Put Block + Put Block List), made to cut this small package into blocks."""
+    from d365ri import transfer
+    from d365ri.http import Transport
+
+    monkeypatch.setattr(transfer, "SINGLE_PUT_MAX", 4096)
+    monkeypatch.setattr(transfer, "BLOCK_SIZE", 4096)
+    sent = []
+    request = Transport.request
+
+    def spy(self, method, url, **kw):
+        sent.append((method, url.split("?", 1)[-1] if "comp=" in url else url.rsplit("/", 1)[-1]))
+        return request(self, method, url, **kw)
+
+    monkeypatch.setattr(Transport, "request", spy)
     job = ImportJob(api)
     config = client_home / "config.json"
     config.parent.mkdir(parents=True)
@@ -167,13 +181,17 @@ def test_the_profile_size_limit_sends_through_the_package_api_without_a_413(
         )
     )
     file = tmp_path / "medium.csv"
-    file.write_bytes(big_csv(20, width=100))
+    rows = [f"L{i:06d},{uuid.uuid4().hex * 3},1" for i in range(200)]  # does not compress to under 4 KiB
+    file.write_bytes(("CODE,NAME,AMOUNT\r\n" + "\r\n".join(rows) + "\r\n").encode())
     run = d365ri("enqueue", "rows", file, "--wait", "--json", app=job.app)
     assert run.code == 0, run.err
     result = run.json()
     assert result["path"] == "package" and result["status"] == "Succeeded"
     assert "switching" not in run.err  # decided by size, before any upload
-    assert len(job.codes()) == 20
+    assert len(job.codes()) == 200
+    blocks = [q for m, q in sent if "comp=block&" in q]
+    assert len(blocks) >= 2 and [q for m, q in sent if "comp=blocklist" in q]
+    assert not any(u.startswith("Microsoft.Dynamics.DataEntities.GetMessageStatus") for _, u in sent)
     status = d365ri("status", "--execution", result["executionId"], "--json", app=job.app)
     assert status.code == 0 and status.json()["status"] == "Succeeded"
 

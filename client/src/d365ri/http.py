@@ -163,7 +163,7 @@ class Transport:
             status = resp.status_code
             if status in ok:
                 return resp
-            code, message = error_of(resp) if not stream or status >= 300 else (None, "")
+            code, message = error_of(resp)
             if status == 401 and token is not None and not refreshed:
                 refreshed = True  # one new token: the cached one may have been revoked or rotated
                 resp.close()

@@ -289,7 +289,7 @@ def execution_report(
 
 
 # Receiving ---------------------------------------------------------------------------------------------
-def output_name(reply: dict, disposition: str | None = None) -> str:
+def output_name(reply: dict) -> str:
     """The file name of a dequeued file: unique per CorrelationId, so a redelivery overwrites its own copy."""
     corr = safe_name(str(reply["CorrelationId"]).strip("{}"))
     return f"{corr}.zip"

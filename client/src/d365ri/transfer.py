@@ -17,10 +17,11 @@ from d365ri.errors import ClientError
 from d365ri.files import atomic_writer
 
 CHUNK = 1024 * 1024
-# Blob uploads: one Put Blob up to this size, else Put Block (this size each) + Put Block List. Blocks keep
-# memory flat, let a failed block be sent again alone, and work for any size on every service version.
+# Blob uploads: one Put Blob up to SINGLE_PUT_MAX (the Put Blob limit of every service version since 2016;
+# as fast as curl, while Azurite's block path measured 4x slower for 200 MB), else Put Block (BLOCK_SIZE each,
+# 4 at a time) + Put Block List: memory stays flat, a failed block is sent again alone, any size works.
 BLOCK_SIZE = 8 * 1024 * 1024
-SINGLE_PUT_MAX = 16 * 1024 * 1024
+SINGLE_PUT_MAX = 256 * 1024 * 1024
 BLOB_API_VERSION = "2021-08-06"  # x-ms-version: Put Blob and Put Block take up to 4000 MiB blocks here
 
 
