@@ -93,9 +93,28 @@ def raw(data: bytes) -> tuple[float, bytes]:
     return time.perf_counter() - start, out
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and by the XSLT worker processes (user + system).
+
+    Reported next to wall-clock times because CPU time is less disturbed by other load on the machine.
+    """
+    import psutil
+
+    from shared.formats.xslt import worker_pids
+
+    total = time.process_time()
+    for pid in worker_pids():
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def child(side: str, where: str, mb: int, calls: int) -> dict:
-    """One process's share: an untimed call, then `calls` timed ones; their times and this process's
-    peak RSS in MB (for "ours", the app's side only: the transform's memory is in the worker)."""
+    """One process's share: an untimed call, then `calls` timed ones; their wall and CPU times and this
+    process's peak RSS in MB (for "ours", the app's side only: the transform's memory is in the worker)."""
     import resource
 
     data = make_input(mb * 1024 * 1024)
@@ -106,8 +125,12 @@ def child(side: str, where: str, mb: int, calls: int) -> dict:
             return pool.submit(fn, data).result() if where == "pool" else fn(data)
 
         call()
-        times = [call()[0] for _ in range(calls)]
-    return {"times": times, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        times, cpu = [], []
+        for _ in range(calls):
+            before = cpu_seconds()
+            times.append(call()[0])
+            cpu.append(cpu_seconds() - before)
+    return {"times": times, "cpu": cpu, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def startup() -> dict:
@@ -212,11 +235,13 @@ def main() -> int:
         ("main", "both called from the main thread:"),
     ):
         times: dict[str, list[float]] = {"ours": [], "raw": []}
+        cpu: dict[str, list[float]] = {"ours": [], "raw": []}
         rss: dict[str, float] = {"ours": 0.0, "raw": 0.0}
         for n in range(args.rounds):
             for side in ("raw", "ours") if n % 2 == 0 else ("ours", "raw"):
                 got = run(side, where)
                 times[side] += got["times"]
+                cpu[side] += got["cpu"]
                 rss[side] = max(rss[side], got["rss_mb"])
         best = {side: mb / min(ts) for side, ts in times.items()}
         median = {side: mb / statistics.median(ts) for side, ts in times.items()}
@@ -230,6 +255,13 @@ def main() -> int:
         print(
             f"  ratio: {best['ours'] / best['raw']:.2f} best, {median['ours'] / median['raw']:.2f} median "
             "(target >= 0.95)"
+        )
+        cpu_best = min(cpu["raw"]) / min(cpu["ours"])
+        cpu_median = statistics.median(cpu["raw"]) / statistics.median(cpu["ours"])
+        print(
+            f"  CPU seconds per call (this process + workers): ours {min(cpu['ours']):.2f} best, "
+            f"{statistics.median(cpu['ours']):.2f} median; raw {min(cpu['raw']):.2f} best, "
+            f"{statistics.median(cpu['raw']):.2f} median; ratio {cpu_best:.2f} best, {cpu_median:.2f} median"
         )
     return 0
 

@@ -35,6 +35,12 @@ holding the interpreter lock (a 32-character backtracking pattern once froze a h
 and D365's own XSLT processor (.NET XslCompiledTransform) has no EXSLT at all, so no D365
 stylesheet needs them. `exslt_regexp=True` lets them run, in the worker, under the same bounds.
 
+Like any multiprocessing child, a worker imports the parent's main module unless that ran with -m
+as `pkg.__main__`: in Azure the Python worker runs as `python -m azure_functions_worker`, locally
+its `worker.py` is guarded by `if __name__ == "__main__"` (azure-functions-python-worker,
+python/prodV4/worker.py); the devhost and pytest run as `-m`. A script that calls this module
+needs that guard too, or its workers re-run it and die.
+
 Throughput (bench/bench_xslt.py): each worker compiles a stylesheet once and keeps it; the parse,
 transform and serialization run in the worker's main thread, so the input and result trees share
 one warm heap (a worker trims its heap only after 2 s idle). Worker start-up (a fork of the
