@@ -67,7 +67,11 @@ def d365ri(api, client_home, monkeypatch):
 def client_process(
     api, app: str, *argv: str, env: dict | None = None, home: Path
 ) -> subprocess.CompletedProcess:
-    """`python -m d365ri ...` in a process of its own (for crashes and restarts)."""
+    """`python -m d365ri ...` in a process of its own (for crashes and restarts).
+
+    $CLIENT_TEST_PYTHON runs it with another interpreter that has the client's dependencies (for example a
+    Python 3.10 virtualenv with `pip install ./client`), the client's source still coming from client/src.
+    """
     full = {k: v for k, v in os.environ.items() if not k.startswith("D365RI_")}
     full.update(
         PYTHONPATH=str(CLIENT_SRC) + os.pathsep + full.get("PYTHONPATH", ""),
@@ -77,7 +81,7 @@ def client_process(
         **(env or {}),
     )
     return subprocess.run(
-        [sys.executable, "-m", "d365ri", *map(str, argv)],
+        [os.environ.get("CLIENT_TEST_PYTHON") or sys.executable, "-m", "d365ri", *map(str, argv)],
         env=full,
         capture_output=True,
         text=True,
