@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -36,6 +37,9 @@ def test_the_wheel_builds_installs_in_a_fresh_venv_and_its_console_script_runs(t
     # setuptools, from the package index, then caches it). The runtime dependencies come from the test
     # venv's site-packages through a .pth file: they are what `pip install` would bring.
     wheels = tmp_path / "wheels"
+    # A copy: pip builds in the source folder (build/, *.egg-info), which must not litter the checkout.
+    source = tmp_path / "client"
+    shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [
             sys.executable,
@@ -46,7 +50,7 @@ def test_the_wheel_builds_installs_in_a_fresh_venv_and_its_console_script_runs(t
             "-q",
             "-w",
             str(wheels),
-            str(CLIENT),
+            str(source),
         ],
         check=True,
         capture_output=True,

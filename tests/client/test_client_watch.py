@@ -5,6 +5,7 @@ and nothing lost (D365RI_FAULT_EXIT ends the client process abruptly at a named 
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -178,3 +179,31 @@ def test_a_second_watch_on_the_same_state_refuses_to_run(api, d365ri, tmp_path):
     with exclusive_lock(inbox / ".d365ri-watch.json.lock"):
         run = d365ri(*watch_args(imp, inbox, "--once"), app=imp.app)
     assert run.code == 1 and "another d365ri watch is running" in run.err
+
+
+def test_a_message_the_server_no_longer_knows_goes_to_error_with_the_reason(api, d365ri, tmp_path):
+    imp = ImportJob(api)
+    inbox = tmp_path / "outbox"
+    inbox.mkdir()
+    (inbox / "old.csv").write_bytes(csv_rows(["O1"]))
+    stat = (inbox / "old.csv").stat()
+    state = {
+        "version": 1,
+        "downloads": {},
+        "uploads": {
+            "old.csv": {
+                "state": "sent",
+                "path": "enqueue",
+                "messageId": str(uuid.uuid4()),
+                "size": stat.st_size,
+                "mtime": stat.st_mtime,
+                "externalId": "old.csv",
+            }
+        },
+    }
+    (inbox / ".d365ri-watch.json").write_text(json.dumps(state))
+    run = d365ri(*watch_args(imp, inbox, "--once"), app=imp.app)
+    assert run.code == 0, run.err
+    report = json.loads((inbox / "error" / "old.csv.status.json").read_text())
+    assert report["status"] == "Unknown" and "MessageNotFound" in report["error"]
+    assert (inbox / "error" / "old.csv").exists() and not imp.messages()  # not sent again either

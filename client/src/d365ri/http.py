@@ -203,6 +203,15 @@ class Transport:
 
     def _error(self, resp, status, code, message, what, token, job) -> ApiError:
         resp.close()
+        if status in (401, 403) and token is None:  # a SAS URL (no token): expired, or not for this operation
+            return ApiError(
+                status,
+                code,
+                message,
+                what=what,
+                hint="the storage URL (SAS) was refused: it has expired or does not allow this operation; "
+                "run the command again for a fresh URL",
+            )
         if status == 401:
             return AuthError(status, code, message, what=what, hint=self._hint_401(token))
         if status == 403:

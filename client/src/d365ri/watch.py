@@ -291,12 +291,21 @@ class Watcher:
         for name, entry in list(self.state.uploads.items()):
             if self.stopping or entry.get("state") != "sent":
                 continue
-            if entry.get("path") == "package":
-                status = self.api.execution_status(entry["executionId"])
-                terminal = status in EXECUTION_TERMINAL
-            else:
-                status = self.api.message_status(entry["messageId"])
-                terminal = status in MESSAGE_TERMINAL
+            try:
+                if entry.get("path") == "package":
+                    status = self.api.execution_status(entry["executionId"])
+                    terminal = status in EXECUTION_TERMINAL
+                else:
+                    status = self.api.message_status(entry["messageId"])
+                    terminal = status in MESSAGE_TERMINAL
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                # The server no longer knows it (its retention ended while this watch was stopped): the
+                # outcome cannot be learnt, so the file goes to error with the reason, never silently.
+                entry.update(status="Unknown")
+                self._finish(name, entry, ok=False, report={"status": "Unknown", "error": str(exc)})
+                continue
             if status != entry.get("status"):
                 entry["status"] = status
                 self.emit("status", file=name, status=status)
