@@ -135,3 +135,31 @@ def test_the_default_scope_is_the_base_url(client_home):
     )
     assert profile.effective_scope == "https://contoso.operations.dynamics.com/.default"
     assert sys.modules["d365ri.config"].DEFAULT_AUTHORITY == "https://login.microsoftonline.com"
+
+
+def test_an_unreachable_authority_is_a_network_error(api, d365ri, client_home, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = client_home
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(
+        json.dumps(
+            {
+                "profiles": {
+                    "p": {
+                        "baseUrl": api.base,
+                        "tenant": TENANT,
+                        "clientId": str(uuid.uuid4()),
+                        "auth": "secret",
+                        "authority": f"https://127.0.0.1:{port}",
+                    }
+                }
+            }
+        )
+    )
+    monkeypatch.setenv("D365RI_CLIENT_SECRET", "x")
+    run = d365ri("login")
+    assert run.code == 4 and "sign-in at https://127.0.0.1" in run.err and "Traceback" not in run.err

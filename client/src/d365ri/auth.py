@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from d365ri.config import DEFAULT_AUTHORITY, Profile
-from d365ri.errors import SignInError, UsageError
+from d365ri.errors import NetworkError, SignInError, UsageError
 from d365ri.files import write_private_text
 
 _WELL_KNOWN_AUTHORITIES = {
@@ -269,6 +269,19 @@ class MsalToken:
             self._cache.has_state_changed = False
 
     def token(self, *, force: bool = False) -> str:
+        import requests
+
+        try:
+            return self._token(force)
+        except requests.RequestException as exc:
+            raise NetworkError(
+                f"sign-in at {self._profile.authority}/{self._profile.tenant} failed: {type(exc).__name__}: "
+                f"{str(exc)[:200]}",
+                hint="check the network, proxies (HTTPS_PROXY) and the profile's authority; a private CA "
+                "needs caBundle",
+            ) from None
+
+    def _token(self, force: bool) -> str:
         with self._lock:
             if self._last is not None and not force and self._last[1] - time.monotonic() > 60:
                 return self._last[0]
