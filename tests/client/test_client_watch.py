@@ -5,6 +5,7 @@ and nothing lost (D365RI_FAULT_EXIT ends the client process abruptly at a named 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -207,3 +208,26 @@ def test_a_message_the_server_no_longer_knows_goes_to_error_with_the_reason(api,
     report = json.loads((inbox / "error" / "old.csv.status.json").read_text())
     assert report["status"] == "Unknown" and "MessageNotFound" in report["error"]
     assert (inbox / "error" / "old.csv").exists() and not imp.messages()  # not sent again either
+
+
+def test_order_by_time_sends_the_oldest_file_first(api, d365ri, tmp_path):
+    import os
+
+    imp = ImportJob(api, processOnArrival=False)
+    inbox = tmp_path / "outbox"
+    inbox.mkdir()
+    for name, age in (("a.csv", 10), ("m.csv", 30), ("z.csv", 20)):
+        (inbox / name).write_bytes(csv_rows([name[0].upper()]))
+        old = time.time() - age
+        os.utime(inbox / name, (old, old))
+    run = d365ri(*watch_args(imp, inbox, "--once"), "--order", "time", app=imp.app)
+    assert run.code == 0, run.err
+    assert [e["file"] for e in events(run.out) if e["event"] == "sent"] == ["m.csv", "z.csv", "a.csv"]
+    # Not terminal yet (the job processes on its schedule): the files wait in the input folder, recorded as sent.
+    state = json.loads((inbox / ".d365ri-watch.json").read_text())
+    assert {n: e["state"] for n, e in state["uploads"].items()} == {
+        "a.csv": "sent",
+        "m.csv": "sent",
+        "z.csv": "sent",
+    }
+    assert sorted(p.name for p in inbox.iterdir() if p.suffix == ".csv") == ["a.csv", "m.csv", "z.csv"]

@@ -209,21 +209,29 @@ class Watcher:
         folder = self.cfg.input_dir
         assert folder is not None
         now = time.time()
-        files = []
+        files: list[tuple[float, Path]] = []
         for path in folder.iterdir():
             name = path.name
-            if name.startswith((".", "~")) or name.lower().endswith(_SKIP_SUFFIXES) or not path.is_file():
+            if (
+                name.startswith((".", "~"))
+                or name.lower().endswith(_SKIP_SUFFIXES)
+                or name in self.state.uploads
+            ):
                 continue
-            if name in self.state.uploads:
+            try:
+                if not path.is_file():
+                    continue
+                mtime = path.stat().st_mtime
+            except OSError:  # removed or renamed while we looked
                 continue
-            if not include_unsettled and now - path.stat().st_mtime < self.cfg.settle:
+            if not include_unsettled and now - mtime < self.cfg.settle:
                 continue
-            files.append(path)
+            files.append((mtime, path))
         if self.cfg.order == "time":
-            files.sort(key=lambda p: (p.stat().st_mtime, p.name))
+            files.sort(key=lambda f: (f[0], f[1].name))
         else:
-            files.sort(key=lambda p: p.name)
-        return files
+            files.sort(key=lambda f: f[1].name)
+        return [p for _, p in files]
 
     def send_new(self) -> None:
         # Files recorded as `sending` first (a crash came between the record and the reply), then new ones.
@@ -235,12 +243,16 @@ class Watcher:
         for path in self.candidates():
             if self.stopping:
                 return
-            stat = path.stat()
+            try:
+                stat = path.stat()
+                digest = sha256_file(path)
+            except OSError:  # gone before it was recorded: nothing was sent, nothing to do
+                continue
             self.state.uploads[path.name] = {
                 "state": "sending",
                 "size": stat.st_size,
                 "mtime": stat.st_mtime,
-                "sha256": sha256_file(path),
+                "sha256": digest,
                 "externalId": self.cfg.send.external_id or path.name,
                 "seq": time.time_ns(),
                 "since": now_iso(),
