@@ -105,9 +105,9 @@ class ImportWorker:
                 return
             fault_points.hit("claimed", message.get("MessageId"))
             run_id = self._start_run(job, trigger, item.get("runId"))
-            status = self.process_message(job, message, run_id)
+            self.process_message(job, message, run_id)
             fault_points.hit("ended", message.get("MessageId"))
-            self._end_run(run_id, status)
+            self._end_run(run_id)
 
     def drain(self, job: Job, *, claim_token: str, trigger: str) -> None:
         while True:
@@ -126,14 +126,14 @@ class ImportWorker:
                     run_id = run_id or self._start_run(job, trigger, None)
                     self.process_message(job, message, run_id)
                     self._leases.renew(job.activity_id, claim_token, LEASE)
-            except BaseException:
+            except BaseException as exc:
                 if run_id:
-                    self._runs.end_run(run_id, statuses.RUN_ERROR)
+                    self._end_run(run_id, error=f"the drain stopped: {_describe(exc)}")
                 raise
             finally:
                 self._leases.release(job.activity_id, claim_token)
             if run_id:
-                self._end_run(run_id, statuses.PROCESSED)
+                self._end_run(run_id)
             # A message may have arrived between the last look and the release.
             if self._next_in_order(job) is None:
                 return
@@ -209,9 +209,19 @@ class ImportWorker:
         self._runs.create_run(job.activity_id, run_id, trigger=trigger, operation="import")
         return run_id
 
-    def _end_run(self, run_id: str, final_status: str) -> None:
-        ok = final_status in (statuses.PROCESSED, statuses.PROCESSED_WITH_ERRORS)
-        self._runs.end_run(run_id, statuses.RUN_ENDED if ok else statuses.RUN_ERROR)
+    def _end_run(self, run_id: str, *, error: str | None = None) -> None:
+        """End an import run as its messages ended (shared.services.run_outcome): Counts, Ended (with
+        WithErrors) or Error, and the reasons. `error`: the run's own failure, when it stopped."""
+        from shared.services.run_outcome import run_outcome
+
+        run = self._runs.find_run(run_id)
+        if run is None:
+            return
+        messages = [m for m in map(self._messages.find_by_id, run.get("Messages") or []) if m is not None]
+        status, fields = run_outcome(run_id, messages, error)
+        if run.get("SupersededBy"):
+            fields["Errors"] = [*(str(e) for e in run.get("Errors") or []), *fields["Errors"]]
+        self._runs.end_run(run_id, status, **fields)
 
     def _inputs(
         self, job: Job, message: dict, resources: contextlib.ExitStack | None = None
@@ -455,10 +465,7 @@ class ImportWorker:
             log.warning("failed work for message %s of job %s, which no longer exists", row_key, job_id)
             return
         if updated and updated.get("RunId"):
-            try:
-                self._runs.end_run(updated["RunId"], statuses.RUN_ERROR, Errors=[updated["ErrorSummary"]])
-            except NotFoundError:
-                pass
+            self._end_run(updated["RunId"])
 
     def _end_run_of_ended_message(self, job_id: str, row_key: str) -> None:
         """A message that ended while its run did not (the worker failed or died between the two writes):
@@ -471,7 +478,7 @@ class ImportWorker:
         if run is None or run.get("Status") not in (statuses.RUN_WAITING, statuses.RUN_EXECUTING):
             return
         if message.get("Status") in statuses.IMPORT_TERMINAL:
-            self._end_run(message["RunId"], message["Status"])
+            self._end_run(message["RunId"])
 
     def _end_abandoned_run(self, run_id: str, message_id: str, retry_run_id: str) -> None:
         """A run whose worker died or failed (its message is being retried in another run) ends in Error and
@@ -479,9 +486,7 @@ class ImportWorker:
         run = self._runs.find_run(run_id)
         if run is None:
             return
-        reason = (
-            f"the attempt in this run did not finish; message {message_id} was retried in run {retry_run_id}"
-        )
+        reason = f"the worker stopped during this run; message {message_id} was retried in run {retry_run_id}"
         if run.get("Status") not in (statuses.RUN_WAITING, statuses.RUN_EXECUTING):
             errors = [str(e) for e in run.get("Errors") or []]
             self._runs.update_run(run_id, SupersededBy=retry_run_id, Errors=[*errors, reason][-20:])

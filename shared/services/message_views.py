@@ -81,6 +81,9 @@ def message_detail(msg: dict) -> dict:
             "lastError": msg.get("LastError"),
             # A failed import that had written records: those stay in the target, the rest did not arrive.
             "partial": bool(msg.get("Partial")),
+            # Ended PostProcessingFailed because an administrator canceled it (message_actions.cancel).
+            "canceled": bool(msg.get("Canceled")),
+            "previousErrors": msg.get("PreviousErrors"),
         }
     )
     return out

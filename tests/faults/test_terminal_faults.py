@@ -301,14 +301,22 @@ def test_work_failing_on_every_delivery_ends_terminal_with_its_reason(world):
     messages = _messages(services, all_imports)
     last = f"last allowed queue delivery {MAX_DELIVERIES} of {MAX_DELIVERIES}"
     assert messages[failing]["Status"] == statuses.POSTPROCESSING_FAILED
-    assert messages[failing]["ErrorSummary"] == (
-        f"the import failed on its {last}, after 2 attempt(s); last error: RuntimeError: injected fault at "
-        "processing (DEV_FAULT_PLAN_DIR)"
+    # The fault fires after the first committed chunk: the reason says the import is partial (issue 11, item 3).
+    partial = "record(s) were written before it failed, so the import is partial"
+    assert messages[failing]["ErrorSummary"].startswith(
+        f"the import failed on its {last}, after 2 attempt(s); "
+    )
+    assert partial in messages[failing]["ErrorSummary"] and messages[failing]["Partial"] is True
+    assert messages[failing]["ErrorSummary"].endswith(
+        "; last error: RuntimeError: injected fault at processing (DEV_FAULT_PLAN_DIR)"
     )
     assert messages[failing_write]["Status"] == statuses.POSTPROCESSING_FAILED
-    assert messages[failing_write]["ErrorSummary"] == (
-        f"the import was abandoned after 2 attempt(s): {ABANDONED}; last error: RuntimeError: injected fault "
-        "at processing (DEV_FAULT_PLAN_DIR)"
+    assert messages[failing_write]["ErrorSummary"].startswith(
+        f"the import was abandoned after 2 attempt(s): {ABANDONED}; "
+    )
+    assert partial in messages[failing_write]["ErrorSummary"]
+    assert messages[failing_write]["ErrorSummary"].endswith(
+        "; last error: RuntimeError: injected fault at processing (DEV_FAULT_PLAN_DIR)"
     )
     assert messages[in_order[0]]["Status"] == statuses.POSTPROCESSING_FAILED
     assert last in messages[in_order[0]]["ErrorSummary"]
@@ -342,7 +350,10 @@ def test_work_failing_on_every_delivery_ends_terminal_with_its_reason(world):
     )
     assert world.workers.kills == 0
     for each in (job, ordered, export_job):
-        assert all(r["Status"] in TERMINAL_RUN for r in _runs(services, each))
+        runs = _runs(services, each)
+        assert all(r["Status"] in TERMINAL_RUN for r in runs), [
+            (r["RunId"], r["Status"], r.get("Messages"), r.get("Errors")) for r in runs
+        ]
 
 
 def test_work_whose_worker_dies_on_every_delivery_is_poisoned_and_swept(world):
@@ -373,13 +384,13 @@ def test_work_whose_worker_dies_on_every_delivery_is_poisoned_and_swept(world):
     messages = _messages(services, [killed, killed_writing])
     assert messages[killed]["Status"] == statuses.POSTPROCESSING_FAILED
     assert messages[killed]["ErrorSummary"] == (
-        f"the import was abandoned after 2 attempt(s): {ABANDONED}; last error: {KILLED}"
+        f"the import was abandoned after 2 attempt(s): {ABANDONED}; no record was written; last error: {KILLED}"
     )
     assert messages[killed_writing]["Status"] == statuses.POSTPROCESSING_FAILED
-    assert messages[killed_writing]["ErrorSummary"] == (
-        f"the import was abandoned after 2 attempt(s): {ABANDONED}; last error: RuntimeError: injected fault "
-        "at processing (DEV_FAULT_PLAN_DIR)"
-    )
+    summary = messages[killed_writing]["ErrorSummary"]
+    assert summary.startswith(f"the import was abandoned after 2 attempt(s): {ABANDONED}; ")
+    assert "record(s) were written before it failed, so the import is partial" in summary
+    assert summary.endswith("; last error: RuntimeError: injected fault at processing (DEV_FAULT_PLAN_DIR)")
     run = services.run_repo().get_run(run_id)
     assert run["Status"] == statuses.RUN_ERROR
     assert run["Errors"] == [
@@ -396,4 +407,7 @@ def test_work_whose_worker_dies_on_every_delivery_is_poisoned_and_swept(world):
     )
     assert world.workers.kills == 5
     for each in (job, export_job):
-        assert all(r["Status"] in TERMINAL_RUN for r in _runs(services, each))
+        runs = _runs(services, each)
+        assert all(r["Status"] in TERMINAL_RUN for r in runs), [
+            (r["RunId"], r["Status"], r.get("Messages"), r.get("Errors")) for r in runs
+        ]

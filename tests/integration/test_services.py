@@ -294,7 +294,11 @@ def test_the_last_delivery_ends_a_failing_message_with_the_reason(services, job)
     assert "the import failed on its last allowed queue delivery 2 of 2, after 2 attempt(s)" in summary
     assert summary.endswith("last error: ResourceNotFoundError: The specified blob does not exist.")
     assert all(r["Status"] == statuses.RUN_ERROR for r in _runs_of(services, created))
-    assert any(summary in (r.get("Errors") or []) for r in _runs_of(services, created))
+    # The run's reason names the message and its status, then the message's reason (run_outcome).
+    assert any(
+        f"message {message_id}: PostProcessingFailed: {summary[:400]}" in " ".join(r.get("Errors") or [])
+        for r in _runs_of(services, created)
+    )
 
 
 def test_a_failing_terminal_write_on_the_last_delivery_is_raised(services, job, fault_plan):
