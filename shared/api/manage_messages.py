@@ -65,11 +65,61 @@ def run_job_now(req: func.HttpRequest, principal) -> func.HttpResponse:
 @bp.route(route="api/manage/messages/{messageId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def get_message(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.services.message_views import message_detail
     from shared.services.registry import message_repo
 
     msg = message_repo().get_by_id(parse_guid(req.route_params["messageId"], "message ID"))
-    return json_response(message_detail(msg))
+    return json_response(_detail(msg))
+
+
+def _detail(msg: dict) -> dict:
+    """The message detail, with the message an in-order job's waiting message waits behind."""
+    from shared.services.message_actions import waiting_behind
+    from shared.services.message_views import message_detail
+    from shared.services.registry import config_service, message_repo
+
+    out = message_detail(msg)
+    out["waitingBehind"] = waiting_behind(messages=message_repo(), config=config_service(), msg=msg)
+    return out
+
+
+def _who(principal) -> str:
+    return str(principal.claims.get("preferred_username") or principal.claims.get("name") or principal.app_id)
+
+
+@bp.route(
+    route="api/manage/messages/{messageId}/reprocess", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
+)
+@endpoint(auth="admin")
+def reprocess_message(req: func.HttpRequest, principal) -> func.HttpResponse:
+    """A message in PreProcessingError or PostProcessingFailed back to Enqueued, dispatched (202); 409 else."""
+    from shared.services.message_actions import reprocess
+    from shared.services.registry import config_service, dispatcher, message_repo
+
+    msg = reprocess(
+        messages=message_repo(),
+        config=config_service(),
+        dispatcher=dispatcher(),
+        message_id=parse_guid(req.route_params["messageId"], "message ID"),
+        by=_who(principal),
+    )
+    return json_response(_detail(msg), 202)
+
+
+@bp.route(
+    route="api/manage/messages/{messageId}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
+)
+@endpoint(auth="admin")
+def cancel_message(req: func.HttpRequest, principal) -> func.HttpResponse:
+    """An Enqueued message ends PostProcessingFailed with canceled: true (200); 409 when not Enqueued."""
+    from shared.services.message_actions import cancel
+    from shared.services.registry import message_repo
+
+    msg = cancel(
+        messages=message_repo(),
+        message_id=parse_guid(req.route_params["messageId"], "message ID"),
+        by=_who(principal),
+    )
+    return json_response(_detail(msg))
 
 
 @bp.route(

@@ -25,6 +25,9 @@ MESSAGE_STATUSES = (
 )
 IMPORT_TERMINAL = frozenset({PROCESSED, PREPROCESSING_ERROR, PROCESSED_WITH_ERRORS, POSTPROCESSING_FAILED})
 IMPORT_ACTIVE = frozenset({PREPROCESSING, PROCESSING})
+# Import work that ended without its records (a canceled message ends PostProcessingFailed, with Canceled set:
+# D365 has no canceled message status). Operators may reprocess these; a re-send of the file is new work.
+IMPORT_FAILED = frozenset({PREPROCESSING_ERROR, POSTPROCESSING_FAILED})
 
 # Runs ("batch jobs")
 RUN_WAITING = "Waiting"

@@ -43,6 +43,11 @@ class EnqueueService:
         self._inbound = inbound
         self._dispatcher = dispatcher
 
+    def _ended_failed(self, message_id: str) -> bool:
+        # Not found: a concurrent enqueue of the same file is creating it; that one stays the original.
+        found = self._messages.find_by_id(message_id)
+        return found is not None and found.get("Status") in statuses.IMPORT_FAILED
+
     def get_job_for_caller(self, activity_id: str, principal: Principal) -> Job:
         job = self._config.find_job(activity_id)
         if job is None:
@@ -106,8 +111,14 @@ class EnqueueService:
         dedup_key = None
         if external_id:
             dedup_key = hashlib.sha256(f"{external_id}\n{content_hash}".encode()).hexdigest()
+            # A retry of accepted, live or succeeded work answers the original ID; a re-send after the original
+            # ended in a failed status (PreProcessingError, PostProcessingFailed, canceled) is new work.
             earlier = self._messages.claim_dedup(
-                job.activity_id, dedup_key, message_id, settings.enqueue_dedup_minutes() * 60
+                job.activity_id,
+                dedup_key,
+                message_id,
+                settings.enqueue_dedup_minutes() * 60,
+                replaceable=self._ended_failed,
             )
             if earlier and self._messages.find_by_id(earlier) is not None:
                 return earlier

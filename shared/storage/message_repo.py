@@ -207,9 +207,18 @@ class MessageRepository:
         return self.update_message(job_id, row_key, change)
 
     # Idempotent enqueue ------------------------------------------------------------------------
-    def claim_dedup(self, job_id: str, dedup_key: str, message_id: str, window_seconds: int) -> str | None:
+    def claim_dedup(
+        self,
+        job_id: str,
+        dedup_key: str,
+        message_id: str,
+        window_seconds: int,
+        *,
+        replaceable: Callable[[str], bool] | None = None,
+    ) -> str | None:
         """Record that `message_id` holds this (external ID, content) for the job. Returns the ID of an
-        earlier message within the window instead, when there is one."""
+        earlier message within the window instead, when there is one, unless `replaceable(earlier ID)` says
+        the earlier one no longer counts (it ended in a failed status: a re-send is new work)."""
         pk = f"dedup-{job_id}"
         row = {"PartitionKey": pk, "RowKey": dedup_key, "MessageId": message_id, "CreatedAt": now_utc()}
         for _ in range(5):
@@ -222,7 +231,7 @@ class MessageRepository:
                 except ResourceNotFoundError:
                     continue
                 age = (now_utc() - existing["CreatedAt"]).total_seconds()
-                if age <= window_seconds:
+                if age <= window_seconds and not (replaceable and replaceable(existing["MessageId"])):
                     return existing["MessageId"]
                 if replace_if_unchanged(self._index, row, existing.metadata["etag"]):
                     return None

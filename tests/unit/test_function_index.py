@@ -75,6 +75,8 @@ EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     "run_job_now": ("api/manage/jobs/{activityId}/run", {"POST"}),
     "get_message": ("api/manage/messages/{messageId}", {"GET"}),
     "get_message_errors": ("api/manage/messages/{messageId}/errors", {"GET"}),
+    "reprocess_message": ("api/manage/messages/{messageId}/reprocess", {"POST"}),
+    "cancel_message": ("api/manage/messages/{messageId}/cancel", {"POST"}),
     "list_entity_records": ("api/manage/entities/{name}/records", {"GET"}),
     # management API: monitoring (the workspace's Jobs and Monitoring pages)
     "list_job_backlogs": ("api/manage/backlog", {"GET"}),
