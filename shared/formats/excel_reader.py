@@ -258,16 +258,20 @@ def _read_relationships(
     source = _open_part(package, name, MAX_METADATA_PART_BYTES, "a relationship", limits.max_record_bytes)
     base = posixpath.dirname(posixpath.dirname(name))  # xl/_rels/workbook.xml.rels -> xl
     out: dict[str, tuple[str, str]] = {}
+    depth = 0
     for event, element in _parse(source, f"the Excel part {name}"):
-        if event != "end" or _local(element.tag) != "Relationship":
+        if event == "start":
+            depth += 1
             continue
-        if element.get("TargetMode") != "External":
+        depth -= 1
+        if _local(element.tag) == "Relationship" and element.get("TargetMode") != "External":
             target = element.get("Target") or ""
             path = target[1:] if target.startswith("/") else posixpath.normpath(posixpath.join(base, target))
             out[element.get("Id") or ""] = (element.get("Type") or "", path)
             if len(out) > MAX_RELATIONSHIPS:
                 raise FormatError(f"the Excel part {name} has more than {MAX_RELATIONSHIPS:,} relationships")
-        _drop(element)
+        if depth >= 1:
+            _drop(element)  # whatever it is: nothing ended is kept
         source.mark()
     return out
 

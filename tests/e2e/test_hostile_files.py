@@ -1,5 +1,9 @@
 """Hostile files through the host: each ends in a terminal status with a clear reason, on the first
 attempt (the worker did not crash), reads no local file, and the job keeps processing good files.
+
+The inputs come from the hostile corpus (tests/support/hostile.py), generated on demand; the same corpus
+runs against the readers alone in tests/unit/formats/test_hostile_inputs.py and, for peak memory, in
+bench/bench_hostile_memory.py.
 """
 
 from __future__ import annotations
@@ -7,13 +11,25 @@ from __future__ import annotations
 import io
 import json
 import random
-import struct
 import zipfile
 
 import openpyxl
 import pytest
 
 from shared.formats.package_manifest import EntityTransform, ManifestEntity
+from tests.support import hostile
+from tests.support.hostile import (
+    BILLION_LAUGHS,
+    GOOD_CSV,
+    GOOD_XML,
+    MANIFEST_WITH_DTD,
+    XSLT_DOCUMENT_PASSWD,
+    XSLT_INCLUDE_HTTP,
+    XXE,
+    patch_declared_size,
+    stream_zip,
+    zeros,
+)
 from tests.support.packages import (
     ZIP_HEADERS,
     build_package,
@@ -24,37 +40,6 @@ from tests.support.packages import (
 
 PASSWD_MARKERS = ("root:x:", "root:*:", "/bin/sh", "/usr/sbin/nologin", "daemon:")
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<Document><ENT><CODE>B1</CODE><NAME>&lol9;</NAME></ENT></Document>"""
-
-XXE = b"""<?xml version="1.0"?>
-<!DOCTYPE Document [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<Document><ENT><CODE>X1</CODE><NAME>&xxe;</NAME></ENT></Document>"""
-
-XSLT_DOCUMENT_PASSWD = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-  <xsl:template match="/"><Document><ENT><CODE>D1</CODE>
-    <NAME><xsl:value-of select="document('file:///etc/passwd')"/></NAME></ENT></Document></xsl:template>
-</xsl:stylesheet>"""
-
-XSLT_INCLUDE_HTTP = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-  <xsl:include href="http://127.0.0.1:9/evil.xsl"/>
-  <xsl:template match="/"><Document/></xsl:template>
-</xsl:stylesheet>"""
-
-GOOD_XML = b"<Document><ENT><CODE>OK1</CODE><NAME>fine</NAME></ENT></Document>"
-GOOD_CSV = b"CODE,NAME,AMOUNT\r\nGOOD1,fine,1.5\r\n"
-
 
 class Jobs:
     def __init__(self, api) -> None:
@@ -63,6 +48,15 @@ class Jobs:
         self.xml = api.import_job(simple_entity(), fmt="XML-Element", processOnArrival=True)
         self.excel = api.import_job(simple_entity(), fmt="EXCEL", processOnArrival=True)
         self.package = api.import_job(simple_entity(), mode="package", processOnArrival=True)
+        self.xml_attribute = api.import_job(simple_entity(), fmt="XML-Attribute", processOnArrival=True)
+        self.json = api.import_job(simple_entity(), fmt="JSON", processOnArrival=True)
+        self.by_format = {
+            "CSV": self.csv,
+            "XML-Element": self.xml,
+            "XML-Attribute": self.xml_attribute,
+            "JSON": self.json,
+            "EXCEL": self.excel,
+        }
 
     def run(self, job, data: bytes, *, headers=None) -> dict:
         activity, app, entity = job
@@ -116,11 +110,8 @@ def test_billion_laughs(jobs):
 
 
 def test_manifest_with_a_dtd(jobs):
-    manifest = b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-    manifest += b"<DataManagementPackageManifest><DefinitionGroupName>&x;</DefinitionGroupName>"
-    manifest += b"</DataManagementPackageManifest>"
     package = build_zip(
-        [("Manifest.xml", manifest), ("PackageHeader.xml", b"<DataManagementPackageHeader/>")]
+        [("Manifest.xml", MANIFEST_WITH_DTD), ("PackageHeader.xml", b"<DataManagementPackageHeader/>")]
     )
     rejected(jobs.run(jobs.package, package), "Manifest.xml contains a DTD")
 
@@ -172,17 +163,6 @@ def test_package_carrying_an_xslt_that_reads_a_local_file(api, jobs):
 
 
 # Zip ----------------------------------------------------------------------------------------------
-def _stream_zip(name: str, chunks, extra: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for entry, data in extra:
-            zf.writestr(entry, data)
-        with zf.open(name, "w") as w:
-            for chunk in chunks:
-                w.write(chunk)
-    return buf.getvalue()
-
-
 def _package_files(jobs, path: str) -> list[tuple[str, bytes]]:
     from shared.formats.package_manifest import Manifest, PackageHeader, write_manifest, write_package_header
 
@@ -190,41 +170,17 @@ def _package_files(jobs, path: str) -> list[tuple[str, bytes]]:
     return [("Manifest.xml", manifest), ("PackageHeader.xml", write_package_header(PackageHeader()))]
 
 
-def _zeros(total: int, chunk: int = 1024 * 1024):
-    block = b"0" * chunk
-    for _ in range(total // chunk):
-        yield block
-
-
 def test_zip_bomb_by_compression_ratio(jobs):
-    package = _stream_zip("bomb.csv", _zeros(64 * 1024 * 1024), _package_files(jobs, "bomb.csv"))
+    package = stream_zip("bomb.csv", zeros(64 * 1024 * 1024), _package_files(jobs, "bomb.csv"))
     assert len(package) < 1024 * 1024
     rejected(jobs.run(jobs.package, package), "'bomb.csv' has a compression ratio above", "zip bomb")
 
 
-def _patch_declared_size(data: bytes, name: str, size: int) -> bytes:
-    """Make the local and central headers of `name` declare `size` uncompressed bytes."""
-    out = bytearray(data)
-    encoded = name.encode()
-    for signature, size_at, name_len_at, name_at in (
-        (b"PK\x03\x04", 22, 26, 30),
-        (b"PK\x01\x02", 24, 28, 46),
-    ):
-        pos = out.find(signature)
-        while pos >= 0:
-            (name_len,) = struct.unpack_from("<H", out, pos + name_len_at)
-            if out[pos + name_at : pos + name_at + name_len] == encoded:
-                struct.pack_into("<I", out, pos + size_at, size)
-            pos = out.find(signature, pos + 4)
-    return bytes(out)
-
-
 def test_zip_entry_lying_about_its_size(jobs):
-    lines = (b"CODE,NAME,AMOUNT\n" + b"L1,x,1\n" * 1000 for _ in range(10_000))  # ~70 MB real
-    honest = _stream_zip("lies.csv", lines, _package_files(jobs, "lies.csv"))
+    honest = stream_zip("lies.csv", hostile.lying_lines(), _package_files(jobs, "lies.csv"))  # ~70 MB real
     with zipfile.ZipFile(io.BytesIO(honest)) as zf:
         assert zf.getinfo("lies.csv").file_size > 60_000_000
-    lying = _patch_declared_size(honest, "lies.csv", 4096)  # passes the ratio check on declared sizes
+    lying = patch_declared_size(honest, "lies.csv", 4096)  # passes the ratio check on declared sizes
     with zipfile.ZipFile(io.BytesIO(lying)) as zf:
         assert zf.getinfo("lies.csv").file_size == 4096
     # Only the declared bytes are ever decompressed; their checksum then gives the lie away.
@@ -256,10 +212,7 @@ def test_manifest_naming_a_missing_file(jobs):
 
 def test_a_50_mb_line_inside_a_package(jobs):
     # Compresses about 140:1, below the bomb ratio, so the zip opens and the CSV reader must cope.
-    rng = random.Random(5)
-    block = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16384))
-    chunks = [b"CODE,NAME\n", *([block] * (50 * 1024 * 1024 // len(block))), b"\n"]
-    package = _stream_zip("long.csv", chunks, _package_files(jobs, "long.csv"))
+    package = stream_zip("long.csv", hostile.csv_long_line(), _package_files(jobs, "long.csv"))
     assert len(package) < 1024 * 1024
     rejected(jobs.run(jobs.package, package), "line 2 is longer than 8,388,608 characters")
 
@@ -290,6 +243,67 @@ def test_utf16_without_bom(jobs):
 def test_binary_junk_as_csv(jobs):
     junk = random.Random(7).randbytes(64 * 1024)
     rejected(jobs.run(jobs.csv, junk), "it looks binary, not like text")
+
+
+# Bounds on what an input may expand to, and cost by the work done (issue 17) ---------------------------
+def good_file(fmt: str, code: str) -> bytes:
+    """A one-record file of the format whose CODE is `code`."""
+    if fmt == "CSV":
+        return f"CODE,NAME,AMOUNT\r\n{code},fine,1.5\r\n".encode()
+    if fmt == "XML-Element":
+        return f"<Document><ENT><CODE>{code}</CODE><NAME>fine</NAME></ENT></Document>".encode()
+    if fmt == "XML-Attribute":
+        return f'<Document><ENT CODE="{code}" NAME="fine"/></Document>'.encode()
+    if fmt == "JSON":
+        return json.dumps([{"CODE": code, "NAME": "fine", "AMOUNT": 1.5}]).encode()
+    return hostile.xlsx([hostile.row_xml(1, hostile.HEADER), hostile.row_xml(2, (code, "fine", "1.5"))])
+
+
+BOUNDED = [
+    "xlsx-shared-strings-300MB",
+    "xlsx-row-1e12",
+    "xlsx-16384-columns",
+    "xlsx-3MB-cell",
+    "xml-3MB-text",
+    "xml-4MB-of-empty-attributes",
+    "json-100k-deep",
+    "json-2MB-string",
+]
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_an_input_over_a_bound_ends_with_the_bound_named_and_the_job_goes_on(api, jobs, name):
+    case = hostile.CASES_BY_NAME[name]
+    job = jobs.by_format[case.fmt]
+    data = case.data()
+    assert len(data) < 8 * 1024 * 1024  # under the test host's enqueue limit: the reader must refuse it
+    rejected(jobs.run(job, data), case.reason)
+    code = f"OK{BOUNDED.index(name)}"
+    detail = jobs.run(job, good_file(case.fmt, code))
+    assert detail["status"] == "Processed", detail
+    assert code in [r["CODE"] for r in api.records(job[2], company="usmf")]
+
+
+def test_empty_styled_cells_in_the_last_column_are_read_at_the_cost_of_the_cells(api):
+    """2,000 rows whose last cell sits in column XFD: openpyxl padded each to 16,384 values (0.5 s a row)."""
+    job = api.import_job(simple_entity(), fmt="EXCEL", processOnArrival=True)
+    case = hostile.CASES_BY_NAME["xlsx-empty-cells-at-XFD"]
+    resp = api.enqueue(job[0], job[1], case.data(), entity=job[2])
+    assert resp.status_code == 200, resp.text
+    assert api.wait_terminal(job[1], resp.json(), timeout=90) == "Processed"
+    assert api.message(resp.json())["counts"][job[2]] == {"read": 2000, "written": 2000, "rejected": 0}
+
+
+def test_20000_rows_of_one_key_write_the_last_row(api):
+    """20,000 rows of one key took 793 s against 38 s for distinct keys: one sequential write per row."""
+    job = api.import_job(simple_entity(), processOnArrival=True)
+    resp = api.enqueue(job[0], job[1], hostile.join(hostile.csv_repeated_key(20_000)), entity=job[2])
+    assert resp.status_code == 200, resp.text
+    assert api.wait_terminal(job[1], resp.json(), timeout=120) == "Processed"
+    detail = api.message(resp.json())
+    assert detail["counts"][job[2]] == {"read": 20_000, "written": 20_000, "rejected": 0}
+    records = api.records(job[2], company="usmf")
+    assert [(r["CODE"], r["NAME"], r["AMOUNT"]) for r in records] == [("SAME", "v19999", "19999")]
 
 
 # And the jobs keep working ----------------------------------------------------------------------
