@@ -509,7 +509,11 @@ class PackageApiService:
         for m in ex.messages:
             out += [line.strip() for line in (m.get("ErrorSummary") or "").splitlines() if line.strip()]
         if ex.run:
-            out += [str(e) for e in ex.run.get("Errors") or [] if e]
+            # A run's errors repeat its messages' reasons (run_outcome: "message <id> ..."): listed once above.
+            listed = tuple(f"message {m.get('MessageId')}" for m in ex.messages)
+            out += [
+                str(e) for e in ex.run.get("Errors") or [] if e and not (listed and str(e).startswith(listed))
+            ]
         return list(dict.fromkeys(out))
 
     def exported_package_url(self, principal: Principal, execution_id) -> str:
