@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,16 @@ from shared.storage.retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, is_transi
 
 # A Table string property holds 32K UTF-16 characters; larger documents are split across properties.
 _CHUNK = 30_000
+# Characters Table storage refuses in PartitionKey and RowKey ("Understanding the Table service data model",
+# learn.microsoft.com): / \ # ? and control characters; also lone surrogates, which UTF-8 cannot carry.
+_KEY_REFUSED = re.compile("[/\\\\#?\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
+_KEY_MAX_CHARS = 512  # 1 KiB of UTF-16, the key size limit
+
+
+def _storable_key(key: str) -> bool:
+    return len(key) <= _KEY_MAX_CHARS and not _KEY_REFUSED.search(key)
+
+
 _MAX_CHUNKS = 30
 MAX_ETAG_HEADER_CHARS = 2048  # a few dozen tags; a longer If-Match is not a client we serve
 
@@ -156,6 +167,10 @@ class ConfigRepository:
 
     def get_stored(self, kind: str, key: str) -> Stored | None:
         """The document with its version; None when there is none. One point read."""
+        if not _storable_key(key):
+            # Nothing is stored under a key Table storage refuses; asking would be a storage error (Azurite
+            # answers 500), not "absent" (a project naming the entity "a/b" must be 400 UnknownEntity).
+            return None
         try:
             row = self._table.get_entity(kind, key.lower())
         except ResourceNotFoundError:
