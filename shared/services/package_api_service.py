@@ -506,6 +506,15 @@ class PackageApiService:
     def execution_errors(self, principal: Principal, execution_id) -> list[str]:
         ex = self.execution_for(principal, execution_id)
         out: list[str] = []
+        rejected = sum(int(m.get("ErrorCount") or 0) for m in ex.messages)
+        failed = sum(1 for m in ex.messages if m.get("Status") in _FAILED_MESSAGE)
+        if len(ex.messages) > 1 and (rejected or failed):
+            # The total first: a client that shows only the first lines still learns how much went wrong
+            # across every file (a one-file execution's lines already say it all).
+            out.append(
+                f"{rejected} rejected record(s) and {failed} failed file(s) in total, across "
+                f"{len(ex.messages)} file(s) of this execution"
+            )
         for m in ex.messages:
             out += [line.strip() for line in (m.get("ErrorSummary") or "").splitlines() if line.strip()]
         if ex.run:
@@ -656,14 +665,57 @@ class PackageApiService:
         found = self._entity_errors(ex, entity_name)
         if not found:
             return ""
-        message, key = found[0]
-        blob = self._error_keys_blob(message, key)
+        if len(found) == 1:
+            message, key = found[0]
+            blob, file_key = self._error_keys_blob(message, key), key
+        else:
+            # An execution that handled several files answers for all of them, in one file.
+            blob = self._combined_error_keys_blob(ex, found, entity_name)
+            file_key = execution_id_text(entity_name) or "all-entities"
         return sas.read_url(
             self._clients,
             names.CONTAINER_ERRORS,
             blob,
-            content_disposition=f'attachment; filename="{sanitize_file_name(key)}-errors.csv"',
+            content_disposition=f'attachment; filename="{sanitize_file_name(file_key)}-errors.csv"',
         )
+
+    def _combined_error_keys_blob(self, ex: Execution, found: list[tuple[dict, str]], entity_name) -> str:
+        """One CSV of every rejected record of the execution's messages, each row followed by the message ID
+        and the source file (external identifier) it came from. Streamed, rebuilt on each call (the
+        execution may still be adding messages)."""
+        from azure.storage.blob import ContentSettings
+
+        from shared.storage.blob_io import open_blob
+
+        errors = self._clients.container(names.CONTAINER_ERRORS)
+        name = sanitize_file_name(execution_id_text(entity_name) or "all-entities")
+        blob = f"executions/{sanitize_file_name(ex.execution_id)}/{name}.csv"
+        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024, mode="w+b") as out:
+            text_out = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+            writer = csv.writer(text_out)
+            header_written = False
+            for message, key in found:
+                with open_blob(errors, self._error_keys_blob(message, key)) as raw:
+                    reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+                    for index, row in enumerate(reader):
+                        if index == 0:
+                            if not header_written:
+                                writer.writerow([*row, "SourceMessageId", "SourceFile"])
+                                header_written = True
+                            continue
+                        writer.writerow(
+                            [*row, message.get("MessageId", ""), message.get("ExternalIdentifier") or ""]
+                        )
+            text_out.flush()
+            out.seek(0)
+            errors.get_blob_client(blob).upload_blob(
+                out, overwrite=True, content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
+            )
+            text_out.detach()
+        return blob
+
+
+_FAILED_MESSAGE = frozenset({statuses.PREPROCESSING_ERROR, statuses.POSTPROCESSING_FAILED})
 
 
 def summary_of(ex: Execution) -> str:
