@@ -44,7 +44,7 @@ def test_each_hostile_input_ends_with_its_bound_named(case: hostile.Case) -> Non
 
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 from shared.domain.schema import BUILTIN_FORMATS
 from shared.errors import FormatError
@@ -57,7 +57,11 @@ with open(sys.argv[3], "rb") as f:
         reason = None
     except FormatError as exc:
         rows, reason = None, str(exc)
-print(json.dumps({"reason": reason, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+# VmHWM, not getrusage's ru_maxrss: Linux carries a parent's peak into ru_maxrss across fork and exec, so a
+# child of a big pytest worker would report the parent's size.
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"reason": reason, "peak_kb": peak}))
 """
 
 
