@@ -26,7 +26,9 @@ WINDOW_BATCHES = 32  # full Table batches handed to the parallel upsert at once
 # same key (each replaced row's line is kept for the error file): memory stays bounded either way.
 MAX_PENDING_BYTES = 32 * 1024 * 1024
 MAX_PENDING_REPLACED = 100_000
-MAX_TRANSFORM_INPUT = 256 * 1024 * 1024
+MAX_TRANSFORM_INPUT = (
+    256 * 1024 * 1024
+)  # bytes of XML an XSLT may read (the worker's memory limit binds first)
 ERROR_SUMMARY_LINES = 5
 
 
@@ -36,7 +38,7 @@ class EntityInput:
     fmt: SourceFormat
     open_stream: Callable[[], BinaryIO]
     mapping: list[dict] = field(default_factory=list)
-    transforms: list[Callable[[bytes], bytes]] = field(default_factory=list)
+    transforms: list[Callable[[BinaryIO], BinaryIO]] = field(default_factory=list)  # stream in, stream out
     sheet: str | None = None
     source_name: str | None = None  # the element or label the file uses for the entity
 
@@ -92,14 +94,19 @@ def _csv_settings():
     return ContentSettings(content_type="text/csv; charset=utf-8")
 
 
-def _apply_transforms(stream: BinaryIO, transforms: list[Callable[[bytes], bytes]]) -> BinaryIO:
-    # XSLT needs the whole document as a tree; the input is bounded instead of streamed.
-    data = stream.read(MAX_TRANSFORM_INPUT + 1)
-    if len(data) > MAX_TRANSFORM_INPUT:
-        raise FormatError(f"the file is larger than {MAX_TRANSFORM_INPUT} bytes, the limit for XSLT input")
+def _apply_transforms(stream: BinaryIO, transforms: list[Callable[[BinaryIO], BinaryIO]]) -> BinaryIO:
+    """The input through each XSLT in turn. XSLT needs the whole document as a tree, which is built in a
+    worker process under memory and time limits (shared/formats/xslt.py): the input is staged to a file
+    there and each result comes back as a temporary file, so this process never holds the document."""
+    current = stream
     for transform in transforms:
-        data = transform(data)
-    return io.BytesIO(data)
+        result = transform(current)
+        if current is not stream:
+            current.close()  # an intermediate result: a temporary file, deleted on close
+        current = result
+    if current is not stream:
+        stream.close()
+    return current
 
 
 def preprocess(

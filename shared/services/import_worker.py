@@ -279,10 +279,11 @@ class ImportWorker:
         raise FormatError(f"the message's file is in an unknown container {container!r}")
 
     def _transform(self, name: str):
-        from shared.formats.xslt import apply_transform, compile_transform
+        from shared.formats.xslt import apply_transform_to_stream, compile_transform
+        from shared.services.import_pipeline import MAX_TRANSFORM_INPUT
 
         compiled = compile_transform(self._config.get_transform(name))
-        return lambda data: apply_transform(compiled, data)
+        return lambda stream: apply_transform_to_stream(compiled, stream, max_input_bytes=MAX_TRANSFORM_INPUT)
 
     def process_message(self, job: Job, message: dict, run_id: str) -> str:
         job_id, row_key, message_id = job.activity_id, message["RowKey"], message["MessageId"]

@@ -355,9 +355,10 @@ def _transforms(
     package,
     resolver: _Resolver,
     package_resources,
-) -> list[Callable[[bytes], bytes]]:
+) -> list[Callable[[BinaryIO], BinaryIO]]:
     from shared.formats.package_reader import MAX_RESOURCE_BYTES
-    from shared.formats.xslt import apply_transform, compile_transform
+    from shared.formats.xslt import apply_transform_to_stream, compile_transform
+    from shared.services.import_pipeline import MAX_TRANSFORM_INPUT
 
     if fmt.kind not in _XML_KINDS:
         return []  # D365 applies XSLT to XML source formats only
@@ -401,7 +402,10 @@ def _transforms(
                 compiled.append(compile_transform(xslt))
             except FormatError as exc:
                 raise FormatError(f"the transform '{name}': {exc}") from None
-    return [lambda data, c=c: apply_transform(c, data) for c in compiled]
+    return [
+        lambda stream, c=c: apply_transform_to_stream(c, stream, max_input_bytes=MAX_TRANSFORM_INPUT)
+        for c in compiled
+    ]
 
 
 def _xslt_resources(package) -> dict[str, bytes]:
