@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.harness import local_app  # noqa: E402
 
 CUT_OFF_SECONDS = 230
 ENTITY = {"label": "Limit rows", "keys": ["K"], "fields": [{"name": "K"}]}
@@ -45,135 +46,81 @@ def main() -> int:
     import requests
     from azure.storage.blob import BlobServiceClient
 
-    from shared.auth.keys import ensure_local_keys
-    from tests.devhost.hostproc import HostProcess, clean_env
-    from tools.azurite import start_azurite
-    from tools.devtoken import make_token
-
-    tenant, aud = "00000000-0000-0000-0000-00000000a11c", "api://recurring-integrations-local"
     biggest = max(args.sizes_mb) * 1024 * 1024
-    with tempfile.TemporaryDirectory() as tmp, start_azurite(in_memory=True) as azurite:
-        work = Path(tmp)
-        keys = work / "keys"
-        ensure_local_keys(keys)
-        env = clean_env(
-            AzureWebJobsStorage=azurite.connection_string,
-            AUTH_MODE="local",
-            AUTH_TENANT_ID=tenant,
-            AUTH_AUDIENCES=aud,
-            AUTH_LOCAL_KEY_DIR=str(keys),
-            SCHEDULER_SCHEDULE="0 0 0 1 1 *",
-            FUNCTIONS_REQUEST_BODY_SIZE_LIMIT=str(biggest + 2 * 1024 * 1024),
-            MAX_ENQUEUE_BYTES=str(biggest + 1024 * 1024),
-        )
-        host = HostProcess(REPO, env, work / "logs", name="limits")
-        try:
-            base = host.wait_started(60)
-            admin = {
-                "Authorization": "Bearer "
-                + make_token(str(uuid.uuid4()), key_dir=keys, tenant_id=tenant, audience=aud, admin=True)
-            }
-            app = str(uuid.uuid4())
-            partner = {
-                "Authorization": "Bearer " + make_token(app, key_dir=keys, tenant_id=tenant, audience=aud)
-            }
-            session = requests.Session()
+    limits = {
+        "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(biggest + 2 * 1024 * 1024),
+        "MAX_ENQUEUE_BYTES": str(biggest + 1024 * 1024),
+    }
+    with local_app(extra_env=limits, name="limits") as app:
+        session = requests.Session()
+        partner = app.partner
+        app.put("/api/manage/entities/LimitRows", ENTITY)
+        imp, exp = app.import_and_export_jobs("LimitRows")
+        blobs = BlobServiceClient.from_connection_string(app.azurite.connection_string)
+        raw_container = blobs.get_container_client(f"raw{uuid.uuid4().hex[:8]}")
+        raw_container.create_container()
+        outbound = blobs.get_container_client("outbound")
 
-            def put(path: str, body: dict) -> dict:
-                resp = session.request(
-                    "POST" if path.endswith("jobs") else "PUT", base + path, json=body, headers=admin
+        print(
+            f"{'size':>8} {'enqueue':>10} {'raw upload':>11} {'ratio':>6} {'download':>10} {'raw get':>9} {'ratio':>6}"
+        )
+        rates = {"enqueue": [], "download": []}
+        for size_mb in args.sizes_mb:
+            body = os.urandom(1024) * (size_mb * 1024)
+
+            def enqueue(body=body):
+                resp = session.post(
+                    f"{app.base}/api/connector/enqueue/{imp}?entity=LimitRows",
+                    data=body,
+                    headers=partner,
+                    timeout=CUT_OFF_SECONDS * 4,
                 )
                 resp.raise_for_status()
-                return resp.json() if resp.content else {}
 
-            put("/api/manage/entities/LimitRows", ENTITY)
-            put(
-                "/api/manage/projects/LimitImport",
-                {"operation": "import", "entities": [{"entity": "LimitRows"}]},
-            )
-            put(
-                "/api/manage/projects/LimitExport",
-                {"operation": "export", "entities": [{"entity": "LimitRows"}]},
-            )
-            policy = [{"applicationId": app}]
-            imp = put(
-                "/api/manage/jobs",
-                {"name": "imp", "project": "LimitImport", "company": "usmf", "authorizationPolicy": policy},
-            )
-            exp = put(
-                "/api/manage/jobs",
-                {"name": "exp", "project": "LimitExport", "company": "usmf", "authorizationPolicy": policy},
-            )
-            blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-            raw_container = blobs.get_container_client(f"raw{uuid.uuid4().hex[:8]}")
-            raw_container.create_container()
-            outbound = blobs.get_container_client("outbound")
+            def raw_upload(body=body):
+                raw_container.upload_blob("x", body, overwrite=True, max_concurrency=4)
 
+            t_enqueue = best_of(args.runs, enqueue)
+            t_upload = best_of(args.runs, raw_upload)
+
+            # An export message whose package is then replaced by `size_mb` bytes.
+            session.post(f"{app.base}/api/manage/jobs/{exp}/run", headers=app.admin).raise_for_status()
+            deadline = time.monotonic() + 120
+            while True:
+                reply = session.get(f"{app.base}/api/connector/dequeue/{exp}", headers=partner)
+                if reply.status_code == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the export run produced no message")
+                time.sleep(0.2)
+            location = reply.json()["DownloadLocation"]
+            newest = max(outbound.list_blobs(name_starts_with=exp), key=lambda b: b.last_modified)
+            blob_name = newest.name
+            outbound.upload_blob(blob_name, body, overwrite=True, max_concurrency=4)
+
+            def download(location=location, size=size_mb * 1024 * 1024):
+                resp = session.get(location, headers=partner, timeout=CUT_OFF_SECONDS * 4)
+                resp.raise_for_status()
+                assert len(resp.content) == size
+
+            def raw_get():
+                raw_container.download_blob("x", max_concurrency=4).readall()
+
+            t_download = best_of(args.runs, download)
+            t_get = best_of(args.runs, raw_get)
+            rates["enqueue"].append(size_mb / t_enqueue)
+            rates["download"].append(size_mb / t_download)
             print(
-                f"{'size':>8} {'enqueue':>10} {'raw upload':>11} {'ratio':>6} {'download':>10} {'raw get':>9} {'ratio':>6}"
+                f"{size_mb:>6}MB {t_enqueue:>9.2f}s {t_upload:>10.2f}s {t_upload / t_enqueue:>6.2f} "
+                f"{t_download:>9.2f}s {t_get:>8.2f}s {t_get / t_download:>6.2f}"
             )
-            rates = {"enqueue": [], "download": []}
-            for size_mb in args.sizes_mb:
-                body = os.urandom(1024) * (size_mb * 1024)
+        for kind, values in rates.items():
+            rate = values[-1]  # the largest size: start-up costs are amortized there
+            print(
+                f"{kind}: {rate:,.1f} MB/s at {args.sizes_mb[-1]} MB; at that rate {CUT_OFF_SECONDS} s "
+                f"carry about {rate * CUT_OFF_SECONDS:,.0f} MB"
+            )
 
-                def enqueue(body=body):
-                    resp = session.post(
-                        f"{base}/api/connector/enqueue/{imp['activityId']}?entity=LimitRows",
-                        data=body,
-                        headers=partner,
-                        timeout=CUT_OFF_SECONDS * 4,
-                    )
-                    resp.raise_for_status()
-
-                def raw_upload(body=body):
-                    raw_container.upload_blob("x", body, overwrite=True, max_concurrency=4)
-
-                t_enqueue = best_of(args.runs, enqueue)
-                t_upload = best_of(args.runs, raw_upload)
-
-                # An export message whose package is then replaced by `size_mb` bytes.
-                session.post(
-                    f"{base}/api/manage/jobs/{exp['activityId']}/run", headers=admin
-                ).raise_for_status()
-                deadline = time.monotonic() + 120
-                while True:
-                    reply = session.get(f"{base}/api/connector/dequeue/{exp['activityId']}", headers=partner)
-                    if reply.status_code == 200:
-                        break
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the export run produced no message")
-                    time.sleep(0.2)
-                location = reply.json()["DownloadLocation"]
-                newest = max(
-                    outbound.list_blobs(name_starts_with=exp["activityId"]), key=lambda b: b.last_modified
-                )
-                blob_name = newest.name
-                outbound.upload_blob(blob_name, body, overwrite=True, max_concurrency=4)
-
-                def download(location=location, size=size_mb * 1024 * 1024):
-                    resp = session.get(location, headers=partner, timeout=CUT_OFF_SECONDS * 4)
-                    resp.raise_for_status()
-                    assert len(resp.content) == size
-
-                def raw_get():
-                    raw_container.download_blob("x", max_concurrency=4).readall()
-
-                t_download = best_of(args.runs, download)
-                t_get = best_of(args.runs, raw_get)
-                rates["enqueue"].append(size_mb / t_enqueue)
-                rates["download"].append(size_mb / t_download)
-                print(
-                    f"{size_mb:>6}MB {t_enqueue:>9.2f}s {t_upload:>10.2f}s {t_upload / t_enqueue:>6.2f} "
-                    f"{t_download:>9.2f}s {t_get:>8.2f}s {t_get / t_download:>6.2f}"
-                )
-            for kind, values in rates.items():
-                rate = values[-1]  # the largest size: start-up costs are amortized there
-                print(
-                    f"{kind}: {rate:,.1f} MB/s at {args.sizes_mb[-1]} MB; at that rate {CUT_OFF_SECONDS} s "
-                    f"carry about {rate * CUT_OFF_SECONDS:,.0f} MB"
-                )
-        finally:
-            host.stop()
     return 0
 
 
