@@ -81,6 +81,11 @@ def main() -> int:
                 before = resets()
                 seconds, status = run_import(app, body, f"B{uuid.uuid4().hex[:8]}")
                 results.append((label, args.rows / seconds, status, resets() - before))
+                # Printed at once: the raw ceiling below may still fail (a POST the SDK does not retry).
+                print(
+                    f"import of {args.rows} rows, {label}: {args.rows / seconds:,.0f} rows/s, {status}",
+                    flush=True,
+                )
             for proxy in proxies.values():
                 proxy.set(reset_rate=0.0)
             raw = raw_ceiling(app.azurite.connection_string, min(args.rows, 100_000))
