@@ -115,8 +115,9 @@ class Proxy:
         if self.stats_path is None:
             return
         tmp = self.stats_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.stats)), encoding="utf-8")
-        os.replace(tmp, self.stats_path)
+        with contextlib.suppress(OSError):  # the folder may be gone at shutdown
+            tmp.write_text(json.dumps(asdict(self.stats)), encoding="utf-8")
+            os.replace(tmp, self.stats_path)
 
     # --- forwarding -----------------------------------------------------------------------------
     async def handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:

@@ -15,7 +15,9 @@ from tests.e2e.test_package_api import value
 
 
 def test_an_execution_of_several_files_answers_for_all_of_them(api):
-    activity, app, _ = api.import_job(CG, processInOrder=True, recurrence={"unit": "minutes", "interval": 1})
+    activity, app, entity = api.import_job(
+        CG, processInOrder=True, recurrence={"unit": "minutes", "interval": 1}
+    )
     files = {
         "good.csv": ["E1,ok,Net30,1,No"],
         "bad-one.csv": ["E2,ok,Net30,1,No", "E3,bad,Nope,1,No"],
@@ -39,9 +41,11 @@ def test_an_execution_of_several_files_answers_for_all_of_them(api):
     [execution] = executions
 
     errors = json.loads(value(api, "GetExecutionErrors", token, {"executionId": execution}))
-    assert errors[0] == "3 rejected record(s) and 0 failed file(s) in total, across 3 file(s) of this execution"
+    assert (
+        errors[0] == "3 rejected record(s) and 0 failed file(s) in total, across 3 file(s) of this execution"
+    )
 
-    body = {"executionId": execution, "entityName": "Customer groups"}
+    body = {"executionId": execution, "entityName": entity}  # labels repeat across the session's entities
     assert value(api, "GenerateImportTargetErrorKeysFile", token, body) is True
     url = value(api, "GetImportTargetErrorKeysFileUrl", token, body)
     rows = list(csv.reader(io.StringIO(requests.get(url, timeout=30).content.decode("utf-8"))))
