@@ -59,7 +59,7 @@ param publicBaseUrl string = ''
 @description('More application settings for the Function App, as [{name, value}], such as schedules.')
 param extraAppSettings array = []
 
-@description('Days after which files in the inbound, outbound, uploads and errors containers are deleted.')
+@description('Days after which files in the inbound, outbound, uploads, errors and staging containers are deleted.')
 @minValue(1)
 @maxValue(3650)
 param fileRetentionDays int = 30

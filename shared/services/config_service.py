@@ -82,6 +82,10 @@ class _VersionedCache:
                 self._version = version
             self._checked_at = now
 
+    @property
+    def version(self) -> str | None:
+        return self._version
+
     def get(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
         self.refresh(force=False)
         with self._lock:
@@ -126,6 +130,12 @@ class ConfigService:
         """Drop cached configuration if anything changed anywhere (one point read). Workers and the timer
         call this at the start of each work item or tick."""
         self._cache.refresh()
+
+    def version(self) -> str | None:
+        """The configuration version the cache holds (one point read when it was not checked lately); it
+        changes on every configuration write anywhere. Import checkpoints are valid only within one."""
+        self._cache.refresh(force=False)
+        return self._cache.version
 
     # Versioned reads and writes ----------------------------------------------------------------------
     def _stored(self, kind: str, key: str) -> Stored:

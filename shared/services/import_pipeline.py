@@ -1,8 +1,10 @@
-"""One entity file to entity rows, in two phases like D365's staging and target:
+"""The two steps of one entity's import, like D365's staging and target (the message-level pipeline that
+calls them, with checkpoints, is shared/services/message_import.py):
 
 preprocess: read (streamed), transform, map, convert and encode every record into a spool on local disk,
             rejecting bad records with reasons. A file that cannot be read fails here, before any write.
-process:    upsert the spooled rows in batches.
+process:    upsert the spooled rows in batches, from wherever the spool is positioned (a resumed attempt
+            starts at its checkpoint), reporting checkpoints where every row read so far is written.
 """
 
 from __future__ import annotations
@@ -80,9 +82,26 @@ class ErrorFile:
         self._writer.writerow([entity, line, reason, shown[:10_000]])
 
     def upload(self, container, name: str) -> None:
+        """The whole file so far to blob `name` (it can go on growing afterwards)."""
+        from shared.storage.blob_io import upload_stream
+
         self._text.flush()
         self._raw.seek(0)
-        container.upload_blob(name, self._raw, overwrite=True, content_settings=_csv_settings())
+        try:
+            upload_stream(container, name, self._raw, content_settings=_csv_settings())
+        finally:
+            self._raw.seek(0, io.SEEK_END)
+
+    def restore(self, stream: BinaryIO, *, count: int, summary: list[str]) -> None:
+        """Start from an earlier attempt's file (header included, as `upload` wrote it) and its count and
+        summary, so that a resumed attempt adds only what it rejects itself."""
+        self._text.flush()
+        self._raw.seek(0)
+        self._raw.truncate()
+        while chunk := stream.read(1024 * 1024):
+            self._raw.write(chunk)
+        self.count = count
+        self.summary = list(summary)[:ERROR_SUMMARY_LINES]
 
     def close(self) -> None:
         self._text.close()
@@ -167,8 +186,15 @@ def process(
     upsert: Callable[[list[dict]], Any],
     errors: ErrorFile,
     after_chunk: Callable[[int], None] | None = None,
+    checkpoint_rows: int = 0,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> EntityOutcome:
-    """Upserts the spooled rows; rows the store refuses become rejected records.
+    """Upserts the spooled rows from the spool's current position; rows the store refuses become rejected
+    records. Closes the spool.
+
+    Checkpoints: with `checkpoint_rows` > 0, after each that many rows read every waiting row is written
+    (part-filled batches too) and `on_checkpoint(offset)` is called: every row before `offset` (bytes of
+    the spool) is then written or rejected and counted in `outcome`, so a later attempt may start there.
 
     Rows are gathered per partition across the whole spool, so each Table transaction is a full batch
     of 100 (grouping per fixed-size chunk instead leaves many part-filled batches), and full batches
@@ -189,6 +215,7 @@ def process(
     held_bytes = 0  # pickled size of the rows in `pending` and `ready`
     replaced = 0  # rows replaced while waiting, since the last write
     calls = 0
+    since_checkpoint = 0
 
     def send(batches: list[list[_Pending]]) -> None:
         nonlocal calls
@@ -270,6 +297,11 @@ def process(
                     send_ready()
         if held_bytes > MAX_PENDING_BYTES or replaced >= MAX_PENDING_REPLACED:
             send_all()
+        since_checkpoint += 1
+        if checkpoint_rows and since_checkpoint >= checkpoint_rows and on_checkpoint is not None:
+            send_all()
+            since_checkpoint = 0
+            on_checkpoint(spool.tell())
     send_all()
     spool.close()
     return outcome

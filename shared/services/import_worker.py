@@ -1,4 +1,5 @@
-"""The import worker: claims a message, runs the pipeline for its entity file(s), records the outcome.
+"""The import worker: takes work items from the queue, claims their messages, keeps their runs, and ends what
+fails for good. The import of one message, stage by stage, is shared/services/message_import.py.
 
 Retries are safe: upserts are idempotent (same key, same row), and a message claimed by a queue item
 that the host redelivers is claimed again by that same item. Process-in-order jobs are drained one
@@ -7,30 +8,15 @@ message at a time under a per-job lease, so no message overtakes another across 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
-from typing import BinaryIO
 
-from shared import settings
 from shared.domain import statuses
 from shared.domain.config import Job
 from shared.errors import FormatError, NotFoundError
 from shared.queue_limits import Delivery
 from shared.services import fault_points, work_items
-from shared.services.import_pipeline import (
-    EntityInput,
-    EntityOutcome,
-    ErrorFile,
-    modified_now,
-    preprocess,
-    process,
-)
-from shared.storage.blob_io import open_blob
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +29,18 @@ NOT_TERMINAL = [statuses.ENQUEUED, statuses.PREPROCESSING, statuses.PROCESSING]
 
 class ImportWorker:
     def __init__(
-        self, *, config, messages, runs, entities, inbound, errors, dispatcher, leases, uploads=None
+        self,
+        *,
+        config,
+        messages,
+        runs,
+        entities,
+        inbound,
+        errors,
+        dispatcher,
+        leases,
+        uploads=None,
+        staging=None,
     ) -> None:
         self._config = config
         self._messages = messages
@@ -51,6 +48,7 @@ class ImportWorker:
         self._entities = entities
         self._inbound = inbound
         self._uploads = uploads  # package API uploads; from the process-wide clients when not given
+        self._staging = staging  # import checkpoints (shared/services/import_checkpoint.py); likewise
         self._errors = errors
         self._dispatcher = dispatcher
         self._leases = leases
@@ -223,45 +221,40 @@ class ImportWorker:
             fields["Errors"] = [*(str(e) for e in run.get("Errors") or []), *fields["Errors"]]
         self._runs.end_run(run_id, status, **fields)
 
-    def _inputs(
-        self, job: Job, message: dict, resources: contextlib.ExitStack | None = None
-    ) -> list[EntityInput]:
-        project = self._config.get_project(job.project)
-        if _is_package(job, message):
-            # The package (spooled to a temporary file) stays open on `resources` while it is read.
-            from shared.services.package_import import package_inputs
+    def process_message(self, job: Job, message: dict, run_id: str) -> str:
+        """Import a claimed message in run `run_id` (its stages: shared/services/message_import.py); returns
+        the terminal status written. Raises what failed, after recording it on the message."""
+        from shared.services import import_checkpoint
+        from shared.services.message_import import MessageImport
 
-            return package_inputs(
-                config=self._config,
-                project=project,
-                open_blob=lambda: self._open(message),
-                resources=resources if resources is not None else contextlib.ExitStack(),
-            )
-        wanted = (message.get("Entity") or "").lower()
-        for pe in project.ordered_entities():
-            if pe.entity.lower() != wanted:
-                continue
-            entity = self._config.get_entity(pe.entity)
-            fmt = self._config.get_format(pe.format)
-            transforms = [self._transform(name) for name in pe.transforms]
-            return [
-                EntityInput(
-                    entity=entity,
-                    fmt=fmt,
-                    open_stream=lambda: self._open(message),
-                    mapping=[
-                        {"source": m.source, "target": m.target, "default": m.default} for m in pe.mapping
-                    ],
-                    transforms=transforms,
-                    sheet=pe.sheet,
-                    source_name=entity.label,
-                )
-            ]
-        raise FormatError(f"entity {message.get('Entity')!r} is no longer in the project {project.name!r}")
+        self._messages.update_message(job.activity_id, message["RowKey"], lambda _: {"RunId": run_id})
+        previous_run = message.get("RunId")
+        if previous_run and previous_run != run_id:
+            self._end_abandoned_run(previous_run, message["MessageId"], run_id)
+        self._runs.add_message(run_id, message["MessageId"])
+        return MessageImport(
+            job=job,
+            message=message,
+            config=self._config,
+            messages=self._messages,
+            entities=self._entities,
+            errors_container=self._errors,
+            sources=self._source,
+            checkpoints=self._checkpoints(),
+            checkpoint_min_bytes=import_checkpoint.min_bytes(),
+            checkpoint_rows=import_checkpoint.every_rows(),
+        ).execute()
 
-    def _open(self, message: dict) -> BinaryIO:
-        """The message's file, as it was when accepted (package API uploads are pinned by ETag)."""
-        return open_blob(self._source(message), message["BlobName"], etag=message.get("BlobETag"))
+    def _checkpoints(self):
+        """The checkpoint store (the staging container), from the process-wide clients when not given."""
+        if self._staging is None:
+            from shared.storage import names
+            from shared.storage.factory import get_clients
+
+            self._staging = get_clients().container(names.CONTAINER_STAGING)
+        from shared.services.import_checkpoint import CheckpointStore
+
+        return CheckpointStore(self._staging)
 
     def _source(self, message: dict):
         """The container of the message's file: inbound, or uploads for a package API import."""
@@ -277,149 +270,6 @@ class ImportWorker:
                 self._uploads = get_clients().container(names.CONTAINER_UPLOADS)
             return self._uploads
         raise FormatError(f"the message's file is in an unknown container {container!r}")
-
-    def _transform(self, name: str):
-        from shared.formats.xslt import apply_transform_to_stream, compile_transform
-        from shared.services.import_pipeline import MAX_TRANSFORM_INPUT
-
-        compiled = compile_transform(self._config.get_transform(name))
-        return lambda stream: apply_transform_to_stream(compiled, stream, max_input_bytes=MAX_TRANSFORM_INPUT)
-
-    def process_message(self, job: Job, message: dict, run_id: str) -> str:
-        job_id, row_key, message_id = job.activity_id, message["RowKey"], message["MessageId"]
-        self._messages.update_message(job_id, row_key, lambda _: {"RunId": run_id})
-        previous_run = message.get("RunId")
-        if previous_run and previous_run != run_id:
-            self._end_abandoned_run(previous_run, message_id, run_id)
-        self._runs.add_message(run_id, message_id)
-        company = message.get("Company") or job.company
-        errors = ErrorFile()
-        outcomes: list[EntityOutcome] = []
-        progress = _Progress(self._messages, job_id, row_key)
-        try:
-            with contextlib.ExitStack() as package_files:
-                try:
-                    inputs = self._inputs(job, message, package_files)
-                    if _is_package(job, message):
-                        return self._process_package(
-                            job, message, inputs, company, errors, package_files, progress
-                        )
-                    modified = modified_now()
-                    staged = []
-                    for inp in inputs:
-
-                        def encode(record, e=inp.entity):
-                            return self._entities.encode(e, record, company, modified)
-
-                        staged.append(preprocess(inp, encode=encode, errors=errors))
-                    fault_points.hit("preprocessing", message_id)
-                except FormatError as exc:
-                    return self._finish(
-                        job_id,
-                        row_key,
-                        statuses.PREPROCESSING_ERROR,
-                        outcomes,
-                        errors,
-                        message_id,
-                        reason=str(exc),
-                    )
-            progress.counts = lambda: {o.entity: o.counts() for o, _ in staged}
-            self._messages.transition(job_id, row_key, statuses.PROCESSING, Counts=progress.counts())
-            for inp, (outcome, spool) in zip(inputs, staged, strict=True):
-                process(
-                    spool,
-                    outcome,
-                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(
-                        e, rows, on_retry=progress.on_retry
-                    ),
-                    errors=errors,
-                    after_chunk=lambda n: progress.after_chunk(message_id, n),
-                )
-                outcomes.append(outcome)
-            final = statuses.PROCESSED_WITH_ERRORS if errors.count else statuses.PROCESSED
-            return self._finish(job_id, row_key, final, outcomes, errors, message_id, progress=progress)
-        except Exception as exc:
-            # Recorded for the poison handler's reason; the host retries the work item.
-            # With the records written so far, so a failure that ends here says how far the import got.
-            progress.record_failure(_describe(exc))
-            raise
-        finally:
-            errors.close()
-
-    def _process_package(
-        self, job: Job, message: dict, inputs, company, errors: ErrorFile, package_files, progress
-    ) -> str:
-        """A data package: stage every manifest entity, then write them in execution order.
-
-        Per-entity failures and the fail-on-error rules are `package_import.PackageRun`'s; a package
-        that cannot be opened at all raised FormatError before this (PreProcessingError).
-        """
-        from shared.services.package_import import PackageRun
-
-        job_id, row_key, message_id = job.activity_id, message["RowKey"], message["MessageId"]
-        modified = modified_now()
-        run = PackageRun(inputs)
-        try:
-            run.stage(
-                lambda inp: preprocess(
-                    inp,
-                    encode=lambda record, e=inp.entity: self._entities.encode(e, record, company, modified),
-                    errors=errors,
-                )
-            )
-            package_files.close()  # every entity file has been read: drop the spooled package now
-            fault_points.hit("preprocessing", message_id)
-            if not run.staged_any and run.has_problems():
-                return self._finish(
-                    job_id,
-                    row_key,
-                    statuses.PREPROCESSING_ERROR,
-                    run.outcomes(),
-                    errors,
-                    message_id,
-                    reason="\n".join(run.reasons()),
-                )
-            progress.counts = lambda: {o.entity: o.counts() for o in run.outcomes()}
-            self._messages.transition(job_id, row_key, statuses.PROCESSING, Counts=progress.counts())
-            run.write(
-                lambda inp, outcome, spool: process(
-                    spool,
-                    outcome,
-                    upsert=lambda rows, e=inp.entity: self._entities.upsert_rows(
-                        e, rows, on_retry=progress.on_retry
-                    ),
-                    errors=errors,
-                    after_chunk=lambda n: progress.after_chunk(message_id, n),
-                )
-            )
-        finally:
-            run.close()
-        problems = errors.count or run.has_problems()
-        final = statuses.PROCESSED_WITH_ERRORS if problems else statuses.PROCESSED
-        reason = "\n".join(run.reasons()) or None
-        return self._finish(
-            job_id, row_key, final, run.outcomes(), errors, message_id, reason=reason, progress=progress
-        )
-
-    def _finish(
-        self, job_id, row_key, status, outcomes, errors: ErrorFile, message_id, reason=None, progress=None
-    ) -> str:
-        fields: dict = {"Counts": {o.entity: o.counts() for o in outcomes}}
-        if progress is not None and progress.last_transient:
-            fields["LastTransientError"] = progress.last_transient
-        summary = list(errors.summary)
-        if reason:
-            summary.insert(0, reason)
-        if summary:
-            fields["ErrorSummary"] = "\n".join(summary)[:8000]
-        if errors.count:
-            name = f"{message_id}.csv"
-            errors.upload(self._errors, name)
-            fields["ErrorFile"] = name
-            fields["ErrorCount"] = errors.count
-        fault_points.hit("terminal", message_id)
-        self._messages.transition(job_id, row_key, status, allowed_from=set(statuses.IMPORT_ACTIVE), **fields)
-        return status
 
     def _fail_message(
         self, job_id: str, row_key: str, *, reason: str, error: str | None = None, owner: str | None = None
@@ -506,11 +356,6 @@ class ImportWorker:
         )
 
 
-def _is_package(job: Job, message: dict) -> bool:
-    """Package mode as recorded on the message at enqueue (the job's mode may have changed since)."""
-    return (message.get("Mode") or job.mode) == "package"
-
-
 def _describe(exc: BaseException) -> str:
     """The error for a reason: its type and first line (Azure SDK errors go on with the whole response)."""
     text = str(exc).strip().splitlines()
@@ -522,81 +367,3 @@ def _written(counts) -> int:
     if not isinstance(counts, dict):
         return 0
     return sum(int(c.get("written") or 0) for c in counts.values() if isinstance(c, dict))
-
-
-class _Progress:
-    """One attempt's view of a message in Processing: writes its Counts back every PROGRESS_SECONDS (after
-    a committed chunk of batches) and remembers the last transient storage error retried during it.
-
-    `counts()` gives the current per-entity Counts (set once the entities are staged). `on_retry` is
-    shared.storage.retry.TransientRetry's hook; it is called from the upsert pool's threads and only
-    assigns a string.
-    """
-
-    def __init__(self, messages, job_id: str, row_key: str) -> None:
-        self._messages = messages
-        self._job_id = job_id
-        self._row_key = row_key
-        self._flushed_at = time.monotonic()
-        self.counts: Callable[[], dict] | None = None
-        self.last_transient: str | None = None
-
-    def on_retry(self, attempt: int, error: BaseException) -> None:
-        from shared.storage.retry import describe
-
-        self.last_transient = f"{iso_now()} (try {attempt}): {describe(error)}"
-
-    def after_chunk(self, message_id: str, chunks_done: int) -> None:
-        _after_chunk(message_id, chunks_done)
-        if time.monotonic() - self._flushed_at >= PROGRESS_SECONDS:
-            self.flush()
-
-    def _fields(self) -> dict:
-        fields: dict = {}
-        if self.counts is not None:
-            fields["Counts"] = self.counts()
-        if self.last_transient:
-            fields["LastTransientError"] = self.last_transient
-        return fields
-
-    def flush(self) -> None:
-        fields = self._fields()
-        self._flushed_at = time.monotonic()
-        if not fields:
-            return
-
-        def change(current: dict) -> dict | None:
-            return dict(fields) if current.get("Status") == statuses.PROCESSING else None
-
-        try:
-            self._messages.update_message(self._job_id, self._row_key, change)
-        except Exception:  # progress is informative: a failed write must not fail the import
-            log.warning("writing the progress of message %s failed", self._row_key, exc_info=True)
-
-    def record_failure(self, last_error: str) -> None:
-        """The attempt failed: its last error, and the records written so far (for the failure's reason)."""
-        fields = {"LastError": last_error, **self._fields()}
-        self._messages.update_message(self._job_id, self._row_key, lambda _: dict(fields))
-
-
-def iso_now() -> str:
-    from shared.storage.message_repo import iso, now_utc
-
-    return iso(now_utc())
-
-
-def _after_chunk(message_id: str, chunks_done: int) -> None:
-    _maybe_inject_fault(message_id, chunks_done)
-    if chunks_done == 1:
-        fault_points.hit("processing", message_id)
-
-
-def _maybe_inject_fault(message_id: str, chunks_done: int) -> None:
-    """Test hook, local mode only: fail once after the first chunk, to prove retries leave no duplicates."""
-    directory = os.environ.get("DEV_FAULT_FAIL_ONCE_DIR")
-    if not directory or settings.auth_mode() != "local" or settings.running_in_azure():
-        return
-    marker = os.path.join(directory, message_id)
-    if chunks_done == 1 and os.path.exists(os.path.join(directory, "armed")) and not os.path.exists(marker):
-        open(marker, "w").close()
-        raise RuntimeError("injected fault after the first chunk (DEV_FAULT_FAIL_ONCE_DIR)")

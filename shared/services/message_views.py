@@ -84,6 +84,10 @@ def message_detail(msg: dict) -> dict:
             # Ended PostProcessingFailed because an administrator canceled it (message_actions.cancel).
             "canceled": bool(msg.get("Canceled")),
             "previousErrors": msg.get("PreviousErrors"),
+            # Resumable imports (shared/services/import_checkpoint.py): the attempt whose staged rows are
+            # being written, and how this attempt resumed from an earlier one's checkpoint.
+            "stagedAttempt": msg.get("StagedAttempt"),
+            "resumedFrom": msg.get("ResumedFrom"),
         }
     )
     return out

@@ -1,6 +1,6 @@
-"""Data package jobs: one entity input per manifest entity, in execution order, and D365's fail-on-error rules.
+"""Data package jobs: one entity input per manifest entity, in execution order.
 
-The import worker calls `package_inputs` for a message of a Data package job. It spools the blob to a
+The import pipeline (shared/services/message_import.py) calls `package_inputs` for a message of a Data package job. It spools the blob to a
 temporary file (a zip's directory sits at its end, so reading needs a seekable file), opens it with
 the zip checks of `open_package`, and turns each manifest entity into a `PackageEntityInput`:
 
@@ -27,19 +27,8 @@ the zip checks of `open_package`, and turns each manifest entity into a `Package
   the manifest's EntityName or TargetEntity or the configured entity's label or name, case-insensitively.
   Entities are configured table rows, so the files' bytes are not imported into them.
 
-Fail-on-error rules (`PackageRun`), following D365's entity sequencing:
-
-- Entities are staged (read, mapped, converted) in execution order, then written in that order.
-- An entity *fails* when it cannot be imported at all (unknown entity or format, missing or
-  unreadable file, failing XSLT), and, when its level or execution unit fails on error, also when
-  any of its records is rejected.
-- A level fails on error when any of its entities has FailLevelOnError; an execution unit when any
-  of its entities has FailExecutionUnitOnError. When an entity fails, the entities after it in the
-  same level (FailLevelOnError), or in the same execution unit including later levels
-  (FailExecutionUnitOnError), are not run: status NotRun, with the reason. Entities before it, and
-  other levels or units, are unaffected. The failed entity's own valid records are still written
-  (a bad value rejects a record, never the file).
-- Without those flags an entity's failure affects only that entity.
+Fail-on-error rules (FailLevelOnError, FailExecutionUnitOnError) and the order of staging and writing are
+shared/services/import_plan.py's, for file and package messages alike.
 
 The message then ends `PreProcessingError` when no entity could be staged at all (the package, or
 every entity in it, could not be read), otherwise `ProcessedWithErrors` when any record was
@@ -63,13 +52,6 @@ from shared.domain.schema import BUILTIN_FORMATS, Entity, SourceFormat
 from shared.errors import AppError, FormatError
 from shared.formats.package_manifest import ManifestEntity
 from shared.services.import_pipeline import EntityInput, EntityOutcome
-
-# Per-entity statuses in the message's Counts.
-ENTITY_PROCESSED = "Processed"
-ENTITY_PROCESSED_WITH_ERRORS = "ProcessedWithErrors"
-ENTITY_ERROR = "Error"
-ENTITY_NOT_RUN = "NotRun"
-ENTITY_DISABLED = "Disabled"
 
 _COPY_CHUNK = 1024 * 1024
 # Attachment names listed per entity in the message's Counts (a Table property holds at most 64 KiB);
@@ -436,129 +418,3 @@ def _xslt_resources(package) -> dict[str, bytes]:
 
 # --------------------------------------------------------------------------------------------
 # Running a package: staging and writing with the fail-on-error rules
-
-
-class FailRules:
-    """FailLevelOnError / FailExecutionUnitOnError over the inputs in execution order (see the module doc)."""
-
-    def __init__(self, inputs: list[PackageEntityInput]) -> None:
-        self._strict_levels = {(i.execution_unit, i.level) for i in inputs if i.fail_level_on_error}
-        self._strict_units = {i.execution_unit for i in inputs if i.fail_unit_on_error}
-        # The first failure (its position and entity) of each strict level and unit.
-        self._failed_levels: dict[tuple[int, int], tuple[int, str]] = {}
-        self._failed_units: dict[int, tuple[int, str]] = {}
-
-    def strict(self, inp: PackageEntityInput) -> bool:
-        """Whether rejected records fail this entity (its level or unit fails on error)."""
-        return (
-            inp.execution_unit,
-            inp.level,
-        ) in self._strict_levels or inp.execution_unit in self._strict_units
-
-    def failed(self, index: int, inp: PackageEntityInput) -> None:
-        level = (inp.execution_unit, inp.level)
-        if level in self._strict_levels:
-            self._failed_levels.setdefault(level, (index, inp.key))
-        if inp.execution_unit in self._strict_units:
-            self._failed_units.setdefault(inp.execution_unit, (index, inp.key))
-
-    def blocked(self, index: int, inp: PackageEntityInput) -> str | None:
-        """Why the entity at `index` must not run, or None."""
-        unit = self._failed_units.get(inp.execution_unit)
-        if unit is not None and unit[0] < index:
-            return (
-                f"not run: '{unit[1]}' failed and execution unit {inp.execution_unit} fails on error "
-                "(FailExecutionUnitOnError)"
-            )
-        level = self._failed_levels.get((inp.execution_unit, inp.level))
-        if level is not None and level[0] < index:
-            return (
-                f"not run: '{level[1]}' failed and level {inp.level} of execution unit "
-                f"{inp.execution_unit} fails on error (FailLevelOnError)"
-            )
-        return None
-
-
-@dataclass
-class StagedEntity:
-    input: PackageEntityInput
-    outcome: EntityOutcome
-    spool: Any | None = None
-
-
-@dataclass
-class PackageRun:
-    """Stages then writes a package's entities; the worker supplies the two steps and the statuses."""
-
-    inputs: list[PackageEntityInput]
-    entities: list[StagedEntity] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.rules = FailRules(self.inputs)
-
-    def stage(self, preprocess_one: Callable[[PackageEntityInput], tuple[EntityOutcome, Any]]) -> None:
-        for index, inp in enumerate(self.inputs):
-            outcome = EntityOutcome(entity=inp.key)
-            spool = None
-            why = self.rules.blocked(index, inp)
-            if inp.disabled:
-                outcome.status = ENTITY_DISABLED
-            elif why:
-                outcome.status, outcome.error = ENTITY_NOT_RUN, why
-            elif inp.error:
-                outcome.status, outcome.error = ENTITY_ERROR, inp.error
-                self.rules.failed(index, inp)
-            else:
-                try:
-                    outcome, spool = preprocess_one(inp)
-                except FormatError as exc:
-                    outcome.status, outcome.error = ENTITY_ERROR, str(exc)
-                    self.rules.failed(index, inp)
-                else:
-                    outcome.entity = inp.key
-                    if outcome.rejected and self.rules.strict(inp):
-                        self.rules.failed(index, inp)
-            # The counts of every entity, run or not, list its attachments (they are in the package).
-            self.entities.append(StagedEntity(inp, PackageEntityOutcome.of(outcome, inp.attachments), spool))
-
-    @property
-    def staged_any(self) -> bool:
-        return any(s.spool is not None for s in self.entities)
-
-    def write(self, process_one: Callable[[PackageEntityInput, EntityOutcome, Any], Any]) -> None:
-        for index, staged in enumerate(self.entities):
-            if staged.spool is None:
-                continue
-            inp, outcome = staged.input, staged.outcome
-            why = self.rules.blocked(index, inp)
-            if why:
-                staged.spool.close()
-                staged.spool = None
-                outcome.status, outcome.error = ENTITY_NOT_RUN, why
-                continue
-            rejected_when_staged = outcome.rejected
-            spool, staged.spool = staged.spool, None
-            process_one(inp, outcome, spool)  # closes the spool
-            if outcome.rejected > rejected_when_staged and self.rules.strict(inp):
-                self.rules.failed(index, inp)
-            outcome.status = ENTITY_PROCESSED_WITH_ERRORS if outcome.rejected else ENTITY_PROCESSED
-
-    def close(self) -> None:
-        for staged in self.entities:
-            if staged.spool is not None:
-                staged.spool.close()
-                staged.spool = None
-
-    def outcomes(self) -> list[EntityOutcome]:
-        return [s.outcome for s in self.entities]
-
-    def has_problems(self) -> bool:
-        return any(s.outcome.status in (ENTITY_ERROR, ENTITY_NOT_RUN) for s in self.entities)
-
-    def reasons(self) -> list[str]:
-        """One line per entity that failed or did not run, for the message's error summary."""
-        return [
-            f"{s.outcome.entity}: {s.outcome.error}"
-            for s in self.entities
-            if s.outcome.status in (ENTITY_ERROR, ENTITY_NOT_RUN) and s.outcome.error
-        ]

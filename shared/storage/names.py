@@ -8,12 +8,15 @@ CONTAINER_OUTBOUND = "outbound"
 CONTAINER_UPLOADS = "uploads"
 CONTAINER_ERRORS = "errors"
 CONTAINER_ARTIFACTS = "artifacts"
+# Import checkpoints: staged rows of big files, so a retried attempt resumes (shared/services/import_checkpoint.py)
+CONTAINER_STAGING = "staging"
 CONTAINERS: tuple[str, ...] = (
     CONTAINER_INBOUND,
     CONTAINER_OUTBOUND,
     CONTAINER_UPLOADS,
     CONTAINER_ERRORS,
     CONTAINER_ARTIFACTS,
+    CONTAINER_STAGING,
 )
 
 # Queues (the host moves failing messages to "<queue>-poison")

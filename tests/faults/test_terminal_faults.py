@@ -139,6 +139,10 @@ def world(app_env, storage, tmp_path, monkeypatch):
             OVERRIDE_SETTING: str(MAX_DELIVERIES),
             "DEV_FAULT_PLAN_DIR": str(plan),
             "POISON_SWEEP_SCHEDULE": "* * * * * *",  # every second
+            # Every import is checkpointed (shared/services/import_checkpoint.py), every 100 rows: killed
+            # workers resume from checkpoints in every test here.
+            "IMPORT_CHECKPOINT_MIN_BYTES": "0",
+            "IMPORT_CHECKPOINT_ROWS": "100",
         }
     )
 
@@ -148,8 +152,8 @@ def world(app_env, storage, tmp_path, monkeypatch):
         services = registry
 
         @staticmethod
-        def arm(step: str, key: str, action: str, times: int = 99) -> None:
-            (plan / f"{step}.{key}").write_text(f"{action} {times}", encoding="utf-8")
+        def arm(step: str, key: str, action: str, times: int = 99, skip: int = 0) -> None:
+            (plan / f"{step}.{key}").write_text(f"{action} {times} {skip}", encoding="utf-8")
 
         @staticmethod
         def fired() -> Counter:
@@ -262,6 +266,32 @@ def test_a_worker_killed_at_each_step_resumes_and_imports_every_row_once(world):
     runs = _runs(services, job)
     assert Counter(r["Status"] for r in runs) == {statuses.RUN_ENDED: 5, statuses.RUN_ERROR: 3}
     assert all("the worker stopped during this run" in r["Errors"][0] for r in runs if r["Status"] == "Error")
+
+
+def test_a_worker_killed_after_a_checkpoint_resumes_there(world):
+    """SIGKILL right after the checkpoint at 200 rows (the staged rows are the first checkpoint): the next
+    delivery does not preprocess the file again, writes the rest, and the counts and rows are exact."""
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    services = world.services
+    job, principal, entity = _import_job(services)
+    message_id = _enqueue(services, job, principal, entity, "resume")
+    world.arm("checkpoint", message_id, "kill", times=1, skip=2)
+    _dispatch(services, job, [message_id])
+
+    world.workers.wait_for(lambda: _all_ended(services, [message_id]), "the message ended")
+
+    assert world.fired() == Counter({("checkpoint", message_id, "kill"): 1})
+    message = _messages(services, [message_id])[message_id]
+    assert message["Status"] == statuses.PROCESSED, message.get("ErrorSummary")
+    assert message["Attempts"] == 2 and message["StagedAttempt"] == 1
+    assert "preprocessing skipped, 200 record(s) already written" in message["ResumedFrom"]
+    assert message["Counts"] == {entity: {"read": ROWS, "written": ROWS, "rejected": 0}}
+    rows = list(services.entity_repo().iter_rows(services.config_service().get_entity(entity)))
+    assert sorted(r["K"] for r in rows) == sorted(f"resume-{i}" for i in range(ROWS))
+    staging = get_clients().container(names.CONTAINER_STAGING)
+    assert list(staging.list_blobs(name_starts_with=f"{job.activity_id}/{message['RowKey']}/")) == []
 
 
 def test_work_failing_on_every_delivery_ends_terminal_with_its_reason(world):

@@ -88,6 +88,7 @@ def test_lifecycle_policy_deletes_old_files_after_the_retention_parameter():
         names.CONTAINER_OUTBOUND,
         names.CONTAINER_UPLOADS,
         names.CONTAINER_ERRORS,
+        names.CONTAINER_STAGING,
     }
     assert containers <= set(names.CONTAINERS)
     # The retention is a parameter of main.bicep, passed through.
@@ -251,9 +252,7 @@ def test_the_enqueue_limit_is_deployed_below_the_hosts_body_limit():
         "function": {"type": "string", "parameters": {"value_to_convert": "effectiveMaxEnqueueBytes"}}
     }
     text = (ROOT / "infra" / "bicep" / "modules" / "function-app.bicep").read_text(encoding="utf-8")
-    assert (
-        "var effectiveMaxEnqueueBytes = min(maxEnqueueBytes, requestBodySizeLimitBytes - 1048576)" in text
-    )
+    assert "var effectiveMaxEnqueueBytes = min(maxEnqueueBytes, requestBodySizeLimitBytes - 1048576)" in text
     defaults = {
         name: int(value)
         for name, value in re.findall(r"param (requestBodySizeLimitBytes|maxEnqueueBytes) int = (\d+)", text)

@@ -22,10 +22,10 @@ def job(make_import_job):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Every full batch is its own chunk and every chunk writes the progress back (no 5 s throttle)."""
-    from shared.services import import_pipeline, import_worker
+    from shared.services import import_pipeline, message_import
 
     monkeypatch.setattr(import_pipeline, "WINDOW_BATCHES", 1)
-    monkeypatch.setattr(import_worker, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(message_import, "PROGRESS_SECONDS", 0.0)
 
 
 def _csv(rows: int = ROWS) -> bytes:

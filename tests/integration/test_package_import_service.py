@@ -10,7 +10,8 @@ from shared.domain import statuses
 from shared.formats.package_manifest import EntityTransform, ManifestEntity
 from shared.services import work_items
 from shared.services.import_pipeline import EntityOutcome
-from shared.services.package_import import FailRules, PackageEntityInput, PackageRun
+from shared.services.import_plan import FailRules, ImportPlan
+from shared.services.package_import import PackageEntityInput
 from tests.support.packages import build_package
 
 RESHAPE = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
@@ -108,22 +109,26 @@ class _Spool:
 def _run(inputs, rejected_when_staged=None, rejected_when_written=None) -> dict[str, EntityOutcome]:
     rejected_when_staged = rejected_when_staged or {}
     rejected_when_written = rejected_when_written or {}
-    run = PackageRun(inputs)
 
     def stage(inp):
         return EntityOutcome(
             entity="ignored", read=2, rejected=rejected_when_staged.get(inp.key, 0)
         ), _Spool()
 
-    def write(inp, outcome, spool):
-        spool.close()
-        outcome.rejected += rejected_when_written.get(inp.key, 0)
+    def write(index, staged):
+        staged.spool.close()
+        outcome = staged.outcome
+        outcome.rejected += rejected_when_written.get(staged.key, 0)
         outcome.written = outcome.read - outcome.rejected
 
-    run.stage(stage)
+    run = ImportPlan.stage(inputs, stage, package=True)
     run.write(write)
     run.close()
     assert all(s.spool is None for s in run.entities)
+    # A plan rebuilt from these outcomes (a resumed attempt) derives the same failures.
+    resumed = ImportPlan(run.entities, package=True)
+    for index, staged in enumerate(run.entities):
+        assert resumed.rules.blocked(index, staged) == run.rules.blocked(index, staged)
     return {o.entity: o for o in run.outcomes()}
 
 

@@ -28,7 +28,7 @@ param skuName string = 'Standard_GRS'
 @description('Blob container that receives the Flex Consumption deployment package.')
 param deploymentContainerName string
 
-@description('Days after their last modification when files in the inbound, outbound, uploads and errors containers are deleted.')
+@description('Days after their last modification when files in the inbound, outbound, uploads, errors and staging containers are deleted.')
 @minValue(1)
 param fileRetentionDays int = 30
 
@@ -47,6 +47,7 @@ var containerNames = [
   'uploads'
   'errors'
   'artifacts'
+  'staging'
 ]
 var queueNames = [
   'import-work'
@@ -70,6 +71,7 @@ var retentionPrefixes = [
   'outbound/'
   'uploads/'
   'errors/'
+  'staging/'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
