@@ -460,7 +460,7 @@ def make_plan(
     deployment's entity and project names, so a reference spelt in another case (or by label) is no change."""
     names = _Names(desired, current)
     for res in desired.values():
-        if res.kind in ("projects", "jobs") and not res.invalid:
+        if res.kind in ("projects", "jobs") and res.path and not res.invalid:
             res.document = canonical(res.kind, res.name, res.document, names)
             res.content = render(res.document)
     plan = Plan()
