@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import hashlib
 import json
 import os
 import sys
@@ -294,6 +293,8 @@ class Deployment:
 
 def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
     """Every configuration resource of the deployment, each with the ETag of the GET its document came from."""
+    from shared.errors import AppError
+
     found: dict[tuple[str, str], Resource] = {}
     for kind in KIND_NAMES:
         for name in deployment.names(kind):
@@ -305,7 +306,7 @@ def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
                 name = str(document.get("activityId" if kind == "jobs" else "name") or name)
                 try:
                     doc = canonical(kind, name, _without_name(kind, document))
-                except Exception as exc:
+                except AppError as exc:
                     raise SyncError(
                         f"the deployment's {kind}/{name} does not fit this tool's schema: {exc}",
                         hint="run the tool from the same version of the repository as the deployment",
@@ -448,7 +449,7 @@ def _same(current: Resource, desired: Resource) -> bool:
     if current.name != desired.name:
         return False
     if current.kind == "transforms":
-        return hashlib.sha256(current.content).digest() == hashlib.sha256(desired.content).digest()
+        return current.content == desired.content  # the stored XSLT is the bytes sent, unchanged
     return current.document == desired.document
 
 

@@ -125,3 +125,39 @@ def test_plan_orders_upserts_by_dependency_and_deletes_in_reverse():
         ("delete", "entities/e2"),
     ]
     assert '-  "v": "old"' in kept.changes[0].diff and '+  "v": "e1"' in kept.changes[0].diff
+
+
+class _Pages:
+    """A transport that answers a listing in pages linked by nextLink (the app answers one page today)."""
+
+    base_url = "http://deployment"
+
+    def __init__(self, pages: dict[str, dict]) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    def request(self, method, url, **kw):
+        self.asked.append(url)
+        page = self.pages[url]
+
+        class Reply:
+            @staticmethod
+            def json():
+                return page
+
+        return Reply()
+
+
+def test_listings_follow_next_link_and_leave_builtin_formats_out():
+    transport = _Pages(
+        {
+            "/api/manage/formats": {"value": [{"name": "CSV"}, {"name": "Tabs"}], "nextLink": "http://d/p2"},
+            "http://d/p2": {"value": [{"name": "Pipes"}, {"name": "JSON"}], "nextLink": None},
+        }
+    )
+    assert config_sync.Deployment(transport).names("formats") == ["Pipes", "Tabs"]
+    assert transport.asked == ["/api/manage/formats", "http://d/p2"]
+
+    looping = _Pages({"/api/manage/jobs": {"value": [], "nextLink": "/api/manage/jobs"}})
+    with pytest.raises(SyncError, match="repeats"):
+        config_sync.Deployment(looping).names("jobs")
