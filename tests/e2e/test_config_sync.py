@@ -21,11 +21,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.client.tokenserver import TokenServer
 from tests.conftest import ADMIN_APP, AUDIENCE, REPO_ROOT, TENANT
 from tools import config_sync
 from tools.demo import CONFIG_DIR, EXPORT_JOB_ID, IMPORT_JOB_ID, load_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+ADMIN_CLIENT = "c0ffee00-0000-4000-8000-00000000ad02"  # the admin client application of the MSAL test
 
 UPPER = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
   <xsl:template match="@*|node()"><xsl:copy><xsl:apply-templates select="@*|node()"/></xsl:copy></xsl:template>
@@ -68,7 +71,7 @@ def deployments(key_dir, make_token, tmp_path_factory) -> Iterator[tuple[Deploym
                 AUTH_TENANT_ID=TENANT,
                 AUTH_AUDIENCES=AUDIENCE,
                 AUTH_ADMIN_ROLE="Integrations.Admin",
-                AUTH_ADMIN_APPS="",
+                AUTH_ADMIN_APPS=ADMIN_CLIENT,  # the automation's application: admin without the role
                 AUTH_LOCAL_KEY_DIR=str(key_dir),
                 SCHEDULER_SCHEDULE="0 0 0 1 1 *",
                 POISON_SWEEP_SCHEDULE="0 0 0 1 1 *",
@@ -364,3 +367,45 @@ def test_a_resource_changed_after_the_plan_is_not_overwritten(source, deployment
     assert "412 PreconditionFailed" in caught.value.message and caught.value.applied == []
     assert "run plan again" in str(caught.value)
     assert prod.ok("GET", "/api/manage/entities/CustomerGroups").json()["label"] == "Changed meanwhile"
+
+
+def test_client_credentials_through_a_d365ri_profile(source, deployments, tmp_path, key_dir, monkeypatch):
+    """Entra client credentials through MSAL (d365ri's sign-in), against a local OpenID token endpoint whose
+    tokens the app accepts (tests/client/tokenserver.py); the secret is never printed."""
+    _, prod = deployments
+    server = TokenServer(tmp_path, key_dir=key_dir, tenant=TENANT)
+    try:
+        server.secrets[ADMIN_CLIENT] = "admin-s3cret"
+        for key in [k for k in os.environ if k.startswith("D365RI_")]:
+            monkeypatch.delenv(key)
+        home = tmp_path / "d365ri-home"
+        home.mkdir()
+        monkeypatch.setenv("D365RI_HOME", str(home))
+        monkeypatch.setenv("ADMIN_SECRET", "admin-s3cret")
+        profile = {
+            "baseUrl": prod.url,
+            "tenant": TENANT,
+            "clientId": ADMIN_CLIENT,
+            "auth": "secret",
+            "secretEnv": "ADMIN_SECRET",
+            "authority": server.authority,
+            "scope": f"{AUDIENCE}/.default",
+            "caBundle": str(server.ca_path),
+        }
+        (home / "config.json").write_text(json.dumps({"profiles": {"prod": profile}}))
+
+        out, err = io.StringIO(), io.StringIO()
+        code = config_sync.main(["plan", str(CONFIG_DIR), "--profile", "prod"], out=out, err=err)
+        assert code == 0, err.getvalue()
+        assert out.getvalue().startswith(f"Plan for {prod.url}:")
+        assert server.counts["client_credentials"] == 1
+        assert "admin-s3cret" not in out.getvalue() + err.getvalue()
+
+        monkeypatch.setenv("ADMIN_SECRET", "wrong")
+        (home / "token-cache.json").unlink()
+        out, err = io.StringIO(), io.StringIO()
+        code = config_sync.main(["plan", str(CONFIG_DIR), "--profile", "prod"], out=out, err=err)
+        assert code == 3, err.getvalue()
+        assert f"application {ADMIN_CLIENT} in tenant {TENANT}" in err.getvalue()
+    finally:
+        server.stop()
