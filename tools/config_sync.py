@@ -263,12 +263,14 @@ class Deployment:
         resp = self.transport.request("GET", self.path(kind, name), what=f"GET {self.path(kind, name)}")
         return resp.content, resp.headers.get("ETag")
 
-    def put(self, res: Resource, *, if_match: str | None, force: bool = False):
+    def put(self, res: Resource, *, current: Resource | None, force: bool = False):
+        """PUT the folder's document: a create only if nothing is there (If-None-Match: *), an update only
+        of the version the plan read (If-Match: its ETag). ApiError (d365ri) when refused."""
         headers = {"Content-Type": _XSLT_TYPE if res.kind == "transforms" else "application/json"}
-        if if_match:
-            headers["If-Match"] = if_match
-        else:
+        if current is None:
             headers["If-None-Match"] = "*"
+        elif current.etag:
+            headers["If-Match"] = current.etag
         params = {"force": "true"} if force and res.kind == "entities" else None
         return self.transport.request(
             "PUT",
@@ -281,6 +283,7 @@ class Deployment:
         )
 
     def delete(self, res: Resource):
+        """DELETE the version the plan read (If-Match: its ETag). ApiError (d365ri) when refused (409 in use)."""
         headers = {"If-Match": res.etag} if res.etag else None
         return self.transport.request(
             "DELETE",
@@ -295,10 +298,16 @@ def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
     """Every configuration resource of the deployment, each with the ETag of the GET its document came from."""
     from shared.errors import AppError
 
+    _, _, errors, _ = _client_modules()
     found: dict[tuple[str, str], Resource] = {}
     for kind in KIND_NAMES:
         for name in deployment.names(kind):
-            body, etag = deployment.get(kind, name)
+            try:
+                body, etag = deployment.get(kind, name)
+            except errors.ApiError as exc:
+                if exc.status == 404:
+                    continue  # deleted since it was listed
+                raise
             if kind == "transforms":
                 res = Resource(kind, name, body, etag=etag)
             else:
@@ -415,11 +424,14 @@ def export(deployment: Deployment, folder: Path) -> dict[str, list[str]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(res.content)
         summary["written"].append(res.file_name)
+    folded = {str(path).lower(): path for path in keep}
     for kind, suffix in KINDS:
         directory = folder / kind
         if directory.is_dir():
             for file in sorted(directory.glob(f"*{suffix}")):
-                if file not in keep:
+                # On a case-insensitive file system a file spelt in another case may be the one just written.
+                twin = folded.get(str(file).lower())
+                if file not in keep and not (twin is not None and twin.exists() and file.samefile(twin)):
                     file.unlink()
                     summary["removed"].append(f"{kind}/{file.name}")
     return summary
@@ -536,8 +548,7 @@ def apply_plan(
                 deployment.delete(res)
                 done = f"deleted {res.label}"
             else:
-                etag = change.current.etag if change.current else None
-                deployment.put(change.desired, if_match=etag, force=force_entities)  # type: ignore[arg-type]
+                deployment.put(change.desired, current=change.current, force=force_entities)  # type: ignore[arg-type]
                 done = f"{'created' if change.action == 'create' else 'updated'} {res.label}"
         except errors.ClientError as exc:
             pending = [f"{c.action} {c.resource.label}" for c in plan.changes[i + 1 :]]
