@@ -98,10 +98,20 @@ class SyncError(Exception):
 class ApplyError(SyncError):
     """A write the deployment refused during apply; `applied` lists what had been applied before it."""
 
-    def __init__(self, message: str, *, path: str, applied: list[str], pending: list[str], hint=None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        applied: list[str],
+        pending: list[str],
+        hint=None,
+        exit_code: int = 1,
+    ) -> None:
         super().__init__(message, path=path, hint=hint)
         self.applied = applied
         self.pending = pending
+        self.exit_code = exit_code  # d365ri's: 3 sign-in refused, 4 network, else 1
 
 
 @dataclass
@@ -558,6 +568,7 @@ def apply_plan(
                 applied=applied,
                 pending=pending,
                 hint=exc.hint or _HINTS.get(getattr(exc, "code", None) or ""),
+                exit_code=exc.exit_code,
             ) from None
         applied.append(done)
         log(f"  {done}")
@@ -717,7 +728,7 @@ def run(args, out, err) -> int:
         )
         if exc.pending:
             print(f"Not applied ({len(exc.pending)}): {', '.join(exc.pending)}", file=err)
-        return 1
+        return exc.exit_code
     print(f"Applied {len(applied)} change(s).", file=out)
     return 0
 
