@@ -249,9 +249,7 @@ class ImportWorker:
                     entity=entity,
                     fmt=fmt,
                     open_stream=lambda: self._open(message),
-                    mapping=[
-                        {"source": m.source, "target": m.target, "default": m.default} for m in pe.mapping
-                    ],
+                    mapping=[m.as_item() for m in pe.mapping],
                     transforms=transforms,
                     sheet=pe.sheet,
                     source_name=entity.label,

@@ -390,10 +390,11 @@ def test_every_bytes_codec_is_refused(name):
     [("utf-8", "utf-8"), ("UTF8", "utf-8"), ("latin-1", "iso8859-1"), ("windows-1252", "cp1252"),
      ("UTF-16LE", "utf-16-le"), ("utf-8-sig", "utf-8-sig"), ("shift_jis", "shift_jis")],
 )  # fmt: skip
-def test_text_encodings_and_their_aliases_are_stored_canonical(name, canonical):
+def test_text_encodings_and_their_aliases_are_kept_as_written(name, canonical):
+    # Issue 12: a GET returns the encoding as the PUT sent it; readers and writers use the canonical codec.
     fmt = parse_format("F", {"encoding": name})
-    assert fmt.encoding == canonical
-    assert config.format_to_json(fmt)["encoding"] == canonical
+    assert fmt.encoding == name and fmt.codec == canonical
+    assert config.format_to_json(fmt)["encoding"] == name
 
 
 def test_every_text_encoding_is_accepted_and_every_other_codec_refused():
@@ -405,7 +406,7 @@ def test_every_text_encoding_is_accepted_and_every_other_codec_refused():
         except LookupError:
             continue
         if canonical in accepted:
-            assert parse_format("F", {"encoding": name}).encoding == canonical
+            assert parse_format("F", {"encoding": name}).codec == canonical
         else:
             refused(parse_format, "F", {"encoding": name})
 
