@@ -243,12 +243,21 @@ def _decimal(field: Field, fmt: SourceFormat) -> Converter:
     return convert
 
 
+def _typed_source(fmt: SourceFormat) -> bool:
+    """Whether the reader turns typed values into canonical text: Excel's date and boolean cells and
+    JSON's true/false arrive as "2024-01-31" and "true", whatever the format's patterns and words say."""
+    return fmt.kind in ("excel", "json")
+
+
 def _bool(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
     # Yes/no words match ignoring case and surrounding blanks ("JA", " ja" are "Ja"); the format's own
     # words replace the English defaults, so a German format can refuse "yes".
     words = {w.strip().casefold(): True for w in fmt.yes_words}
     words.update({w.strip().casefold(): False for w in fmt.no_words})
+    if _typed_source(fmt):
+        words.setdefault("true", True)  # a boolean cell or JSON literal
+        words.setdefault("false", False)
     if fmt.true_values or fmt.false_values:
         hint = f"use {' or '.join(fmt.yes_words)} for yes and {' or '.join(fmt.no_words)} for no"
     else:
@@ -271,8 +280,9 @@ def _date(field: Field, fmt: SourceFormat) -> Converter:
     date_pattern = _custom(fmt.date_format)
     datetime_pattern = _custom(fmt.datetime_format)
     # ISO 8601 is read when the format's date pattern is ISO, or when the format asks for it
-    # (acceptIsoDates); a custom pattern alone means "only this pattern".
-    iso = date_pattern is None or fmt.accept_iso_dates
+    # (acceptIsoDates), or for Excel and JSON, whose date cells the reader writes as ISO; otherwise a
+    # custom pattern means "only this pattern".
+    iso = date_pattern is None or fmt.accept_iso_dates or _typed_source(fmt)
     expected = fmt.date_format if date_pattern else "yyyy-MM-dd"
     if date_pattern and fmt.accept_iso_dates:
         expected += " or ISO 8601 (yyyy-MM-dd)"
@@ -301,7 +311,7 @@ def _date(field: Field, fmt: SourceFormat) -> Converter:
 def _datetime(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
     pattern = _custom(fmt.datetime_format)
-    iso = pattern is None or fmt.accept_iso_dates
+    iso = pattern is None or fmt.accept_iso_dates or _typed_source(fmt)
     if pattern is None:
         expected = "yyyy-MM-dd HH:mm:ss or ISO 8601"
     else:

@@ -321,3 +321,15 @@ def test_project_conversion_validation_names_the_field(rule: dict, fragment: str
     with pytest.raises(ValidationError) as info:
         parse_project("P", {"operation": "import", "entities": [{"entity": "Items", "mapping": [rule]}]})
     assert fragment in info.value.message
+
+
+def test_excel_and_json_typed_values_read_whatever_the_patterns_and_words() -> None:
+    # Their readers write date cells as ISO and boolean cells / JSON literals as true/false.
+    for kind in ("excel", "json"):
+        fmt = replace(GERMAN, kind=kind)
+        assert convert(Field("D", "date"), "2024-01-31", fmt) == dt.date(2024, 1, 31)
+        assert convert(Field("D", "date"), "31.01.2024", fmt) == dt.date(2024, 1, 31)  # a text cell
+        assert convert(Field("T", "datetime"), "2024-01-31T10:20:30", fmt).hour == 10
+        assert convert(Field("B", "bool"), "true", fmt) is True
+        assert convert(Field("B", "bool"), "Nein", fmt) is False
+        assert reason(Field("B", "bool"), "yes", fmt).startswith("B: 'yes' is not a yes/no value")
