@@ -249,7 +249,12 @@ def parse_entity(name: str, body: Any) -> Entity:
         if by_upper[k.upper()] in canonical_keys:
             raise ValidationError(f"keys: {k!r} is listed twice")
         canonical_keys.append(by_upper[k.upper()])
-    # Key fields are always required: a record without its key cannot be stored.
+    # Key fields are always required: a record without its key cannot be stored. The user's own `required`
+    # and key spellings are kept for GET (issue 12: what a PUT sent is what a GET returns).
+    written = {
+        "keys": list(keys),
+        "required": {f.name: f.required for f in fields if f.name in canonical_keys},
+    }
     fields = [replace(f, required=True) if f.name in canonical_keys else f for f in fields]
     return Entity(
         name=name,
@@ -257,13 +262,19 @@ def parse_entity(name: str, body: Any) -> Entity:
         fields=tuple(fields),
         keys=tuple(canonical_keys),
         company_specific=_bool(body, "companySpecific", "", True),
+        written=written,
     )
 
 
 def entity_to_json(entity: Entity) -> dict:
     fields = []
+    required_written = entity.written.get("required", {})
     for f in entity.fields:
-        item: dict[str, Any] = {"name": f.name, "type": f.type, "required": f.required}
+        item: dict[str, Any] = {
+            "name": f.name,
+            "type": f.type,
+            "required": required_written.get(f.name, f.required),
+        }
         if f.max_length is not None:
             item["maxLength"] = f.max_length
         if f.values:
@@ -273,7 +284,7 @@ def entity_to_json(entity: Entity) -> dict:
         "name": entity.name,
         "label": entity.label,
         "companySpecific": entity.company_specific,
-        "keys": list(entity.keys),
+        "keys": list(entity.written.get("keys", entity.keys)),
         "fields": fields,
     }
 
@@ -638,6 +649,10 @@ class Recurrence:
     start: datetime | None = None
     end: datetime | None = None
     count: int | None = None
+    # start and end as the user wrote them ("2030-06-01T12:00:00+02:00"), returned by GET; the datetimes
+    # above are what the scheduler computes with. None: not given as text (built in code).
+    start_text: str | None = None
+    end_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -670,6 +685,12 @@ class Job:
     redelivery_minutes: int = 30
     incremental: bool = False
     authorization_policy: tuple[PolicyEntry, ...] = field(default=())
+
+    @property
+    def legal_entity(self) -> str | None:
+        """The job's legal entity ID in lower case, as records and messages carry it; `company` keeps the
+        user's spelling ("USMF") for GET."""
+        return self.company.lower() if self.company else None
 
     def allows(self, app_id: str) -> bool:
         app_id = app_id.lower()
@@ -727,7 +748,15 @@ def _parse_recurrence(raw: Any, path: str) -> Recurrence | None:
         raise ValidationError(f"{p}end must be after {p}start")
     if end and count:
         raise ValidationError(f"{path}: set an end date or a count, not both")
-    return Recurrence(unit=unit, interval=interval or 1, start=start, end=end, count=count)
+    return Recurrence(
+        unit=unit,
+        interval=interval or 1,
+        start=start,
+        end=end,
+        count=count,
+        start_text=raw.get("start") if start else None,
+        end_text=raw.get("end") if end else None,
+    )
 
 
 def _parse_monitoring(raw: Any, path: str) -> Monitoring | None:
@@ -815,7 +844,7 @@ def parse_job(activity_id: str, body: Any) -> Job:
         mode=mode,
         process_in_order=_bool(body, "processInOrder", "", False),
         process_on_arrival=_bool(body, "processOnArrival", "", False),
-        company=company.lower() if company else None,
+        company=company or None,  # as written; Job.legal_entity is the lower-case ID
         recurrence=_parse_recurrence(body.get("recurrence"), "recurrence"),
         monitoring=_parse_monitoring(body.get("monitoring"), "monitoring"),
         prevent_upload_when_zero_records=_bool(body, "preventUploadWhenZeroRecords", "", False),
@@ -843,8 +872,8 @@ def job_to_json(job: Job) -> dict:
         else {
             "unit": rec.unit,
             "interval": rec.interval,
-            "start": iso(rec.start),
-            "end": iso(rec.end),
+            "start": rec.start_text or iso(rec.start),  # as written (issue 12), not converted to UTC
+            "end": rec.end_text or iso(rec.end),
             "count": rec.count,
         },
         "monitoring": None

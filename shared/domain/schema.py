@@ -26,6 +26,9 @@ class Entity:
     fields: tuple[Field, ...]
     keys: tuple[str, ...]
     company_specific: bool = True
+    # What the user wrote where the parsed entity differs (keys spelled as sent, `required` as sent for
+    # key fields, which are always required here): GET returns it. Not part of the entity's identity.
+    written: dict = field(default_factory=dict, compare=False, hash=False)
 
     def field_map(self) -> dict[str, Field]:
         """Fields by upper-cased name, for case-insensitive lookups."""

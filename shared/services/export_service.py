@@ -392,7 +392,7 @@ class ExportService:
                 raise ExportError(f"format {pe.format!r} of entity {entity.name} does not exist") from exc
             if fmt.kind not in _EXTENSIONS:
                 raise ExportError(f"format {fmt.name!r} ({fmt.kind}) cannot be written by an export")
-            company = job.company if entity.company_specific and job.company else None
+            company = job.legal_entity if entity.company_specific and job.legal_entity else None
             query, params, expr = build_query(entity, company=company, filter_text=project.filter)
             if since is not None:
                 query = f"{query} and {MODIFIED} gt @since" if query else f"{MODIFIED} gt @since"
@@ -497,7 +497,7 @@ class ExportService:
                 "FileUploaded": True,
                 "RefreshType": result.refresh_type,
                 "Entity": plans[0].entity.name if len(plans) == 1 else None,
-                "Company": job.company,
+                "Company": job.legal_entity,
                 "ExternalIdentifier": f"{job.project}-{run_id}.zip",
                 "Counts": {
                     name: {"read": n, "written": n, "rejected": 0} for name, n in result.counts.items()

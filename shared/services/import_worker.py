@@ -290,7 +290,7 @@ class ImportWorker:
         if previous_run and previous_run != run_id:
             self._end_abandoned_run(previous_run, message_id, run_id)
         self._runs.add_message(run_id, message_id)
-        company = message.get("Company") or job.company
+        company = message.get("Company") or job.legal_entity
         errors = ErrorFile()
         outcomes: list[EntityOutcome] = []
         progress = _Progress(self._messages, job_id, row_key)

@@ -161,7 +161,7 @@ def test_job_lifecycle_and_validation(api):
     job = resp.json()
     activity = job["activityId"]
     assert resp.headers["Location"].endswith(activity)
-    assert job["company"] == "usmf"
+    assert job["company"] == "USMF"  # as written (issue 12); records and messages use "usmf"
     assert job["authorizationPolicy"][0]["applicationId"] == app  # canonical GUID
     assert job["redeliveryMinutes"] == 30 and job["processInOrder"] is False
     # GUIDs in the path: any case, braces, percent-encoded braces
