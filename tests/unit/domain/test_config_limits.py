@@ -339,7 +339,8 @@ def test_every_maximum_is_accepted():
             "authorizationPolicy": [{"applicationId": GUID}] * limits.POLICY_ENTRIES_MAX,
         },
     )
-    assert (j.company, j.legal_entity) == ("USMF_2-xxx", "usmf_2-xxx") and j.redelivery_minutes == limits.REDELIVERY_MINUTES_MAX
+    assert (j.company, j.legal_entity) == ("USMF_2-xxx", "usmf_2-xxx")  # as written; the ID in lower case
+    assert j.redelivery_minutes == limits.REDELIVERY_MINUTES_MAX
     end = parse_job(
         GUID, job(recurrence={"start": "2099-12-31T18:00:00-05:00", "end": "2099-12-31T23:59:59Z"})
     )
