@@ -604,7 +604,7 @@ def parse_project(name: str, body: Any) -> Project:
         name=name,
         operation=operation,
         description=_str(body, "description", "", default="", max_length=limits.DESCRIPTION_MAX_LENGTH) or "",
-        filter=flt or None,
+        filter=flt,  # as written: "" stays "" (no filter either way)
         entities=tuple(entities),
         neutralize_formulas=_bool(body, "neutralizeFormulas", "", True),
     )

@@ -70,3 +70,9 @@ def test_format_and_project_round_trip_unchanged() -> None:
         {"operation": "import", "entities": [{"entity": "E", "mapping": [{"target": "A", "default": 1}]}]},
     )
     assert config.project_to_json(project)["entities"][0]["mapping"][0]["source"] is None
+
+
+def test_an_empty_export_filter_stays_empty() -> None:
+    project = parse_project("P", {"operation": "export", "filter": "", "entities": [{"entity": "E"}]})
+    assert config.project_to_json(project)["filter"] == ""
+    assert parse_project("P", {"operation": "export", "entities": [{"entity": "E"}]}).filter is None
