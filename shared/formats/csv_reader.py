@@ -17,15 +17,6 @@ from shared.errors import FormatError
 from shared.formats.encoding import DecodedChunks, LineSplitter
 from shared.formats.readers import DEFAULT_LIMITS, ERROR_KEY, ReaderLimits, SourceRow
 
-_DELIMITER_NAMES = {
-    "tab": "\t",
-    "\\t": "\t",
-    "comma": ",",
-    "semicolon": ";",
-    "pipe": "|",
-    "space": " ",
-}
-
 _field_limit_lock = threading.Lock()
 
 
@@ -42,7 +33,7 @@ def _ensure_field_size_limit(chars: int) -> None:
 
 
 def _dialect_args(fmt: SourceFormat) -> dict:
-    delimiter = _DELIMITER_NAMES.get(fmt.delimiter.lower(), fmt.delimiter) if fmt.delimiter else ","
+    delimiter = fmt.delimiter_char
     if len(delimiter) != 1:
         raise FormatError(f"the format's delimiter {fmt.delimiter!r} must be a single character")
     qualifier = fmt.text_qualifier or ""
@@ -72,7 +63,7 @@ def read_csv_rows(
 
 def _rows(stream: BinaryIO, fmt: SourceFormat, dialect: dict, limits: ReaderLimits) -> Iterator[SourceRow]:
     lines = LineSplitter(
-        DecodedChunks(stream, fmt.encoding),
+        DecodedChunks(stream, fmt.codec),
         max_line_chars=limits.max_record_chars,
         max_record_chars=limits.max_record_chars,
     )

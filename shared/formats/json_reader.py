@@ -213,7 +213,7 @@ def read_json_rows(
     "true"/"false", null as None. An element that is not an object, or an object with a nested
     object/array value, is yielded with an ERROR_KEY reason.
     """
-    declared = fmt.encoding if fmt is not None else None
+    declared = fmt.codec if fmt is not None else None
     return _rows(stream, declared, limits)
 
 

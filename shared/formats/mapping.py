@@ -44,11 +44,12 @@ class _Target:
     has_default: bool
     default: object  # already converted to the field's type
     explicit: bool
+    conversions: Mapping[str, str] | None = None  # source value (trimmed, exact case) -> target text
 
 
 # One precomputed step of a plan: (field name, source column or None, converter, default,
-# has default, message when the value is missing and must not be).
-_Step = tuple[str, str | None, Converter, object, bool, str | None]
+# has default, message when the value is missing and must not be, value conversions or None).
+_Step = tuple[str, str | None, Converter, object, bool, str | None, Mapping[str, str] | None]
 
 
 def _text_default(value: Any) -> str:
@@ -101,6 +102,7 @@ class RowMapper:
                     target.default,
                     target.has_default,
                     missing,
+                    target.conversions,
                 )
             )
         return steps
@@ -150,8 +152,14 @@ class RowMapper:
         get = values.get
         record: dict[str, object] = {}
         errors: list[str] | None = None
-        for name, column, converter, default, has_default, missing in plan:
+        for name, column, converter, default, has_default, missing, conversions in plan:
             raw = get(column) if column is not None else None
+            if conversions is not None:
+                # Value conversions come first: the converted text then goes through the default and
+                # the field's type, exactly as if the file had carried it.
+                converted = conversions.get(raw.strip() if raw is not None else "")
+                if converted is not None:
+                    raw = converted
             if raw is None or raw == "":
                 value = default
             else:
@@ -183,10 +191,17 @@ def build_mapper(
 ) -> RowMapper:
     """Build the mapper for one file. Raises ValueError for a mapping that cannot work.
 
-    `mapping` items are {"source": column, "target": field, "default": value or None}. Fields
-    not explicitly mapped are mapped automatically to the column of the same name (ignoring
-    case). `columns` is the file's header; None for formats without one (each row's own keys
-    are used then).
+    `mapping` items are {"source": column, "target": field, "default": value or None,
+    "conversions": [{"from": text, "to": text}, ...] (optional)}. Fields not explicitly mapped are
+    mapped automatically to the column of the same name (ignoring case). `columns` is the file's
+    header; None for formats without one (each row's own keys are used then).
+
+    Value conversions (D365's EntityFieldConversionList) replace a source value before anything
+    else: a value whose text, with surrounding blanks removed, equals a `from` exactly (case
+    matters: "ja" does not match "Ja") is replaced by its `to`. `from: ""` matches an empty or
+    missing value; `to: ""` makes the value empty (then the default and the required rules apply).
+    A value that matches no `from` is kept. Raises ValueError for a conversion list that is not a
+    list of {from, to} strings or names a `from` twice, or a `to` the field's type refuses.
     """
     fields = entity.field_map()
     targets: list[_Target] = []
@@ -221,8 +236,45 @@ def build_mapper(
                 raise ValueError(f"the default value for {fld.name} is not valid: {exc.reason}") from None
         if source is None and not has_default:
             raise ValueError(f"mapping item {number} ({fld.name}) has neither a source nor a default")
-        targets.append(_Target(fld, source, has_default, converted, True))
+        conversions = _conversions(item.get("conversions"), fld, fmt, number)
+        if conversions and source is None:
+            raise ValueError(f"mapping item {number} ({fld.name}) has conversions but no source column")
+        targets.append(_Target(fld, source, has_default, converted, True, conversions or None))
     for fld in entity.fields:
         if fld.name.upper() not in explicit:
             targets.append(_Target(fld, None, False, None, False))
     return RowMapper(entity, targets, columns, fmt)
+
+
+def _conversions(raw: Any, fld: Field, fmt: SourceFormat, number: int) -> dict[str, str]:
+    """A mapping item's value conversions as {source value: target text}, each target checked."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list | tuple):
+        raise ValueError(f"mapping item {number} ({fld.name}): conversions must be a list of {{from, to}}")
+    table: dict[str, str] = {}
+    convert = make_converter(fld, fmt)
+    for k, pair in enumerate(raw):
+        if isinstance(pair, Mapping):
+            source, target = pair.get("from"), pair.get("to")
+        elif isinstance(pair, list | tuple) and len(pair) == 2:
+            source, target = pair
+        else:
+            source = target = None
+        if not isinstance(source, str) or not isinstance(target, str):
+            raise ValueError(
+                f"mapping item {number} ({fld.name}): conversion {k + 1} must be {{from, to}} with two strings"
+            )
+        key = source.strip()
+        if key in table:
+            raise ValueError(f"mapping item {number} ({fld.name}): the value {key!r} is converted twice")
+        if target.strip():
+            try:
+                convert(target)
+            except ConversionError as exc:
+                raise ValueError(
+                    f"mapping item {number} ({fld.name}): conversion {key!r} -> {target!r} is not valid: "
+                    f"{exc.reason}"
+                ) from None
+        table[key] = target
+    return table

@@ -37,6 +37,23 @@ MAP_ELEMENT = "EntityMap"
 # on them: list items are taken by position, whatever their name or namespace.
 TRANSFORM_ELEMENT = "EntityTransform"
 CONVERSION_ELEMENT = "EntityFieldConversion"
+# The two values of a conversion entry, as we write them. What is published about the list (searched
+# 2026-11: public code and docs) shows it only empty: `<EntityFieldConversionList i:nil="true" />` in
+# every EntityMap of the real manifests in /work/shared/fixtures/d365 (Itaneo/d365fo-data-migration
+# Definition/CustCustomerBaseEntity/Manifest.xml, 194 maps; microsoft/Dynamics-AX-Integration
+# usmf_asset-major-types-01.zip), in Itaneo/d365fo-data-migration docs/entity-authoring-guide.md
+# ("Optional conversion rules; set to i:nil=\"true\" when not needed") and in other hand-built
+# manifests. No instance with entries and no schema of an entry was found, so these names are ours;
+# reading also takes the other spellings below, and refuses an entry it cannot read rather than
+# importing unconverted values.
+CONVERSION_SOURCE = "SourceValue"
+CONVERSION_TARGET = "TargetValue"
+_CONVERSION_SPELLINGS = (
+    (CONVERSION_SOURCE, CONVERSION_TARGET),
+    ("FromValue", "ToValue"),
+    ("From", "To"),
+    ("Value", "ConvertedValue"),
+)
 
 # A manifest with hundreds of entities and their maps is a few MB; anything far bigger is not a
 # manifest. The reader enforces this before parsing.
@@ -62,6 +79,20 @@ class EntityFieldConversion:
     values: dict[str, str | None] = field(default_factory=dict)
     element_name: str = CONVERSION_ELEMENT
 
+    @classmethod
+    def of(cls, source: str, target: str) -> EntityFieldConversion:
+        """The entry we write for "source value -> target value"."""
+        return cls(values={CONVERSION_SOURCE: source, CONVERSION_TARGET: target})
+
+    def pair(self) -> tuple[str, str] | None:
+        """(source value, target value), or None when the entry has none of the known spellings.
+        A nil value reads as "" (an empty value)."""
+        folded = {k.casefold(): v for k, v in self.values.items()}
+        for source, target in _CONVERSION_SPELLINGS:
+            if source.casefold() in folded and target.casefold() in folded:
+                return folded[source.casefold()] or "", folded[target.casefold()] or ""
+        return None
+
 
 @dataclass
 class EntityMap:
@@ -73,6 +104,21 @@ class EntityMap:
     is_default_value_equal_null: bool = False
     use_text_qualifier: bool = False
     entity_field_conversion_list: list[EntityFieldConversion] = field(default_factory=list)
+
+    def conversions(self, what: str) -> list[tuple[str, str]]:
+        """The map's value conversions as (source value, target value) pairs. Raises FormatError for an
+        entry without a source and a target value (see CONVERSION_SOURCE)."""
+        pairs = []
+        for i, entry in enumerate(self.entity_field_conversion_list):
+            pair = entry.pair()
+            if pair is None:
+                found = ", ".join(entry.values) or "no elements"
+                raise FormatError(
+                    f"{what}: EntityFieldConversionList entry #{i + 1} ({found}) has no "
+                    f"{CONVERSION_SOURCE} and {CONVERSION_TARGET}; its conversion cannot be applied"
+                )
+            pairs.append(pair)
+        return pairs
 
 
 @dataclass

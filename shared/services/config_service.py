@@ -506,7 +506,7 @@ class ConfigService:
                     f"entities[{i}].entity: entity {pe.entity!r} does not exist", code="UnknownEntity"
                 )
             try:
-                self.get_format(pe.format)
+                fmt = self.get_format(pe.format)
             except NotFoundError as exc:
                 raise ValidationError(
                     f"entities[{i}].format: format {pe.format!r} does not exist", code="UnknownFormat"
@@ -518,6 +518,8 @@ class ConfigService:
                         f"entities[{i}].mapping[{j}].target: {rule.target!r} is not a field of {entity.name}",
                         code="UnknownField",
                     )
+                if rule.conversions:
+                    self._check_conversions(rule, entity, fmt, f"entities[{i}].mapping[{j}].conversions")
             for t in pe.transforms:
                 if self._repo.find(KIND_TRANSFORM, t) is None:
                     raise ValidationError(
@@ -527,6 +529,18 @@ class ConfigService:
                 self._check_filter(project.filter, entity, i)
             canonical.append(_replace(pe, entity=entity.name))
         return _replace(project, entities=tuple(canonical))
+
+    @staticmethod
+    def _check_conversions(rule: cfg.MappingRule, entity: Entity, fmt: SourceFormat, path: str) -> None:
+        """Each conversion's `to` must be a value the target field takes, read with the project entity's
+        format (it replaces the file's text before the type conversion): 400 InvalidConversion."""
+        from shared.formats.mapping import build_mapper
+
+        item = {**rule.as_item(), "default": None}
+        try:
+            build_mapper(entity, None, [item], fmt)
+        except ValueError as exc:
+            raise ValidationError(f"{path}: {exc}", code="InvalidConversion") from None
 
     def _check_filter(self, text: str, entity: Entity, index: int) -> None:
         from shared.formats.filters import FilterError, parse_filter

@@ -324,10 +324,18 @@ def _mapping(me: ManifestEntity, pe: ProjectEntity | None, entity: Entity) -> li
         if fld is None or fld.name in seen:
             continue  # a field the configured entity does not model, or an array's second element
         seen.add(fld.name)
-        mapping.append({"source": source, "target": fld.name, "default": None})
+        conversions = m.conversions(f"Manifest.xml entity '{me.entity_name}' field {fld.name}")
+        mapping.append(
+            {
+                "source": source,
+                "target": fld.name,
+                "default": None,
+                "conversions": [{"from": f, "to": t} for f, t in conversions],
+            }
+        )
     if mapping or pe is None:
         return mapping
-    return [{"source": m.source or None, "target": m.target, "default": m.default} for m in pe.mapping]
+    return [m.as_item() for m in pe.mapping]
 
 
 def _transforms(
