@@ -235,6 +235,17 @@ _OTHER_DELIMITERS = (";", "\t", "|", ",")
 
 def _make_header(values: list[str], line: int, delimiter: str) -> list[str]:
     header = [v.strip() for v in values]
+    first = header[0]
+    # An XML or JSON file sent with a CSV format reads as text whose rows all lack the entity's columns;
+    # say what the file is instead (D365 headers are column names, which never start so).
+    other = "XML" if first.startswith("<") else "JSON" if first.startswith(("{", "[")) else None
+    if other is not None:
+        shown = first if len(first) <= 40 else first[:40] + "..."
+        formats = "XML-Element or XML-Attribute" if other == "XML" else "JSON"
+        raise FormatError(
+            f"the file looks like {other}, not delimited text: its first line starts with {shown!r}; "
+            f"use the {formats} format"
+        )
     if len(header) == 1:
         # One column that holds another delimiter: the file is not split the way the format says, and
         # every row would be rejected for missing columns instead of for this.

@@ -476,8 +476,11 @@ def _lines(buf: _Buffer, limits: ReaderLimits) -> Iterator[SourceRow]:
         number += 1
         line = buf.line_at(buf.pos)
         if buf.text[buf.pos] != "{":
+            # What the text starts with tells a CSV or XML file sent with the JSON format at a glance.
+            start = buf.text[buf.pos : buf.pos + 40].split("\n", 1)[0]
             raise FormatError(
-                f"the JSON is neither an array nor JSON Lines: expected an object at {buf.where(buf.pos)}"
+                f"the JSON is neither an array nor JSON Lines: expected an object at {buf.where(buf.pos)}, "
+                f"where the text starts with {start!r}"
             )
         value = buf.decode_value(number)
         yield line, _to_row(value, line, limits)

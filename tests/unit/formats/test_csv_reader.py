@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -294,3 +295,18 @@ def test_utf8_file_read_with_csv_unicode_is_refused() -> None:
         "the format expects UTF-16LE text, but the file looks like UTF-8 or ANSI text "
         "(it has no NUL bytes); use the CSV format or add a BOM"
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'<?xml version="1.0"?>\n<Document><E A="1"/></Document>\n', "looks like XML, not delimited text"),
+        (b"<Document>\n<E><A>1</A></E>\n</Document>\n", "use the XML-Element or XML-Attribute format"),
+        (b'[{"A": 1}]\n', "looks like JSON, not delimited text: its first line starts with '[{\"A\": 1}]'"),
+        (b'{"A": 1}\n{"A": 2}\n', "use the JSON format"),
+    ],
+)
+def test_xml_or_json_sent_as_csv_is_named(data: bytes, expected: str) -> None:
+    # Otherwise every row is rejected for missing columns: the consequence, not the cause.
+    with pytest.raises(FormatError, match=re.escape(expected)):
+        rows(data)

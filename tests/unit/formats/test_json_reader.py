@@ -123,6 +123,12 @@ def test_data_after_the_array_is_an_error() -> None:
 def test_top_level_scalar_is_an_error() -> None:
     with pytest.raises(FormatError, match="neither an array nor JSON Lines"):
         rows(b'"just a string"')
+    with pytest.raises(FormatError) as info:
+        rows(b"CODE,NAME\nA,x\n")
+    assert str(info.value) == (
+        "the JSON is neither an array nor JSON Lines: expected an object at line 1, column 1 (character 1), "
+        "where the text starts with 'CODE,NAME'"
+    )
 
 
 def test_records_crossing_chunk_boundaries() -> None:
