@@ -90,10 +90,12 @@ def _records(stream: BinaryIO, attributes: bool, limits: ReaderLimits) -> Iterat
                 fields = 0
                 descendants = 0
                 chars = 0
-                _check_stray_text(element, before=True)
+                if number == 0:
+                    _check_stray_text(element, before=True)  # later text is checked as records are dropped
                 # All attributes arrive with the start tag: check them before any child is parsed. In both
                 # formats, as XML-Element imports a record's attributes too.
-                _check_attributes(element, max_columns, max_field, max_chars, element.sourceline or 0)
+                if attributes or element.keys():
+                    _check_attributes(element, max_columns, max_field, max_chars, element.sourceline or 0)
             elif depth >= _FIELD_DEPTH:
                 # Checked while parsing, so a giant record fails before it is built in memory.
                 descendants += 1
@@ -127,9 +129,8 @@ def _records(stream: BinaryIO, attributes: bool, limits: ReaderLimits) -> Iterat
                     )
             continue
         if depth == 0:
-            # The root ended: text after the last record is all that is left to check.
-            if len(element):
-                _check_stray_text(element[-1], before=False)
+            # The root ended: text after the last record (or in a root without records) is left to check.
+            _check_root_end(element)
             continue
         if depth != _RECORD_DEPTH - 1:
             continue
@@ -138,10 +139,16 @@ def _records(stream: BinaryIO, attributes: bool, limits: ReaderLimits) -> Iterat
         row = _attribute_row(element, line) if attributes else _element_row(element, max_field, line)
         yield line, row
         # Bounded memory: drop the record and everything before it from the tree. Its tail (the text
-        # up to the next record) is kept: it is checked when the next record starts.
+        # up to the next record) is kept: it is checked when it is dropped, after the next record.
         element.clear(keep_tail=True)
         parent = element.getparent()
-        while element.getprevious() is not None:
+        while True:
+            first = parent[0]
+            if first is element:
+                break
+            tail = first.tail
+            if tail and not tail.isspace():
+                _stray_text(tail, parent, f"before the record at line {element.sourceline}")
             del parent[0]
         source.mark()
 
@@ -175,7 +182,7 @@ def _check_stray_text(record: Any, *, before: bool) -> None:
     """FormatError for text directly in the root element, which belongs to no record.
 
     Called at a record's start with the text before it (the root's own text, then the tails of the
-    siblings still in the tree: the previous record, comments), and at the root's end with the text after
+    siblings still in the tree: the previous record, comments), and by _check_root_end with the text after
     the last record. Whitespace (indentation) is fine.
     """
     parent = record.getparent()
@@ -191,14 +198,34 @@ def _check_stray_text(record: Any, *, before: bool) -> None:
             texts.append(sibling.tail)
             sibling = sibling.getprevious()
     else:
+        texts.extend(sibling.tail for sibling in record.itersiblings())  # comments after it
         texts.append(record.tail)
     for text in texts:
-        if text and text.strip():
+        if text and not text.isspace():
             where = "before the record" if before else "after the record"
-            raise FormatError(
-                f"the XML has text {_shown(text)} directly in the root element <{_local(parent.tag)}>, "
-                f"{where} at line {record.sourceline}: the root may hold only records (one element each)"
-            )
+            _stray_text(text, parent, f"{where} at line {record.sourceline}")
+
+
+def _stray_text(text: str, root: Any, where: str) -> None:
+    raise FormatError(
+        f"the XML has text {_shown(text)} directly in the root element <{_local(root.tag)}>, {where}: "
+        "the root may hold only records (one element each)"
+    )
+
+
+def _check_root_end(root: Any) -> None:
+    """At the root's end: the text after its last record, or all of its text when it has no record."""
+    records = [child for child in root if isinstance(child.tag, str)]
+    if records:
+        _check_stray_text(records[-1], before=False)
+        return
+    texts = [root.text, *(child.tail for child in root)]  # comments only
+    text = next((t for t in texts if t and t.strip()), None)
+    if text is not None:
+        raise FormatError(
+            f"the XML has text {_shown(text)} directly in the root element <{_local(root.tag)}> (line "
+            f"{root.sourceline}) and no record: the root may hold only records (one element each)"
+        )
 
 
 def _shown(text: str) -> str:
@@ -216,10 +243,10 @@ _MARKUP_NAMESPACES = ("{http://www.w3.org/2001/XMLSchema-instance}", "{http://ww
 
 def _record_text(record: Any) -> str | None:
     """Non-blank text directly inside a record (around or between its child elements), else None."""
-    if record.text and record.text.strip():
+    if record.text and not record.text.isspace():
         return record.text
     for child in record:
-        if child.tail and child.tail.strip():
+        if child.tail and not child.tail.isspace():
             return child.tail
     return None
 
@@ -228,10 +255,14 @@ def _element_row(record: Any, max_field: int, line: int) -> dict[str, str | None
     """XML-Element: child elements and the record's own attributes are fields."""
     row: dict[str, str | None] = {}
     problems: list[str] = []
-    for key, value in record.attrib.items():
+    for key, value in record.items():
         if not _is_markup(key):
             row[_local(key)] = value  # sizes were checked when the record started
+    stray = record.text if record.text and not record.text.isspace() else None
     for child in record:
+        tail = child.tail
+        if tail and stray is None and not tail.isspace():
+            stray = tail
         tag = child.tag
         if not isinstance(tag, str):
             continue  # a comment or processing instruction
@@ -247,7 +278,8 @@ def _element_row(record: Any, max_field: int, line: int) -> dict[str, str | None
             )
             row[name] = None
             continue
-        extra = [_local(k) for k in child.attrib if not _is_markup(k)]
+        keys = child.keys()
+        extra = [_local(k) for k in keys if not _is_markup(k)] if keys else None
         if extra:
             # An attribute such as currency="EUR" qualifies the value: importing the value without it
             # would change its meaning, and there is no field to put it in.
@@ -257,15 +289,16 @@ def _element_row(record: Any, max_field: int, line: int) -> dict[str, str | None
             )
             row[name] = None
             continue
-        if child.get(XSI_NIL) in ("true", "1"):
+        if keys and child.get(XSI_NIL) in ("true", "1"):
             row[name] = None
             continue
         text = child.text or ""
         _check_size(text, name, max_field, line)
         row[name] = text
-    text = _record_text(record)
-    if text is not None:
-        problems.append(f"the record holds the text {_shown(text)} outside its fields, which is not imported")
+    if stray is not None:
+        problems.append(
+            f"the record holds the text {_shown(stray)} outside its fields, which is not imported"
+        )
     if problems:
         row[ERROR_KEY] = "; ".join(problems)
     return row
@@ -274,16 +307,19 @@ def _element_row(record: Any, max_field: int, line: int) -> dict[str, str | None
 def _attribute_row(record: Any, line: int) -> dict[str, str | None]:
     """XML-Attribute: the record's attributes are its fields; child elements and text reject the record."""
     # Sizes and counts were checked when the record started.
-    row: dict[str, str | None] = {}
+    items = record.items()
+    # The usual record has no namespaced attribute: one comprehension, then the rare ones by local name.
+    row: dict[str, str | None] = {key: value for key, value in items if key[0] != "{"}
     problems: list[str] = []
-    for key, value in record.attrib.items():
-        if _is_markup(key):
-            continue
-        name = _local(key)
-        if name in row:
-            problems.append(f"field {name} appears more than once (in two namespaces)")
-        row[name] = value
-    children = [child for child in record if isinstance(child.tag, str)]
+    if len(row) != len(items):
+        for key, value in items:
+            if key[0] != "{" or _is_markup(key):
+                continue
+            name = _local(key)
+            if name in row:
+                problems.append(f"field {name} appears more than once (in two namespaces)")
+            row[name] = value
+    children = [child for child in record if isinstance(child.tag, str)] if len(record) else None
     if children:
         first = children[0]
         problems.append(

@@ -347,6 +347,18 @@ def test_text_outside_any_record_fails_the_file(attributes: bool) -> None:
         )
 
 
+def test_text_after_the_last_record_or_in_a_root_without_records_fails_the_file() -> None:
+    with pytest.raises(
+        FormatError, match="text 'junk' directly in the root element <D>, after the record at line 1"
+    ):
+        element_rows(b"<D><E><A>1</A></E><!-- c -->junk</D>")
+    with pytest.raises(
+        FormatError, match=r"text 'just text' directly in the root element <D> \(line 1\) and no"
+    ):
+        element_rows(b"<D>just text</D>")
+    assert element_rows(b"<D>\n  <!-- nothing -->\n</D>") == []
+
+
 def test_indentation_and_comments_are_not_data() -> None:
     data = b"<Document>\n  <!-- exported -->\n  <E>\n    <A>1</A>\n  </E>\n  <E><A>2</A></E>\n</Document>\n"
     assert element_rows(data) == [(3, {"A": "1"}), (6, {"A": "2"})]
