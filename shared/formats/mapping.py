@@ -16,6 +16,10 @@ from shared.formats.conversion import ConversionError, Converter, make_converter
 from shared.formats.readers import ERROR_KEY
 
 _MAX_CACHED_PLANS = 256
+# Columns that feed no field, listed for the message (they are reported, not imported): at most this many
+# names, each cut to this length, so a file of ever-new keys cannot grow the list or the message.
+MAX_LISTED_UNMAPPED = 20
+_MAX_UNMAPPED_NAME = 100
 
 
 @dataclass(slots=True)
@@ -69,8 +73,11 @@ class RowMapper:
         self._targets = targets
         self._keys = {k.upper() for k in entity.keys}
         self._plans: dict[tuple[str, ...], list[_Step]] = {}
+        # Columns seen in the file that feed no field, in order of appearance (see unmapped()).
+        self._unmapped: dict[str, None] = {}
+        self.unmapped_more = False  # more than MAX_LISTED_UNMAPPED were seen
         self.columns = list(columns) if columns is not None else None
-        self._fixed_plan = self._plan(self.columns) if self.columns is not None else None
+        self._fixed_plan = self._note_unmapped(self.columns) if self.columns is not None else None
 
     # -- planning ---------------------------------------------------------------------------
     def _plan(self, columns: Iterable[str]) -> list[_Step]:
@@ -120,6 +127,27 @@ class RowMapper:
             message += "; no column of the file maps to it"
         return message
 
+    def _note_unmapped(self, columns: list[str] | tuple[str, ...]) -> list[_Step]:
+        """The plan for these columns, noting the columns it leaves unused (once per plan, not per row)."""
+        plan = self._plan(columns)
+        used = {step[1] for step in plan if step[1] is not None}
+        for column in columns:
+            if column in used or column == ERROR_KEY or column in self._unmapped:
+                continue
+            if len(self._unmapped) >= MAX_LISTED_UNMAPPED:
+                self.unmapped_more = True
+                break
+            self._unmapped[column[:_MAX_UNMAPPED_NAME]] = None
+        return plan
+
+    def unmapped(self) -> list[str]:
+        """Columns (elements, attributes, keys) of the rows mapped so far that feed no field of the entity.
+
+        D365 ignores such columns too, but nothing may vanish without a word: the import lists them on the
+        message (Counts `unmappedColumns`). At most MAX_LISTED_UNMAPPED names; `unmapped_more` says if more.
+        """
+        return list(self._unmapped)
+
     def unmapped_columns(self, columns: Iterable[str]) -> list[str]:
         """Columns of the file that feed no field (D365 ignores them; useful as a warning)."""
         columns = list(columns)
@@ -148,7 +176,7 @@ class RowMapper:
             if plan is None:
                 if len(self._plans) >= _MAX_CACHED_PLANS:
                     self._plans.clear()  # rows of ever-changing shapes: bound the cache
-                plan = self._plans[shape] = self._plan(shape)
+                plan = self._plans[shape] = self._note_unmapped(shape)
         get = values.get
         record: dict[str, object] = {}
         errors: list[str] | None = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from shared.errors import FormatError
-from shared.formats.xml_safety import make_parser
+from shared.formats.xml_safety import describe_syntax_error, make_parser
 
 DM_NS = "http://schemas.microsoft.com/dynamics/2015/01/DataManagement"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -196,6 +196,7 @@ def _decode(data: bytes, what: str) -> str:
     Decoding ourselves (rather than letting libxml2 read the declaration) copes with the common
     .NET mistake of UTF-8 bytes under an `encoding="utf-16"` declaration.
     """
+    original = data
     if data.startswith(b"\xff\xfe"):
         encoding, data = "utf-16-le", data[2:]
     elif data.startswith(b"\xfe\xff"):
@@ -211,7 +212,14 @@ def _decode(data: bytes, what: str) -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise FormatError(f"{what} is not valid {encoding.upper()} text: {exc}") from None
+        # Where, in the file's bytes (the BOM included), not Python's "position N" in the sliced data.
+        offset = exc.start + (len(original) - len(data))
+        line = data[: exc.start].decode(encoding, "replace").count("\n") + 1
+        shown = " ".join(f"0x{b:02X}" for b in data[exc.start : exc.end][:4])
+        raise FormatError(
+            f"{what} is not valid {encoding.upper()} text: the byte(s) {shown} at byte offset {offset} "
+            f"(line {line}) cannot be decoded"
+        ) from None
     return _XML_DECL.sub("", text, count=1)
 
 
@@ -222,10 +230,15 @@ def _parse_root(data: bytes, what: str, root_name: str) -> etree._Element:
     # Refuse a DTD before libxml2 reads its declarations at all (entity bombs, external ids).
     if _PROLOG_DOCTYPE.match(text):
         raise FormatError(f"{what} contains a DTD (<!DOCTYPE>); DTDs are not allowed")
+    parser = _parser()
     try:
-        root = etree.fromstring(text.encode("utf-8"), _parser())
+        root = etree.fromstring(text.encode("utf-8"), parser)
     except etree.XMLSyntaxError as exc:
-        raise FormatError(f"{what} is not well-formed XML: {exc}") from None
+        # The cause and its line (the text is re-encoded, but its lines are the file's), not libxml2's raw text.
+        reason = describe_syntax_error(exc, parser.error_log)
+        raise FormatError(
+            reason.replace("the XML is not well-formed", f"{what} is not well-formed XML", 1)
+        ) from None
     if root.getroottree().docinfo.doctype:
         raise FormatError(f"{what} contains a DTD (<!DOCTYPE>); DTDs are not allowed")
     if etree.QName(root).localname != root_name:

@@ -204,3 +204,63 @@ def test_german_values_and_a_field_conversion_import_end_to_end(api):
     assert rows["D1"]["VALIDFROM"] == "2024-01-31" and rows["D1"]["ACTIVE"] is True
     assert rows["D1"]["TERMS"] == "Net30"
     assert rows["D2"]["AMOUNT"] == "-0.5" and rows["D2"]["ACTIVE"] is False and rows["D2"]["TERMS"] == "Net60"
+
+
+# Issue 12: structure the format does not map is imported or reported, never dropped ------------------
+ORDER = {
+    "keys": ["ORDERID"],
+    "fields": [
+        {"name": "ORDERID", "type": "string", "maxLength": 20},
+        {"name": "CUSTOMER", "type": "string"},
+    ],
+}
+
+
+def test_xml_attribute_header_with_nested_lines_is_rejected_with_the_reason_not_processed(api):
+    """The lines of a header would be lost: the header is rejected, naming them, and the message says so."""
+    job = api.import_job(ORDER, fmt="XML-Attribute", processOnArrival=True)
+    data = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n'
+        b"<Document>\n"
+        b'  <SALESORDERHEADER ORDERID="SO1" CUSTOMER="C1">\n'
+        b'    <SALESORDERLINE ITEM="A" QTY="1"/>\n'
+        b'    <SALESORDERLINE ITEM="B" QTY="2"/>\n'
+        b"  </SALESORDERHEADER>\n"
+        b'  <SALESORDERHEADER ORDERID="SO2" CUSTOMER="C2"/>\n'
+        b"</Document>\n"
+    )
+    detail = run_file(api, job, data, "ProcessedWithErrors")
+    assert detail["counts"][job[2]] == {"read": 2, "written": 1, "rejected": 1}
+    summary = detail["errorSummary"]
+    assert "line 3: the record has the child element(s) <SALESORDERLINE> (first at line 4)" in summary
+    assert "XML-Attribute does not import" in summary
+    assert [r["ORDERID"] for r in api.records(job[2], company="usmf")] == ["SO2"]
+
+
+def test_json_in_the_odata_value_shape_imports_its_records(api):
+    job = api.import_job(TYPED, fmt="JSON", processOnArrival=True)
+    data = (
+        b'{"@odata.context": "https://contoso.operations.dynamics.com/data/$metadata#Items",\n'
+        b' "value": [\n'
+        b'  {"@odata.etag": "W/\\"JzEn\\"", "CODE": "J1", "NAME": "First", "AMOUNT": 1.10, "QTY": 3, "COLOR": "red"},\n'
+        b'  {"@odata.etag": "W/\\"JzIn\\"", "CODE": "J2", "NAME": "Second", "AMOUNT": null, "ACTIVE": true}\n'
+        b" ],\n"
+        b' "@odata.count": 2}\n'
+    )
+    detail = run_file(api, job, data, "Processed")
+    # COLOR is no field of the entity: not imported, as in D365, but listed on the message.
+    assert detail["counts"][job[2]] == {"read": 2, "written": 2, "rejected": 0, "unmappedColumns": ["COLOR"]}
+    rows = by_code(api, job[2])
+    assert "COLOR" not in rows["J1"]
+    assert rows["J1"]["NAME"] == "First" and rows["J1"]["AMOUNT"] == "1.10" and rows["J1"]["QTY"] == 3
+    assert rows["J2"]["ACTIVE"] is True and rows["J2"]["AMOUNT"] is None
+    assert not any(key.startswith("@odata") for row in rows.values() for key in row)
+
+
+def test_csv_with_an_unclosed_text_qualifier_names_the_line_it_opens_on(api):
+    job = api.import_job(TYPED, processOnArrival=True)
+    data = b'CODE,NAME,AMOUNT\r\nQ1,fine,1\r\nQ2,"never closed,2\r\nQ3,lost,3\r\n'
+    detail = run_file(api, job, data, "PreProcessingError")
+    assert "the text qualifier '\"' opened on line 3 is never closed" in detail["errorSummary"]
+    assert "values but the header has" not in detail["errorSummary"]
+    assert api.records(job[2], company="usmf") == []

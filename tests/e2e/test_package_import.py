@@ -319,6 +319,24 @@ def test_without_fail_flags_a_rejected_record_stops_nothing(api):
     assert "AMOUNT" in detail["errorSummary"]
 
 
+def test_a_data_file_no_entity_reads_is_reported_not_silently_skipped(api):
+    """Issue 12: a package whose manifest forgets a data file ends ProcessedWithErrors, naming the file."""
+    activity, app, entity = package_job(api, simple_entity())
+    files = {"good.csv": b"CODE,NAME\nU1,Kept\n", "Sales lines.csv": b"CODE,NAME\nL1,Lost?\n"}
+    detail = run_package(
+        api, activity, app, build_package([csv_entity(entity, "good.csv")], files), "ProcessedWithErrors"
+    )
+    counts = detail["counts"]
+    assert counts[entity] == {"read": 1, "written": 1, "rejected": 0, "status": "Processed"}
+    assert counts["Sales lines.csv"]["status"] == "Error"
+    assert counts["Sales lines.csv"]["error"] == (
+        "the package holds 'Sales lines.csv', which Manifest.xml names for no entity, so its records were not "
+        "imported; add the entity to Manifest.xml (InputFilePath) or leave the file out"
+    )
+    assert "Sales lines.csv: the package holds 'Sales lines.csv'" in detail["errorSummary"]
+    assert [r["CODE"] for r in api.records(entity, company="usmf")] == ["U1"]
+
+
 def test_package_xslt_from_the_package_and_from_stored_transforms(api):
     """EntityTransformList: one XSLT carried in the package, one stored by name, applied in order."""
     rename = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
