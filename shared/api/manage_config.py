@@ -55,6 +55,16 @@ def _project_body(project) -> dict:
     return {**project_to_json(project), "warnings": _svc().project_warnings(project)}
 
 
+def _format_body(fmt) -> dict:
+    """A format as one document's reply shows it, with `warnings` (see _job_body)."""
+    from shared.domain.config import format_option_problems, format_to_json
+
+    return {
+        **format_to_json(fmt),
+        "warnings": [f"{n} does not apply: {w}" for n, w in format_option_problems(fmt)],
+    }
+
+
 def _deleted(existed: bool):
     return empty_response(204)
 
@@ -148,28 +158,25 @@ def list_formats(req: func.HttpRequest, principal) -> func.HttpResponse:
 @bp.route(route="api/manage/formats/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import format_to_json
 
     saved = _svc().upsert_format(req.route_params["name"], read_json(req), **_conditions(req))
-    return _saved(format_to_json(saved.value), saved)
+    return _saved(_format_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def patch_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import format_to_json
 
     saved = _svc().patch_format(req.route_params["name"], _read_patch(req), if_match=_if_match(req))
-    return _saved(format_to_json(saved.value), saved)
+    return _saved(_format_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def get_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import format_to_json
 
     versioned = _svc().get_format_versioned(req.route_params["name"])
-    return _versioned(format_to_json(versioned.value), versioned)
+    return _versioned(_format_body(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)

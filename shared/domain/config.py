@@ -26,6 +26,9 @@ OPERATIONS = ("import", "export")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # a mapping default is stored as a Table Int64
 JOB_MODES = ("file", "package")
 DEFAULT_REDELIVERY_MINUTES = 30
+# Read-only members of a GET reply that a client may send back unchanged (GET, edit, PUT): ignored on write.
+READ_ONLY_FIELDS = {"warnings"}
+
 # XSLT runs on XML input only when the file comes in a data package (D365 applies a manifest's or project's
 # transforms to XML source formats only; shared/services/package_import.py); a file job transforms any input.
 XML_FORMAT_KINDS = ("xml-element", "xml-attribute")
@@ -346,6 +349,7 @@ def parse_format(name: str, body: Any) -> SourceFormat:
         "dateFormat",
         "datetimeFormat",
         "decimalSeparator",
+        *READ_ONLY_FIELDS,
     }
     _unknown(body, allowed, "")
     kind = _str(body, "kind", "", default="csv")
@@ -654,9 +658,6 @@ def _parse_monitoring(raw: Any, path: str) -> Monitoring | None:
     return Monitoring(unit=unit, interval=interval or 5, backlog_threshold=threshold or 100)
 
 
-# Read-only members of a GET reply that a client may send back unchanged (GET, edit, PUT): ignored on write.
-READ_ONLY_FIELDS = {"warnings"}
-
 JOB_FIELDS = {
     "name",
     "description",
@@ -878,3 +879,20 @@ def package_mode_problems(project: Project, format_kind) -> list[tuple[str, str]
 
 def describe_problems(problems: list[tuple[str, str]], prefix: str = "") -> str:
     return "; ".join(f"{prefix}{name} does not apply: {why}" for name, why in problems)
+
+
+def format_option_problems(fmt: SourceFormat) -> list[tuple[str, str]]:
+    """(field, why) for each setting of a source data format that its kind ignores: the delimiter, text
+    qualifier and header row belong to CSV (the readers and writers of the other kinds never read them), and
+    an Excel workbook has no text encoding."""
+    problems: list[tuple[str, str]] = []
+    if fmt.kind != "csv":
+        if fmt.delimiter != ",":
+            problems.append(("delimiter", f"it applies to CSV formats only; this one is {fmt.kind}"))
+        if fmt.text_qualifier != '"':
+            problems.append(("textQualifier", f"it applies to CSV formats only; this one is {fmt.kind}"))
+        if not fmt.header_row:
+            problems.append(("headerRow", f"it applies to CSV formats only; this one is {fmt.kind}"))
+    if fmt.kind == "excel" and fmt.encoding is not None:
+        problems.append(("encoding", "an Excel workbook is not text; it has no encoding"))
+    return problems

@@ -314,7 +314,7 @@ class ConfigService:
     ) -> Saved:
         """PUT: Saved.value is the SourceFormat. 409 BuiltInFormat; 412 PreconditionFailed."""
         self._check_not_builtin(name)
-        fmt = cfg.parse_format(name, body)
+        fmt = _check_format_options(cfg.parse_format(name, body))
         return self._save(
             KIND_FORMAT,
             name,
@@ -329,6 +329,8 @@ class ConfigService:
 
         def build(current: Stored | None) -> tuple[SourceFormat, dict]:
             fmt = cfg.parse_format(name, merge_patch(_without_name(current.doc), patch))
+            # A new kind judges every setting against it; otherwise only what the patch changes.
+            fmt = _check_format_options(fmt, None if "kind" in patch else set(patch))
             return fmt, cfg.format_to_json(fmt)
 
         return self._save(KIND_FORMAT, name, Preconditions.of(if_match), build, must_exist=True)
@@ -700,6 +702,14 @@ class ConfigService:
 
     def delete_job(self, activity_id: str, *, if_match: str | None = None) -> bool:
         return self._delete(KIND_JOB, activity_id, Preconditions.of(if_match), lambda: None) is not None
+
+
+def _check_format_options(fmt: SourceFormat, judged: set[str] | None = None) -> SourceFormat:
+    """400 OptionNotApplicable for a setting the format's kind ignores (judged: those members only)."""
+    problems = [(n, w) for n, w in cfg.format_option_problems(fmt) if judged is None or n in judged]
+    if problems:
+        raise ValidationError(cfg.describe_problems(problems), code=cfg.NOT_APPLICABLE)
+    return fmt
 
 
 def _stated(body: Any) -> set[str]:

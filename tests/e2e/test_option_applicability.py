@@ -173,3 +173,39 @@ def test_the_export_side_of_the_connector_on_an_import_job_is_NotAnExportJob(api
     # ...as the import side on an export job is NotAnImportJob.
     resp = api.enqueue(pair["exp_job"]["activityId"], pair["app"], b"A\n1\n", entity=pair["entity"])
     assert resp.status_code == 400 and error_of(resp)["code"] == "NotAnImportJob", resp.text
+
+
+def test_format_settings_that_its_kind_ignores(api):
+    name = api.unique("OptF")
+    resp = api.admin("PUT", f"/api/manage/formats/{name}", json={"kind": "excel", "delimiter": ";"})
+    assert resp.status_code == 400, resp.text
+    error = error_of(resp)
+    assert error["code"] == "OptionNotApplicable" and "delimiter does not apply" in error["message"], error
+    created = api.ok("PUT", f"/api/manage/formats/{name}", json={"kind": "csv", "delimiter": ";"})
+    assert created["warnings"] == []
+    resp = api.admin("PATCH", f"/api/manage/formats/{name}", json={"kind": "json"})
+    assert resp.status_code == 400 and "delimiter does not apply" in error_of(resp)["message"], resp.text
+    assert (
+        api.ok("PATCH", f"/api/manage/formats/{name}", json={"kind": "json", "delimiter": None})["kind"]
+        == "json"
+    )
+
+
+def test_package_mode_refuses_a_project_whose_transforms_would_not_run(api, pair):
+    xslt = (
+        b'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        b'<xsl:template match="/"><x/></xsl:template></xsl:stylesheet>'
+    )
+    api.ok("PUT", "/api/manage/transforms/T", data=xslt, headers={"Content-Type": "application/xml"})
+    project = api.unique("OptPkg")
+    body = {
+        "operation": "import",
+        "entities": [{"entity": pair["entity"], "format": "CSV", "transforms": ["T"]}],
+    }
+    api.ok("PUT", f"/api/manage/projects/{project}", json=body)  # a file job transforms any input
+    assert api.ok("POST", "/api/manage/jobs", json={"name": "f", "project": project, "mode": "file"})
+    resp = api.admin("POST", "/api/manage/jobs", json={"name": "p", "project": project, "mode": "package"})
+    assert resp.status_code == 400, resp.text
+    error = error_of(resp)
+    assert error["code"] == "OptionNotApplicable" and "mode does not apply" in error["message"], error
+    assert "entities[0].transforms" in error["message"]

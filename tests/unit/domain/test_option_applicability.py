@@ -103,3 +103,20 @@ def test_a_get_reply_sent_back_is_accepted():
     assert (
         parse_project("P", {"operation": "import", "entities": [{"entity": "E"}], "warnings": []}).name == "P"
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "setting", "field"),
+    [
+        ("xml-element", {"delimiter": ";"}, "delimiter"),
+        ("json", {"textQualifier": "'"}, "textQualifier"),
+        ("excel", {"headerRow": False}, "headerRow"),
+        ("excel", {"encoding": "utf-8"}, "encoding"),
+    ],
+)
+def test_format_settings_of_another_kind(kind, setting, field):
+    from shared.domain.config import format_option_problems, parse_format
+
+    assert names(format_option_problems(parse_format("F", {"kind": kind, **setting}))) == [field]
+    assert format_option_problems(parse_format("F", {"kind": "csv", **setting})) == []
+    assert format_option_problems(parse_format("F", {"kind": kind})) == []
