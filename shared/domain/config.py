@@ -33,6 +33,13 @@ RECURRENCE_UNITS = ("minutes", "hours", "days", "weeks", "months")
 OPERATIONS = ("import", "export")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # a mapping default is stored as a Table Int64
 JOB_MODES = ("file", "package")
+DEFAULT_REDELIVERY_MINUTES = 30
+# Read-only members of a GET reply that a client may send back unchanged (GET, edit, PUT): ignored on write.
+READ_ONLY_FIELDS = {"warnings"}
+
+# XSLT runs on XML input only when the file comes in a data package (D365 applies a manifest's or project's
+# transforms to XML source formats only; shared/services/package_import.py); a file job transforms any input.
+XML_FORMAT_KINDS = ("xml-element", "xml-attribute")
 
 # Codes of the ValidationErrors below that concern a limit (the message names the field and the limit).
 TOO_LONG = "ValueTooLong"
@@ -562,7 +569,9 @@ def _parse_conversions(rule: dict, rpath: str) -> tuple[tuple[str, str], ...]:
 def parse_project(name: str, body: Any) -> Project:
     check_name(name, "project")
     body = _obj(body, "project")
-    _unknown(body, {"operation", "description", "filter", "entities", "neutralizeFormulas"}, "")
+    _unknown(
+        body, {"operation", "description", "filter", "entities", "neutralizeFormulas", *READ_ONLY_FIELDS}, ""
+    )
     operation = _str(body, "operation", "", required=True)
     if operation not in OPERATIONS:
         raise ValidationError(f"operation {preview(operation)} must be 'import' or 'export'")
@@ -794,6 +803,7 @@ JOB_FIELDS = {
     "incremental",
     "authorizationPolicy",
     "activityId",
+    *READ_ONLY_FIELDS,
 }
 
 
@@ -831,7 +841,7 @@ def parse_job(activity_id: str, body: Any) -> Job:
         body,
         "redeliveryMinutes",
         "",
-        30,
+        DEFAULT_REDELIVERY_MINUTES,
         minimum=limits.REDELIVERY_MINUTES_MIN,
         maximum=limits.REDELIVERY_MINUTES_MAX,
     )
@@ -848,7 +858,7 @@ def parse_job(activity_id: str, body: Any) -> Job:
         recurrence=_parse_recurrence(body.get("recurrence"), "recurrence"),
         monitoring=_parse_monitoring(body.get("monitoring"), "monitoring"),
         prevent_upload_when_zero_records=_bool(body, "preventUploadWhenZeroRecords", "", False),
-        redelivery_minutes=redelivery or 30,
+        redelivery_minutes=redelivery or DEFAULT_REDELIVERY_MINUTES,
         incremental=_bool(body, "incremental", "", False),
         authorization_policy=tuple(policy),
     )
@@ -886,3 +896,132 @@ def job_to_json(job: Job) -> dict:
             {"applicationId": p.application_id, "enabled": p.enabled} for p in job.authorization_policy
         ],
     }
+
+
+# Options that do not apply ----------------------------------------------------------------------------
+#
+# Each option below is read by one side only (import or export, file or package mode, one format kind). A
+# value other than the option's "off" value on the other side would be accepted and then do nothing, so
+# writes refuse it (400 OptionNotApplicable, naming the field and why). These checks run on writes only:
+# documents stored before them still load, and GET reports what they hold that does nothing (`warnings`).
+
+NOT_APPLICABLE = "OptionNotApplicable"
+
+
+def job_option_problems(job: Job, operation: str, stated: set[str] | None = None) -> list[tuple[str, str]]:
+    """(field, why) for each option of `job` that its project's `operation` ignores. `mode` counts only when
+    `stated` (the body's keys; None: every key) names it: a job written before exports took `package` as
+    their mode holds the default `file`."""
+    problems: list[tuple[str, str]] = []
+    if operation == "export":
+        if job.process_on_arrival:
+            problems.append(
+                ("processOnArrival", "it applies to import jobs only (an export job receives no files)")
+            )
+        if job.process_in_order:
+            problems.append(("processInOrder", "it applies to import jobs only (it orders received files)"))
+        if job.monitoring is not None:
+            problems.append(
+                (
+                    "monitoring",
+                    "it applies to import jobs only (it samples the backlog of received files; an export "
+                    "job has none); use recurrence to schedule exports",
+                )
+            )
+        if job.mode == "file" and (stated is None or "mode" in stated):
+            problems.append(
+                (
+                    "mode",
+                    "'file' applies to import jobs only: an export job always produces a data package "
+                    "(PROTOCOL §3); leave mode out or set 'package'",
+                )
+            )
+    else:
+        if job.prevent_upload_when_zero_records:
+            problems.append(
+                (
+                    "preventUploadWhenZeroRecords",
+                    "it applies to export jobs only (an import job uploads nothing)",
+                )
+            )
+        if job.incremental:
+            problems.append(("incremental", "it applies to export jobs only"))
+        if job.redelivery_minutes != DEFAULT_REDELIVERY_MINUTES:
+            problems.append(
+                (
+                    "redeliveryMinutes",
+                    "it applies to export jobs only (how long a dequeued export file stays hidden)",
+                )
+            )
+    return problems
+
+
+def project_option_problems(project: Project, format_kind) -> list[tuple[str, str]]:
+    """(field, why) for each option of `project` that its operation or its entities' formats ignore.
+    `format_kind(name)`: the kind of a format (csv, xml-element, ...), None when unknown."""
+    problems: list[tuple[str, str]] = []
+    export = project.operation == "export"
+    if not export and not project.neutralize_formulas:
+        problems.append(
+            ("neutralizeFormulas", "it applies to export projects only (it guards exported cells)")
+        )
+    for i, pe in enumerate(project.entities):
+        kind = format_kind(pe.format)
+        if pe.transforms and export:
+            problems.append(
+                (
+                    f"entities[{i}].transforms",
+                    "XSLT transforms apply to imports only (they transform received XML)",
+                )
+            )
+        if pe.sheet and kind is not None and kind != "excel":
+            problems.append(
+                (f"entities[{i}].sheet", f"it applies to Excel formats only; {pe.format} is {kind}")
+            )
+        if export:
+            for j, rule in enumerate(pe.mapping):
+                if rule.default is not None:
+                    problems.append(
+                        (
+                            f"entities[{i}].mapping[{j}].default",
+                            "a default fills empty source values on import; an export writes stored values",
+                        )
+                    )
+    return problems
+
+
+def package_mode_problems(project: Project, format_kind) -> list[tuple[str, str]]:
+    """(field, why) for each project option a package-mode import job ignores: transforms on a non-XML format
+    (a data package's entity files are transformed only when their format is XML, as in D365)."""
+    problems: list[tuple[str, str]] = []
+    for i, pe in enumerate(project.entities):
+        kind = format_kind(pe.format)
+        if pe.transforms and kind is not None and kind not in XML_FORMAT_KINDS:
+            problems.append(
+                (
+                    f"entities[{i}].transforms",
+                    f"a package-mode job applies XSLT to XML formats only, and {pe.format} is {kind}",
+                )
+            )
+    return problems
+
+
+def describe_problems(problems: list[tuple[str, str]], prefix: str = "") -> str:
+    return "; ".join(f"{prefix}{name} does not apply: {why}" for name, why in problems)
+
+
+def format_option_problems(fmt: SourceFormat) -> list[tuple[str, str]]:
+    """(field, why) for each setting of a source data format that its kind ignores: the delimiter, text
+    qualifier and header row belong to CSV (the readers and writers of the other kinds never read them), and
+    an Excel workbook has no text encoding."""
+    problems: list[tuple[str, str]] = []
+    if fmt.kind != "csv":
+        if fmt.delimiter != ",":
+            problems.append(("delimiter", f"it applies to CSV formats only; this one is {fmt.kind}"))
+        if fmt.text_qualifier != '"':
+            problems.append(("textQualifier", f"it applies to CSV formats only; this one is {fmt.kind}"))
+        if not fmt.header_row:
+            problems.append(("headerRow", f"it applies to CSV formats only; this one is {fmt.kind}"))
+    if fmt.kind == "excel" and fmt.encoding is not None:
+        problems.append(("encoding", "an Excel workbook is not text; it has no encoding"))
+    return problems

@@ -232,7 +232,8 @@ def test_ris_loop_dequeue_download_ack(api):
     assert list(first) == SIX  # exactly the six fields, in D365's casing
     assert first["IsDownLoadFileExist"] is True and first["FileDownLoadErrorMessage"] is None
     assert first["LastDequeueDateTime"] is None
-    assert first["CorrelationId"] == listed[0]["messageId"]  # oldest first
+    # Dequeue hands out the oldest; the message list is newest first.
+    assert first["CorrelationId"] == listed[-1]["messageId"]
     location = first["DownloadLocation"]
     assert location.startswith(f"{api.base}/api/connector/download/{ex.activity}?correlation-id=")
     replies = [first, *ex.drain()]  # until 204 with an empty body
