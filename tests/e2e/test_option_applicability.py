@@ -160,7 +160,7 @@ def test_a_stored_job_with_dead_options_still_loads_and_says_so(api, pair):
     ("method", "path"),
     [
         ("GET", "/api/connector/dequeue/{id}"),
-        ("GET", "/api/connector/download/{id}?correlation-id=" + str(uuid.uuid4())),
+        ("GET", "/api/connector/download/{id}?correlation-id=3f2c1b7e-5d4a-4c9b-8e21-0a6b9c7d5e43"),
         ("POST", "/api/connector/ack/{id}"),
     ],
 )
