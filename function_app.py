@@ -6,6 +6,7 @@ from shared.api import (
     connector,
     connector_export,
     export_workers,
+    manage_access,
     manage_config,
     manage_messages,
     manage_monitoring,
@@ -28,6 +29,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (
     root.bp,
     manage_config.bp,
+    manage_access.bp,
     manage_messages.bp,
     connector.bp,
     odata_actions.bp,

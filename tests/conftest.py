@@ -88,12 +88,26 @@ def app_env(azurite, key_dir, tmp_path_factory) -> dict[str, str]:
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    seed_legal_entities()
     yield env
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+# The demo's legal entities (tools.demo, examples/config/legalEntities): every company the tests name. A
+# company must be a configured legal entity (issue 13, item 5); tests/e2e/test_legal_entities.py checks that.
+TEST_LEGAL_ENTITIES = ("usmf", "demf", "dat")
+
+
+def seed_legal_entities() -> None:
+    """Creates TEST_LEGAL_ENTITIES in the session's storage (the settings app_env applied)."""
+    from shared.services.registry import config_service
+
+    for legal_entity in TEST_LEGAL_ENTITIES:
+        config_service().upsert_legal_entity(legal_entity, {"name": legal_entity.upper()})
 
 
 def host_mode() -> str:

@@ -42,8 +42,11 @@ DEMO_COMPANY = "usmf"
 
 STATUS_ACTION = "/data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.GetMessageStatus"
 
-# Resource kinds in the order they must be applied (projects name entities, formats, transforms).
+# Resource kinds in the order they must be applied (projects name entities, formats, transforms; jobs and
+# applications name legal entities).
 KINDS = (
+    ("legalEntities", ".json"),
+    ("applications", ".json"),
     ("entities", ".json"),
     ("formats", ".json"),
     ("transforms", ".xslt"),

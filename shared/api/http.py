@@ -145,14 +145,17 @@ def require_admin(principal) -> None:
 
 
 def require_partner(principal) -> None:
-    """403 ApplicationNotAuthorized unless the caller is an admin or has an enabled entry in the
-    authorization policy of at least one job (enabled or not). Anything the OData actions show needs such
-    an entry (execution_access.may_see), so this refuses only callers that could never be answered, and
-    refuses them before their body is read."""
+    """403 ApplicationNotAuthorized unless the caller is an admin, has an enabled application registration
+    (shared.services.app_access), or has an enabled entry in the authorization policy of at least one job
+    (enabled or not). Anything the OData actions show needs one of those (execution_access.may_see), so
+    this refuses only callers that could never be answered, and refuses them before their body is read."""
     from shared import settings
+    from shared.services import app_access
     from shared.services.registry import config_service
 
     if principal.is_admin(settings.admin_role(), settings.admin_apps()):
+        return
+    if app_access.registered(principal):
         return
     if not any(job.allows(principal.app_id) for job in config_service().list_jobs()):
         raise ForbiddenError(

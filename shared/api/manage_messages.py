@@ -60,6 +60,11 @@ def run_job_now(req: func.HttpRequest, principal) -> func.HttpResponse:
     job = config_service().get_job(parse_guid(req.route_params["activityId"], "activity ID"), fresh=True)
     if not job.enabled:
         raise ValidationError(f"the job {job.name!r} is disabled", code="JobDisabled")
+    from shared.services.registry import export_service
+
+    problem = export_service().legal_entity_problem(job, None)
+    if problem:
+        raise ValidationError(problem, code="LegalEntityRequired")
     queued = scheduler().run_job(job, TRIGGER_MANUAL)
     return json_response({"activityId": job.activity_id, "queued": queued}, 202)
 

@@ -21,6 +21,7 @@ from shared.domain import config as cfg
 from shared.domain.config_changes import merge_patch, patch_object, record_breaking_changes
 from shared.domain.schema import BUILTIN_FORMATS, Entity, SourceFormat
 from shared.errors import ConflictError, NotFoundError, ValidationError
+from shared.services.config_access import AccessConfigMixin
 from shared.storage.config_repo import ConfigChanged, Preconditions, Stored, etag_of
 
 KIND_ENTITY = "entity"
@@ -104,7 +105,7 @@ class _VersionedCache:
             self._data.pop((kind, key.lower()), None)
 
 
-class ConfigService:
+class ConfigService(AccessConfigMixin):
     def __init__(
         self,
         repo,
@@ -652,6 +653,7 @@ class ConfigService:
             ) from exc
         if project.operation == "export" and "mode" not in stated:
             job = _replace(job, mode="package")
+        self._check_job_legal_entity(job, project, judged)
         problems = self._job_problems(job, project, stated)
         if judged is not None:
             problems = [(name, why) for name, why in problems if name in judged]
@@ -661,6 +663,29 @@ class ConfigService:
                 code=cfg.NOT_APPLICABLE,
             )
         return _replace(job, project=project.name)
+
+    def _check_job_legal_entity(self, job: cfg.Job, project: cfg.Project, judged: set[str] | None) -> None:
+        """The job's company must be a configured legal entity (400 UnknownLegalEntity). A recurring export
+        job of a project with a company-specific entity needs one (400 LegalEntityRequired): an export
+        runs in one legal entity and never mixes legal entities in a file."""
+        if job.company:
+            self.check_legal_entity(job.company, "company")
+        if judged is not None and not judged & {"company", "recurrence", "project"}:
+            return
+        if project.operation == "export" and not job.company and job.recurrence is not None:
+            specific = [e.entity for e in project.entities if self._company_specific(e.entity)]
+            if specific:
+                raise ValidationError(
+                    f"company: a recurring export job needs a legal entity, because {', '.join(specific)} "
+                    "of its project is company-specific and an export never mixes legal entities in one "
+                    "file; set company, or remove the recurrence and export with ExportToPackage and its "
+                    "legalEntityId",
+                    code="LegalEntityRequired",
+                )
+
+    def _company_specific(self, name: str) -> bool:
+        entity = self.find_entity(name)
+        return entity is not None and entity.company_specific
 
     def create_job(self, body: Any) -> Saved:
         """POST: a new job (a new activity ID unless the body names one). 409 when that ID exists."""

@@ -11,9 +11,9 @@ import uuid
 from shared import settings
 from shared.auth.principal import Principal
 from shared.domain import statuses
-from shared.domain.config import Job
+from shared.domain.config import Job, check_company
 from shared.errors import AppError, ForbiddenError, TooLargeError, ValidationError
-from shared.services import execution_access
+from shared.services import app_access, execution_access
 from shared.services.config_service import ConfigService
 from shared.services.dispatch import Dispatcher
 from shared.storage.message_repo import MessageRepository
@@ -85,6 +85,27 @@ class EnqueueService:
             code="NotAnExportJob",
         )
 
+    def resolve_company(
+        self, job: Job, principal: Principal, requested: str | None, what: str = "company"
+    ) -> str | None:
+        """The legal entity an enqueue writes to (Job.resolve_company), which must be a configured legal
+        entity the caller may use: 400 UnknownLegalEntity otherwise, naming only those it may use, so a
+        partner that sends its folder name (`Input`) gets a clear refusal instead of a phantom company.
+        The caller may use the job's company; on a job without one, any legal entity (only those of its
+        registration when it has an enabled one). A legal entity it may use that is not the job's is 403
+        LegalEntityNotAllowed (Job.resolve_company)."""
+        wanted = (requested or "").strip()
+        if wanted:
+            check_company(wanted, what)
+            visible = app_access.allowed_legal_entities(principal)
+            if job.legal_entity:
+                visible = None if visible is None else visible | {job.legal_entity}
+            else:
+                reg = app_access.registration(principal)
+                visible = reg.legal_entities if reg is not None and reg.enabled else None
+            self._config.check_legal_entity(wanted, what, visible=visible)
+        return job.resolve_company(requested, what)
+
     def enqueue(
         self,
         activity_id: str,
@@ -117,7 +138,7 @@ class EnqueueService:
                     code="UnknownEntity",
                 )
             entity_name = found.name
-        company = job.resolve_company(company)
+        company = self.resolve_company(job, principal, company)
         limit = settings.max_enqueue_bytes()
         if len(body) > limit:
             raise TooLargeError(

@@ -45,12 +45,22 @@ def _covers(grant: Job, job: Job) -> bool:
     return grant.legal_entity is None or grant.legal_entity == job.legal_entity
 
 
-def may_see(principal: Principal, *, job_id: str | None, starter: str | None, config) -> bool:
+def may_see(
+    principal: Principal,
+    *,
+    job_id: str | None,
+    starter: str | None,
+    config,
+    legal_entity: str | None = None,
+) -> bool:
     """Whether the caller may see an execution or message that the job `job_id` ran.
 
     `starter`: the REQUESTED_BY of the run or message (None when a schedule started it).
     `config`: the ConfigService (find_job, list_jobs). A job that no longer exists is visible to
-    admins only: its legal entity is no longer known.
+    admins only: its legal entity is no longer known. `legal_entity`: the execution's own legal entity
+    when it has one (an ExportToPackage or ImportFromPackage with legalEntityId), else the job's counts.
+    A starter with an enabled application registration (app_access) also sees its own execution while
+    the registration still lets it start it: the operation's capability in that legal entity.
     """
     if is_admin(principal):
         return True
@@ -62,8 +72,27 @@ def may_see(principal: Principal, *, job_id: str | None, starter: str | None, co
         return True
     if not starter or starter.lower() != app:
         return False
+    if _registered_starter_may(principal, job, legal_entity, config):
+        return True
     project = job.project.casefold()
     return any(
         j.enabled and j.allows(app) and j.project.casefold() == project and _covers(j, job)
         for j in config.list_jobs()
     )
+
+
+def _registered_starter_may(principal: Principal, job: Job, legal_entity: str | None, config) -> bool:
+    from shared.errors import NotFoundError
+    from shared.services import app_access
+
+    if not app_access.registered(principal):
+        return False
+    try:
+        operation = config.get_project(job.project).operation
+    except NotFoundError:
+        return False
+    capability = app_access.EXPORT if operation == "export" else app_access.IMPORT
+    legal = (legal_entity or job.legal_entity or "").lower()
+    if legal:
+        return app_access.may(principal, capability, legal)
+    return app_access.may(principal, capability) and app_access.allowed_legal_entities(principal) is None

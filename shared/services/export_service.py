@@ -202,14 +202,29 @@ class ExportService:
         self._page_size = page_size
 
     # Starting a run ------------------------------------------------------------------------------
-    def start(self, job: Job, trigger: str, *, run_id: str | None = None, offer: bool = True) -> str:
+    def start(
+        self,
+        job: Job,
+        trigger: str,
+        *,
+        run_id: str | None = None,
+        offer: bool = True,
+        legal_entity: str | None = None,
+    ) -> str:
         """Record a Waiting run and queue its work item; returns the run (execution) ID.
 
         `offer=False` (package API exports) uploads the package without creating an outbound message.
+        `legal_entity`: the legal entity exported (ExportToPackage's legalEntityId); else the job's company.
         """
         run_id = run_id or str(uuid.uuid4())
+        legal = (legal_entity or job.legal_entity or "").lower() or None
         self._runs.create_run(
-            job.activity_id, run_id, trigger=trigger, operation="export", status=statuses.RUN_WAITING
+            job.activity_id,
+            run_id,
+            trigger=trigger,
+            operation="export",
+            status=statuses.RUN_WAITING,
+            **({"Company": legal} if legal else {}),
         )
         item = work_items.encode(
             kind=work_items.KIND_EXPORT,
@@ -217,6 +232,7 @@ class ExportService:
             runId=run_id,
             trigger=trigger,
             offer=None if offer else False,
+            company=legal,
         )
         try:
             # Retried only when the send surely had no effect: a duplicate item would run the export twice.
@@ -287,7 +303,10 @@ class ExportService:
                 run_id, statuses.RUN_ERROR, Errors=["the job was deleted before the export ran"]
             )
             return ExportResult(run_id, statuses.RUN_ERROR, error="job deleted")
-        return self.run_export(job, run_id, offer=item.get("offer", True) is not False, run=run)
+        legal = item.get("company") or run.get("Company")
+        return self.run_export(
+            job, run_id, offer=item.get("offer", True) is not False, run=run, legal_entity=legal
+        )
 
     def handle_poison(self, item: dict) -> None:
         """The host gave up on an export work item (it reached the poison queue): end its run in Error.
@@ -322,11 +341,26 @@ class ExportService:
         )
 
     def run_export(
-        self, job: Job, run_id: str, *, offer: bool = True, run: dict | None = None
+        self,
+        job: Job,
+        run_id: str,
+        *,
+        offer: bool = True,
+        run: dict | None = None,
+        legal_entity: str | None = None,
     ) -> ExportResult:
         """Export now, in this thread. Configuration problems end the run in Error; anything else (storage
-        trouble) is recorded on the run and raised, so the queue retries and finally the poison handler ends it."""
+        trouble) is recorded on the run and raised, so the queue retries and finally the poison handler ends it.
+
+        The run exports one legal entity: `legal_entity`, else the job's company. Without either, a project
+        with a company-specific entity ends in Error (LegalEntityRequired) instead of mixing every legal
+        entity's rows in one file."""
         run = run or self._runs.get_run(run_id)
+        legal = (legal_entity or job.legal_entity or "").lower() or None
+        if legal != job.legal_entity:
+            from dataclasses import replace
+
+            job = replace(job, company=legal)  # the run's legal entity, for the queries and the message
         started = now_utc()
         self._runs.update_run(
             run_id,
@@ -341,6 +375,9 @@ class ExportService:
                 raise ExportError(
                     f"the project {project.name!r} of job {job.name!r} is not an export project"
                 )
+            problem = self.legal_entity_problem(job, legal, project)
+            if problem:
+                raise ExportError(problem, code="LegalEntityRequired")
             since = self._since(job, run_id, started) if job.incremental else None
             plans = self._plans(job, project, since)
             return self._export(job, project, run_id, plans, since, offer)
@@ -354,6 +391,33 @@ class ExportService:
         except Exception as exc:
             self._runs.update_run(run_id, LastError=_describe(exc))
             raise
+
+    def legal_entity_problem(
+        self, job: Job, legal_entity: str | None, project: Project | None = None
+    ) -> str | None:
+        """Why an export of `job` cannot run without a legal entity (None when it can): a project with a
+        company-specific entity exports one legal entity per run, never all of them mixed in one file."""
+        if legal_entity or job.legal_entity:
+            return None
+        if project is None:
+            try:
+                project = self._config.get_project(job.project)
+            except NotFoundError:
+                return None
+        if project.operation != "export":
+            return None
+        specific = []
+        for pe in project.entities:
+            entity = self._config.find_entity(pe.entity)
+            if entity is not None and entity.company_specific:
+                specific.append(entity.name)
+        if not specific:
+            return None
+        return (
+            f"the job {job.name!r} has no company, and {', '.join(specific)} of its project is company-specific: "
+            "an export runs in one legal entity and never mixes legal entities in one file. Set the job's "
+            "company, or export with ExportToPackage and its legalEntityId"
+        )
 
     # Steps -------------------------------------------------------------------------------------
     def _since(self, job: Job, run_id: str, started: datetime) -> datetime | None:

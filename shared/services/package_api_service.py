@@ -44,7 +44,7 @@ from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.domain.config import NAME_RE, Job
 from shared.errors import AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError
-from shared.services import execution_access, work_items
+from shared.services import app_access, execution_access, work_items
 from shared.storage import names, sas
 from shared.storage.message_repo import now_utc
 
@@ -208,7 +208,8 @@ class PackageApiService:
                 f"the data project (definitionGroupId) {project_name!r} does not exist", code="UnknownProject"
             ) from None
         jobs = self._enabled_jobs(project.name)
-        if not admin:
+        # A registered application is authorized by its registration (app_access), not by job policies.
+        if not admin and not app_access.registered(principal):
             jobs = [j for j in jobs if j.allows(principal.app_id)]
             if not jobs:
                 raise denied
@@ -225,6 +226,9 @@ class PackageApiService:
                 code="NoJobForProject",
             )
         if operation == "import":
+            if legal_entity:  # a job of that legal entity, else one of every legal entity
+                wanted = legal_entity.casefold()
+                jobs = [j for j in jobs if (j.company or "").casefold() == wanted] or jobs
             # Package jobs first, then jobs free to run the message at once.
             jobs.sort(
                 key=lambda j: (j.mode != "package", j.process_in_order, j.name.casefold(), j.activity_id)
@@ -246,16 +250,29 @@ class PackageApiService:
             code="NoJobForLegalEntity",
         )
 
+    def _require_legal_entity(
+        self, principal: Principal, capability: str, job: Job, legal: str | None
+    ) -> None:
+        """The legal entity the work runs in must be one the caller may use (app_access). Without one, an
+        export of a company-specific entity is refused (it would mix legal entities), and so is an import by
+        a caller limited to some legal entities (it would not say which)."""
+        if legal:
+            app_access.require(principal, capability, legal, what="legalEntityId")
+            return
+        if capability == app_access.EXPORT:
+            problem = self._export.legal_entity_problem(job, None)
+            if problem:
+                raise ValidationError(problem, code="LegalEntityRequired")
+        elif app_access.allowed_legal_entities(principal) is not None:
+            raise ValidationError(
+                f"the job {job.name!r} has no company: send legalEntityId, the legal entity to import into",
+                code="LegalEntityRequired",
+            )
+
     # Uploads -------------------------------------------------------------------------------------
     def write_url(self, principal: Principal, unique_file_name) -> str:
         """The JSON text `{"BlobId":"{GUID}","BlobUrl":"<write SAS URL>"}` (GetAzureWriteUrl)."""
-        if not self._is_admin(principal) and not any(
-            j.allows(principal.app_id) for j in self._enabled_jobs()
-        ):
-            raise ForbiddenError(
-                f"application {principal.app_id} is not mapped to any enabled job",
-                code="ApplicationNotAuthorized",
-            )
+        app_access.require(principal, app_access.IMPORT)
         blob_id = uuid.uuid4()
         blob = f"{blob_id}/{sanitize_file_name(unique_file_name)}"
         uploads = self._clients.container(names.CONTAINER_UPLOADS)  # created on first use
@@ -331,9 +348,14 @@ class PackageApiService:
         legal_entity_id=None,
     ) -> str:
         blob = self.upload_blob_name(package_url)
-        job = self._pick_job(principal, _text_param(definition_group_id, "definitionGroupId"), "import", None)
+        legal = execution_id_text(legal_entity_id) or None
+        app_access.require(principal, app_access.IMPORT, legal, what="legalEntityId")
+        job = self._pick_job(
+            principal, _text_param(definition_group_id, "definitionGroupId"), "import", legal
+        )
         self._check_requester(principal, blob)
-        company = job.resolve_company(execution_id_text(legal_entity_id), "legalEntityId")
+        company = job.resolve_company(legal, "legalEntityId")
+        self._require_legal_entity(principal, app_access.IMPORT, job, company)
         exec_id = new_execution_id(execution_id)
         message_id = package_message_id(exec_id)
 
@@ -433,9 +455,12 @@ class PackageApiService:
         legal_entity_id=None,
     ) -> str:
         legal = execution_id_text(legal_entity_id) or None
+        app_access.require(principal, app_access.EXPORT, legal, what="legalEntityId")
         job = self._pick_job(
             principal, _text_param(definition_group_id, "definitionGroupId"), "export", legal
         )
+        legal = (legal or job.company or "").lower() or None
+        self._require_legal_entity(principal, app_access.EXPORT, job, legal)
         exec_id = new_execution_id(execution_id)
         existing = self._runs.find_run(exec_id)
         if existing is not None:
@@ -444,7 +469,7 @@ class PackageApiService:
             raise execution_id_in_use(exec_id)
         if self._messages.find_by_id(package_message_id(exec_id)) is not None:
             raise execution_id_in_use(exec_id)
-        self._export.start(job, statuses.TRIGGER_PACKAGE_API, run_id=exec_id, offer=False)
+        self._export.start(job, statuses.TRIGGER_PACKAGE_API, run_id=exec_id, offer=False, legal_entity=legal)
         # Recorded just after the run exists; until then the job's partners (the caller is one) see it.
         fields = {execution_access.REQUESTED_BY: execution_access.requested_by(principal)}
         name = execution_id_text(package_name)
@@ -467,7 +492,10 @@ class PackageApiService:
             starter = (run or {}).get(execution_access.REQUESTED_BY) or (message or {}).get(
                 execution_access.REQUESTED_BY
             )
-            if not execution_access.may_see(principal, job_id=job_id, starter=starter, config=self._config):
+            legal = (run or {}).get("Company") or (message or {}).get("Company")
+            if not execution_access.may_see(
+                principal, job_id=job_id, starter=starter, config=self._config, legal_entity=legal
+            ):
                 continue
             if run is None:
                 return Execution(candidate, job_id, "import", None, [message], starter)

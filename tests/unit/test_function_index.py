@@ -69,6 +69,15 @@ EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     "patch_job": ("api/manage/jobs/{activityId}", {"PATCH"}),
     "get_job": ("api/manage/jobs/{activityId}", {"GET"}),
     "delete_job": ("api/manage/jobs/{activityId}", {"DELETE"}),
+    # management API: legal entities and application registrations
+    "list_legal_entities": ("api/manage/legalEntities", {"GET"}),
+    "put_legal_entity": ("api/manage/legalEntities/{id}", {"PUT"}),
+    "get_legal_entity": ("api/manage/legalEntities/{id}", {"GET"}),
+    "delete_legal_entity": ("api/manage/legalEntities/{id}", {"DELETE"}),
+    "list_applications": ("api/manage/applications", {"GET"}),
+    "put_application": ("api/manage/applications/{applicationId}", {"PUT"}),
+    "get_application": ("api/manage/applications/{applicationId}", {"GET"}),
+    "delete_application": ("api/manage/applications/{applicationId}", {"DELETE"}),
     # management API: operations
     "list_job_messages": ("api/manage/jobs/{activityId}/messages", {"GET"}),
     "list_job_runs": ("api/manage/jobs/{activityId}/runs", {"GET"}),
