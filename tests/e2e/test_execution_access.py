@@ -271,7 +271,8 @@ def test_a_partner_refused_a_legal_entity_cannot_fetch_another_partners_package_
 
     body = {"definitionGroupId": project.name, "executionId": "", "legalEntityId": "usmf"}
     resp = action(api, "ExportToPackage", refused_token, body)
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "NoJobForLegalEntity"
+    # A legal entity the caller may not use is answered as one that does not exist (issue 13, item 5).
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "UnknownLegalEntity"
 
     execution_id = f"access-{uuid.uuid4()}"
     before = {

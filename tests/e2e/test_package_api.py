@@ -298,7 +298,9 @@ def test_export_for_another_legal_entity_is_refused(api):
     ex = ExportJob(api, [])
     body = {"definitionGroupId": ex.project, "legalEntityId": "demf", "executionId": ""}
     resp = action(api, "ExportToPackage", ex.token, body)
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "NoJobForLegalEntity"
+    # A legal entity the caller may not use is answered as one that does not exist (issue 13, item 5).
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "UnknownLegalEntity"
+    assert resp.json()["error"]["message"].endswith("may use are: usmf")
 
 
 # Authorization and validation ---------------------------------------------------------------------
