@@ -232,7 +232,7 @@ class ExportService:
             runId=run_id,
             trigger=trigger,
             offer=None if offer else False,
-            company=legal,
+            company=(legal_entity or "").lower() or None,  # the run's Company holds the job's too
         )
         try:
             # Retried only when the send surely had no effect: a duplicate item would run the export twice.
