@@ -13,6 +13,7 @@ connection: --base-url URL, then one way to get an admin token:
 The folder holds one document per resource, named after it, as the management API's PUT takes it (the
 layout of examples/config and tools.demo):
 
+    legalEntities/<id>.json    applications/<applicationId>.json
     entities/<name>.json    formats/<name>.json    transforms/<name>.xslt
     projects/<name>.json    jobs/<activityId>.json
 
@@ -25,7 +26,7 @@ document is rebuilt through the app's schema, a field this tool does not know is
 
 Plan compares the folder with the deployment after putting both in that canonical form, so a hand-written
 document that leaves defaults out is not a change. Apply writes creates and updates in dependency order
-(entities, formats, transforms, projects, jobs), each with the ETag read for the plan in If-Match (a create:
+(legal entities, applications, entities, formats, transforms, projects, jobs), each with the ETag read for the plan in If-Match (a create:
 If-None-Match: *), so a resource changed by someone else since the plan was read is refused (412), never
 overwritten; with --prune it then deletes, in reverse order, what the folder no longer holds.
 
@@ -54,9 +55,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CLIENT_SRC = REPO_ROOT / "client" / "src"
 
-# (folder, file suffix), in the order resources must be created: projects name entities, formats and
-# transforms; jobs name projects. Deletes go the other way.
+# (folder, file suffix), in the order resources must be created: applications and jobs name legal entities;
+# projects name entities, formats and transforms; jobs name projects. Deletes go the other way.
 KINDS: tuple[tuple[str, str], ...] = (
+    ("legalEntities", ".json"),
+    ("applications", ".json"),
     ("entities", ".json"),
     ("formats", ".json"),
     ("transforms", ".xslt"),
@@ -67,6 +70,14 @@ KIND_NAMES = tuple(kind for kind, _ in KINDS)
 _SUFFIX = dict(KINDS)
 LOCAL_BASE_URL = "http://127.0.0.1:7071"  # make run's host
 _SINGULAR = {"entities": "entity", "formats": "format", "transforms": "transform", "projects": "project"}
+# The member of a kind's document that holds its name (the file's name; never written into the file).
+_KEY = {"jobs": "activityId", "legalEntities": "id", "applications": "applicationId"}
+
+
+def _key(kind: str) -> str:
+    return _KEY.get(kind, "name")
+
+
 _XSLT_TYPE = "application/xslt+xml"
 
 
@@ -210,6 +221,18 @@ def canonical(kind: str, name: str, body: Any, names: _Names | None = None) -> d
     Raises shared.errors.ValidationError (the app's message) when the schema refuses the document."""
     from shared.domain import config as cfg
 
+    if kind == "legalEntities":
+        from shared.domain import legal_entities as les
+
+        doc = les.legal_entity_to_json(les.parse_legal_entity(name, body, legacy=True))
+        doc.pop("id", None)
+        return doc
+    if kind == "applications":
+        from shared.domain import applications as apps
+
+        doc = apps.application_to_json(apps.parse_application(name, body))
+        doc.pop("applicationId", None)
+        return doc
     if kind == "entities":
         doc = cfg.entity_to_json(cfg.parse_entity(name, body))
     elif kind == "formats":
@@ -253,7 +276,7 @@ class Deployment:
 
     def names(self, kind: str) -> list[str]:
         """Every resource name of `kind`, following nextLink until it is null (built-in formats left out)."""
-        key = "activityId" if kind == "jobs" else "name"
+        key = _key(kind)
         found: list[str] = []
         url: str | None = self.path(kind)
         seen: set[str] = set()
@@ -322,7 +345,7 @@ def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
                 res = Resource(kind, name, body, etag=etag)
             else:
                 document = json.loads(body)
-                name = str(document.get("activityId" if kind == "jobs" else "name") or name)
+                name = str(document.get(_key(kind)) or name)
                 try:
                     doc = canonical(kind, name, _without_name(kind, document))
                 except AppError as exc:
@@ -336,18 +359,30 @@ def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
 
 
 def _without_name(kind: str, document: dict) -> dict:
-    return {k: v for k, v in document.items() if k != ("activityId" if kind == "jobs" else "name")}
+    # `warnings` is read-only (what a stored document holds that does nothing), never part of a PUT body.
+    return {k: v for k, v in document.items() if k not in (_key(kind), "warnings")}
 
 
 # The folder --------------------------------------------------------------------------------------------
 
 
 def _resource_name(kind: str, stem: str, path: str) -> str:
-    if kind == "jobs":
+    if kind in ("jobs", "applications"):
         try:
             return str(uuid.UUID(stem.strip("{}")))
         except ValueError:
-            raise SyncError("a job's file is named after its activity ID (a GUID)", path=path) from None
+            what = (
+                "a job's file is named after its activity ID"
+                if kind == "jobs"
+                else ("an application's file is named after its application ID")
+            )
+            raise SyncError(f"{what} (a GUID)", path=path) from None
+    if kind == "legalEntities":
+        from shared.domain.config import COMPANY_RE
+
+        if not COMPANY_RE.match(stem):
+            raise SyncError("a legal entity's file is named after its ID (DataAreaId, e.g. usmf)", path=path)
+        return stem.lower()
     from shared.domain.config import check_name
     from shared.errors import ValidationError
 

@@ -24,7 +24,7 @@ import requests
 from tests.client.tokenserver import TokenServer
 from tests.conftest import ADMIN_APP, AUDIENCE, REPO_ROOT, TENANT
 from tools import config_sync
-from tools.demo import CONFIG_DIR, EXPORT_JOB_ID, IMPORT_JOB_ID, load_config
+from tools.demo import CONFIG_DIR, DEMO_APP_ID, EXPORT_JOB_ID, IMPORT_JOB_ID, load_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -158,10 +158,14 @@ def test_export_writes_one_canonical_file_per_resource(source, sync, tmp_path, k
     files = _files(out)
     assert sorted(files) == [
         "README.md",
+        f"applications/{DEMO_APP_ID}.json",
         "entities/CustomerGroups.json",
         "formats/Semicolon.json",  # built-in formats are not configuration
         f"jobs/{IMPORT_JOB_ID}.json",
         f"jobs/{EXPORT_JOB_ID}.json",
+        "legalEntities/dat.json",
+        "legalEntities/demf.json",
+        "legalEntities/usmf.json",
         "projects/CustomerGroupsExport.json",
         "projects/CustomerGroupsImport.json",
         "projects/SemicolonImport.json",
@@ -181,7 +185,7 @@ def test_export_writes_one_canonical_file_per_resource(source, sync, tmp_path, k
     again = sync("export", "--out", out, deployment=source)
     assert again.code == 0, again.err
     assert _files(out) == files  # stable: an unchanged deployment exports the same bytes
-    assert "0 written" in again.out and "8 unchanged" in again.out
+    assert "0 written" in again.out and "12 unchanged" in again.out
 
     # `python -m tools.config_sync --dev-token` mints its token from the local key and settings.
     by_process = tmp_path / "by-process"
@@ -202,7 +206,7 @@ def test_export_writes_one_canonical_file_per_resource(source, sync, tmp_path, k
     # The hand-written demo documents leave defaults out; they are still no change against what they made.
     demo = sync("plan", CONFIG_DIR, deployment=source)
     assert demo.code == 0, demo.err
-    assert "0 to create, 0 to update, 0 to delete, 5 unchanged" in demo.out
+    assert "0 to create, 0 to update, 0 to delete, 9 unchanged" in demo.out
 
 
 def test_promote_plan_apply_prune(source, deployments, sync, tmp_path):
@@ -214,6 +218,10 @@ def test_promote_plan_apply_prune(source, deployments, sync, tmp_path):
     plan = sync("plan", folder, deployment=prod)
     assert plan.code == 0, plan.err
     assert _plan_lines(plan.out) == [
+        "+ create legalEntities/dat (legalEntities/dat.json)",
+        "+ create legalEntities/demf (legalEntities/demf.json)",
+        "+ create legalEntities/usmf (legalEntities/usmf.json)",
+        f"+ create applications/{DEMO_APP_ID} (applications/{DEMO_APP_ID}.json)",
         "+ create entities/CustomerGroups (entities/CustomerGroups.json)",
         "+ create formats/Semicolon (formats/Semicolon.json)",
         "+ create transforms/Identity (transforms/Identity.xslt)",
@@ -226,13 +234,13 @@ def test_promote_plan_apply_prune(source, deployments, sync, tmp_path):
     assert prod.call("GET", "/api/manage/entities/CustomerGroups").status_code == 404  # plan changed nothing
     applied = sync("apply", folder, deployment=prod)
     assert applied.code == 0, applied.err
-    assert "Applied 8 change(s)." in applied.out
+    assert "Applied 12 change(s)." in applied.out
 
     mirror = tmp_path / "prod-config"
     assert sync("export", "--out", mirror, deployment=prod).code == 0
     assert _files(mirror) == _files(folder)  # prod now holds exactly what test holds
     again = sync("plan", folder, deployment=prod)
-    assert "no changes" in again.out and "8 unchanged" in again.out
+    assert "no changes" in again.out and "12 unchanged" in again.out
 
     # Change one file, add one, remove one: the plan shows exactly those.
     job_path = folder / "jobs" / f"{IMPORT_JOB_ID}.json"
@@ -253,7 +261,7 @@ def test_promote_plan_apply_prune(source, deployments, sync, tmp_path):
         f"~ update jobs/{IMPORT_JOB_ID} (jobs/{IMPORT_JOB_ID}.json)",
         f"= keep jobs/{EXPORT_JOB_ID}: not in the folder (--prune deletes it)",
     ]
-    assert "1 to create, 1 to update, 0 to delete, 6 unchanged, 1 kept (not in the folder)" in plan.out
+    assert "1 to create, 1 to update, 0 to delete, 10 unchanged, 1 kept (not in the folder)" in plan.out
     diff = [line.strip() for line in plan.out.splitlines() if line.startswith("      ")]
     assert f"--- deployment jobs/{IMPORT_JOB_ID}" in diff and f"+++ jobs/{IMPORT_JOB_ID}.json" in diff
     changed = [line for line in diff if line[:1] in "+-" and not line.startswith(("---", "+++"))]
@@ -268,7 +276,7 @@ def test_promote_plan_apply_prune(source, deployments, sync, tmp_path):
     assert prod.ok("GET", "/api/manage/entities/Vendors").json()["fields"][1]["maxLength"] == 60
     assert prod.ok("GET", f"/api/manage/jobs/{EXPORT_JOB_ID}").status_code == 200  # kept without --prune
     again = sync("plan", folder, deployment=prod)
-    assert "0 to create, 0 to update, 0 to delete, 8 unchanged, 1 kept" in again.out
+    assert "0 to create, 0 to update, 0 to delete, 12 unchanged, 1 kept" in again.out
 
     # --dry-run and plan --prune show the delete and change nothing; apply --prune deletes.
     dry = sync("apply", folder, "--prune", "--dry-run", deployment=prod)
@@ -279,7 +287,7 @@ def test_promote_plan_apply_prune(source, deployments, sync, tmp_path):
     assert f"deleted jobs/{EXPORT_JOB_ID}" in pruned.out
     assert prod.call("GET", f"/api/manage/jobs/{EXPORT_JOB_ID}").status_code == 404
     final = sync("plan", folder, "--prune", deployment=prod)
-    assert "no changes" in final.out and "0 to delete, 8 unchanged" in final.out
+    assert "no changes" in final.out and "0 to delete, 12 unchanged" in final.out
     assert source.call("GET", f"/api/manage/jobs/{EXPORT_JOB_ID}").status_code == 200  # test is untouched
 
 
@@ -340,6 +348,9 @@ def test_a_resource_changed_after_the_plan_is_not_overwritten(source, deployment
     _, prod = deployments
     folder = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, folder)
+    for kind in ("legalEntities", "applications"):  # already there: the entity is the first change
+        for file in sorted((folder / kind).glob("*.json")):
+            prod.ok("PUT", f"/api/manage/{kind}/{file.stem}", json=json.loads(file.read_text()))
     prod.ok(
         "PUT",
         "/api/manage/entities/CustomerGroups",

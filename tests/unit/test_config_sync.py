@@ -22,9 +22,13 @@ def _write(folder: Path, rel: str, body) -> None:
 def test_the_demo_folder_reads_in_canonical_form(tmp_path):
     loaded = read_folder(CONFIG_DIR)
     assert sorted(loaded) == [
+        ("applications", "d3e00000-0000-4000-8000-00000000de01"),
         ("entities", "customergroups"),
         ("jobs", IMPORT_JOB_ID),
         ("jobs", "7a1c2d3e-4f5a-4b6c-9d7e-8f9a0b1c2d3e"),
+        ("legalEntities", "dat"),
+        ("legalEntities", "demf"),
+        ("legalEntities", "usmf"),
         ("projects", "customergroupsexport"),
         ("projects", "customergroupsimport"),
     ]
