@@ -128,6 +128,8 @@ class World:
             "activityId": str(uuid.uuid4()) if (method, path) == ("PUT", JOB_PATH) else self.activity,
             "name": self.entity if path.endswith("/records") else f"Hostile{uuid.uuid4().hex[:8]}",
             "messageId": str(uuid.uuid4()),
+            "applicationId": str(uuid.uuid4()),
+            "id": "h" + uuid.uuid4().hex[:3],  # a legal entity ID (DataAreaId)
         }
         for key, value in values.items():
             path = path.replace("{" + key + "}", value)
