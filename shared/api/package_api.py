@@ -30,6 +30,14 @@ def _service():
     return package_api_service()
 
 
+def _require(principal, capability: str) -> None:
+    """403 before the body is read for a caller without the capability (app_access); the legal entity the
+    body names is checked by the service."""
+    from shared.services import app_access
+
+    app_access.require(principal, capability)
+
+
 def _action(name: str):
     return bp.route(route=ACTION_ROUTE + name, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -37,6 +45,7 @@ def _action(name: str):
 @_action("GetAzureWriteUrl")
 @endpoint(auth="partner")
 def get_azure_write_url(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "import")
     body = _body(req)
     return odata_value(req, _service().write_url(principal, body.get("uniquefilename")))
 
@@ -44,6 +53,7 @@ def get_azure_write_url(req: func.HttpRequest, principal) -> func.HttpResponse:
 @_action("ImportFromPackage")
 @endpoint(auth="partner")
 def import_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "import")
     body = _body(req)
     execution_id = _service().import_from_package(
         principal,
@@ -58,6 +68,7 @@ def import_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
 @_action("ExportToPackage")
 @endpoint(auth="partner")
 def export_to_package(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "export")
     body = _body(req)
     execution_id = _service().export_to_package(
         principal,

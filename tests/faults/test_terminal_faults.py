@@ -164,6 +164,9 @@ def world(app_env, storage, tmp_path, monkeypatch):
         workers: Workers
 
     registry.config_service()  # creates the tables and queues the worker polls (the host never creates them)
+    from tests.conftest import seed_legal_entities
+
+    seed_legal_entities()  # this module's storage: the companies its jobs name
     registry.dispatcher()
     registry.export_service()
     World.workers = Workers(root, env, tmp_path / "logs")

@@ -77,8 +77,15 @@ class ApiClient:
             "authorizationPolicy": [{"applicationId": app, "enabled": True}],
             **job,
         }
+        self.ensure_legal_entity(body.get("company"))
         created = self.ok("POST", "/api/manage/jobs", json=body)
         return created["activityId"], app, entity
+
+    def ensure_legal_entity(self, legal_entity: str | None) -> None:
+        """A job's company must be a configured legal entity: create it when it is not (hosts on a storage of
+        their own, as the fault tests run, have none)."""
+        if legal_entity and self.admin("GET", f"/api/manage/legalEntities/{legal_entity}").status_code == 404:
+            self.ok("PUT", f"/api/manage/legalEntities/{legal_entity}", json={"name": legal_entity.upper()})
 
     # Connector helpers -------------------------------------------------------------------------
     def enqueue(
