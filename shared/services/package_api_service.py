@@ -236,6 +236,10 @@ class PackageApiService:
             return jobs[0]
         jobs.sort(key=lambda j: (j.name.casefold(), j.activity_id))
         if not legal_entity:
+            # A caller limited to some legal entities gets a job of one of them when the project has one.
+            allowed = None if admin else app_access.allowed_legal_entities(principal)
+            if allowed is not None:
+                jobs = [j for j in jobs if j.legal_entity in allowed] or jobs
             return jobs[0]
         wanted = legal_entity.casefold()
         for j in jobs:

@@ -234,6 +234,12 @@ def test_the_package_api_authorizes_by_application_registration(api):
     )
     assert wait_status(api, exporter_token, execution_id) == "Succeeded"
     assert exported_codes(api, exporter_token, execution_id) == {"U1", "U2"}
+    # Without legalEntityId: a job of a legal entity it may use (usmf), whichever job sorts first.
+    plain = f"le-{uuid.uuid4()}"
+    no_legal = {"definitionGroupId": project.name, "executionId": plain}
+    assert value(api, "ExportToPackage", exporter_token, no_legal) == plain
+    assert wait_status(api, exporter_token, plain) == "Succeeded"
+    assert exported_codes(api, exporter_token, plain) == {"U1", "U2"}
 
     # Disabled: nothing, and GetAzureWriteUrl needs import.
     api.ok(
