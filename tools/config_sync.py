@@ -336,7 +336,12 @@ def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
 
 
 def _without_name(kind: str, document: dict) -> dict:
-    return {k: v for k, v in document.items() if k != ("activityId" if kind == "jobs" else "name")}
+    """The document without its name and without what the app adds to a reply (`warnings`), which no
+    configuration holds."""
+    from shared.domain.config import READ_ONLY_FIELDS
+
+    dropped = {"activityId" if kind == "jobs" else "name", *READ_ONLY_FIELDS}
+    return {k: v for k, v in document.items() if k not in dropped}
 
 
 # The folder --------------------------------------------------------------------------------------------

@@ -348,6 +348,7 @@ FORMAT_FIELDS = {
     "acceptIsoDates",
     "decimalSeparator",
     "thousandsSeparator",
+    *READ_ONLY_FIELDS,  # a GET's reply may be PUT back
     "trueValues",
     "falseValues",
 }

@@ -114,18 +114,44 @@ EXPECTED: dict[str, dict[str, tuple[int, str]]] = {
 
 
 class World:
-    """An entity, an import project, a job whose policy lists `app`, and an application on no job."""
+    """An entity, an import project, a job whose policy lists `app`, an export job on the same entity for the
+    export side of the connector (its ack answers NotAnExportJob on an import job, before reading a body),
+    and an application on no job."""
 
     def __init__(self, api) -> None:
         self.api = api
         self.activity, self.app, self.entity = api.import_job(simple_entity(), mode="package")
         self.partner = api.make_token(self.app)
         self.stranger = api.make_token(str(uuid.uuid4()))
+        project = api.unique("HostileExp")
+        api.ok(
+            "PUT",
+            f"/api/manage/projects/{project}",
+            json={"operation": "export", "entities": [{"entity": self.entity}]},
+        )
+        self.export_activity = api.ok(
+            "POST",
+            "/api/manage/jobs",
+            json={
+                "name": project,
+                "project": project,
+                "company": "usmf",
+                "authorizationPolicy": [{"applicationId": self.app, "enabled": True}],
+            },
+        )["activityId"]
 
     def url_path(self, path: str, method: str = "GET") -> str:
         values = {
             # PUT a new job, never ours; everything else works on our job.
-            "activityId": str(uuid.uuid4()) if (method, path) == ("PUT", JOB_PATH) else self.activity,
+            "activityId": (
+                str(uuid.uuid4())
+                if (method, path) == ("PUT", JOB_PATH)
+                else self.export_activity
+                if path.startswith(
+                    ("/api/connector/ack/", "/api/connector/dequeue/", "/api/connector/download/")
+                )
+                else self.activity
+            ),
             "name": self.entity if path.endswith("/records") else f"Hostile{uuid.uuid4().hex[:8]}",
             "messageId": str(uuid.uuid4()),
         }
