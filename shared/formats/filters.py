@@ -219,9 +219,10 @@ _LITERAL_NAMES = {
 
 
 class _Parser:
-    def __init__(self, text: str, entity: Entity) -> None:
+    def __init__(self, text: str, entity: Entity, company_names: tuple[str, ...] = (COMPANY_FIELD,)) -> None:
         self.text = text
         self.entity = entity
+        self.company_names = {n.casefold() for n in company_names}
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
@@ -370,11 +371,11 @@ class _Parser:
         f = self.fields.get(tok.text.casefold())
         if f is not None:
             return f.name, f.type, f
-        if self.entity.company_specific and tok.text.casefold() == COMPANY_FIELD:
+        if self.entity.company_specific and tok.text.casefold() in self.company_names:
             return COMPANY_FIELD, "string", None
         names = [f.name for f in self.entity.fields]
         if self.entity.company_specific:
-            names.append(COMPANY_FIELD)
+            names.append(COMPANY_FIELD if COMPANY_FIELD in self.company_names else "dataAreaId")
         raise FilterError(f"unknown field '{tok.text}'; the entity has {', '.join(names)}")
 
     def typed_comparison(self, field_tok: _Tok, op: str, lit: _Tok) -> Comparison:
@@ -469,8 +470,12 @@ def _parse_datetime(text: str, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def parse_filter(text: str, entity: Entity) -> FilterExpr:
-    """Parse and type-check a filter against the entity; raise FilterError with a clear reason."""
+def parse_filter(
+    text: str, entity: Entity, *, company_names: tuple[str, ...] = (COMPANY_FIELD,)
+) -> FilterExpr:
+    """Parse and type-check a filter against the entity; raise FilterError with a clear reason.
+    `company_names`: what the company of a company-specific entity is called in the text (the OData entity
+    sets also accept D365's `dataAreaId`); the tree names it COMPANY_FIELD whatever it was called."""
     if len(text) > MAX_FILTER_LENGTH:
         raise FilterError(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
     if len(quote(text, safe="", errors="replace")) > MAX_FILTER_URL_LENGTH:
@@ -480,7 +485,7 @@ def parse_filter(text: str, entity: Entity) -> FilterExpr:
         )
     if not text.strip():
         raise FilterError("the filter is empty")
-    return _Parser(text, entity).parse()
+    return _Parser(text, entity, company_names).parse()
 
 
 # --------------------------------------------------------------------------------------------
