@@ -156,13 +156,22 @@ def _matcher(entity, scope: _Scope, expr) -> Callable[[dict], bool]:
     return match
 
 
+def _segment_name(company: str | None) -> str:
+    return company or ""
+
+
 def _scan(entity, scope: _Scope, expr, state: dict, select=None) -> Iterator[tuple[dict, dict]]:
     """Matching rows in storage order from the position in `state`, each with the position after it."""
     from shared.services.registry import entity_repo
 
     repo, match = entity_repo(), _matcher(entity, scope, expr)
-    first, token = state.get("i", 0), state.get("t")
-    last = tuple(state["p"]) if state.get("p") else None
+    names = [_segment_name(c) for c in scope.companies]  # sorted: legal entities are read in name order
+    token, last, first = state.get("t"), tuple(state["p"]) if state.get("p") else None, 0
+    if "c" in state:
+        # By name, not by index: the legal entities the caller may see can change between two pages.
+        first = next((i for i, name in enumerate(names) if name >= state["c"]), len(names))
+        if first == len(names) or names[first] != state["c"]:
+            token, last = None, None
     for index in range(first, len(scope.companies)):
         query, params = _segment_query(scope.companies[index], expr)
         for start, rows, following in repo.iter_pages(
@@ -175,11 +184,11 @@ def _scan(entity, scope: _Scope, expr, state: dict, select=None) -> Iterator[tup
                 if not match(row):
                     continue
                 if n < len(rows) - 1:
-                    after = {"i": index, "t": start, "p": list(where)}
+                    after = {"c": names[index], "t": start, "p": list(where)}
                 elif following:
-                    after = {"i": index, "t": following, "p": None}
-                else:
-                    after = {"i": index + 1, "t": None, "p": None}
+                    after = {"c": names[index], "t": following, "p": None}
+                else:  # the next legal entity, from its start
+                    after = {"c": names[index] + "\x00", "t": None, "p": None}
                 yield row, after
         token, last = None, None
 

@@ -298,3 +298,66 @@ def test_the_other_data_routes_still_reach_their_functions(api, world):
         assert not (resp.content and "EntitySetNotFound" in resp.text), (path, resp.text)
     wrong_method = api.admin("GET", ACTION + "GetMessageStatus")
     assert wrong_method.status_code == 404 and b"EntitySetNotFound" not in wrong_method.content
+
+
+def read_all(principal, collection: str, params: dict, page_size: int) -> tuple[list[dict], int | None]:
+    """Every record of a read through the service in this process (same storage as the host), page by page."""
+    from shared.services.entity_sets import read_page
+
+    page = read_page(principal, collection, dict(params), page_size=page_size)
+    records, count = list(page.records), page.count
+    while page.next_state:
+        page = read_page(
+            principal, collection, {**params, "$skiptoken": page.next_state}, page_size=page_size
+        )
+        records.extend(page.records)
+        assert page.count == count
+    return records, count
+
+
+def test_a_caller_reads_only_the_legal_entities_it_may_see(world, monkeypatch):
+    """app_access decides (its rules are another module's): cross-company keeps to allowed_legal_entities, a
+    legal entity `require` refuses is left out silently, and a named one is a 403."""
+    from shared.auth.principal import Principal
+    from shared.errors import ForbiddenError
+    from shared.services import app_access
+
+    caller = Principal(app_id=str(uuid.uuid4()))
+    monkeypatch.setattr(app_access, "require", lambda principal, capability, legal_entity=None: None)
+    monkeypatch.setattr(app_access, "allowed_legal_entities", lambda principal: {"demf", "zz"})
+    records, count = read_all(caller, world.coll, {"cross-company": "true", "$count": "true"}, 2)
+    assert sorted(r["CODE"] for r in records) == world.demf_codes and count == DEMF
+    asked_for_usmf, _ = read_all(
+        caller, world.coll, {"cross-company": "true", "$filter": "dataAreaId eq 'usmf'"}, 2
+    )
+    assert asked_for_usmf == []
+    # Its only legal entity is its default one.
+    monkeypatch.setattr(app_access, "allowed_legal_entities", lambda principal: {"DEMF"})
+    records, _ = read_all(caller, world.coll, {}, 100)
+    assert sorted(r["CODE"] for r in records) == world.demf_codes
+
+    def require(principal, capability, legal_entity=None):
+        if legal_entity == "usmf":
+            raise ForbiddenError("not usmf", code="ApplicationNotAuthorized")
+
+    monkeypatch.setattr(app_access, "require", require)
+    monkeypatch.setattr(app_access, "allowed_legal_entities", lambda principal: None)
+    records, count = read_all(caller, world.coll, {"cross-company": "true", "$count": "true"}, 4)
+    assert sorted(r["CODE"] for r in records) == world.demf_codes and count == DEMF
+    with pytest.raises(ForbiddenError):
+        read_all(caller, world.coll, {"$filter": "dataAreaId eq 'usmf'"}, 4)
+
+
+def test_pages_in_storage_order_resume_exactly_across_table_pages(world, monkeypatch):
+    """Pages that end inside a Table page, at its end, and between legal entities all resume where they
+    stopped: small Table pages make every case happen."""
+    from shared.auth.principal import Principal
+    from shared.services import entity_sets
+
+    monkeypatch.setattr(entity_sets, "TABLE_PAGE", 3)
+    admin = Principal(app_id=str(uuid.uuid4()), roles=frozenset({"Integrations.Admin"}))
+    expected = sorted(world.usmf_codes + world.demf_codes)
+    for size in (1, 2, 3, 4, 7, 30):
+        records, _ = read_all(admin, world.coll, {"cross-company": "true"}, size)
+        codes = [r["CODE"] for r in records]
+        assert sorted(codes) == expected and len(codes) == len(expected), size
