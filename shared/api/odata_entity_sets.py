@@ -21,8 +21,9 @@ bp = func.Blueprint()
 
 ODATA_JSON = "application/json; odata.metadata=minimal"
 _NAME = r"(?!\$|DataManagementDefinitionGroup)[A-Za-z_][A-Za-z0-9_]*"
-# `Name` or `Name(key predicate)`: one segment, one function.
-ROUTE = "data/{collection:regex(^" + _NAME + r"(\(.*\))?$)}"
+# `Name` or `Name(key predicate)`: one segment, one function. `(…|)`, not `(…)?`: ASP.NET ends a constraint's
+# argument at a `)` followed by `:` or `=` (RouteParameterParser.ParseConstraints), and older parsers also at `?`.
+ROUTE = "data/{collection:regex(^" + _NAME + r"(\(.*\)|)$)}"
 
 
 def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -45,7 +45,7 @@ EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     "get_execution_summary_page_url": (ODATA + "GetExecutionSummaryPageUrl", {"POST"}),
     # data entities as OData entity sets (shared/api/odata_entity_sets.py)
     "odata_entity_set": (
-        r"data/{collection:regex(^(?!\$|DataManagementDefinitionGroup)[A-Za-z_][A-Za-z0-9_]*(\(.*\))?$)}",
+        r"data/{collection:regex(^(?!\$|DataManagementDefinitionGroup)[A-Za-z_][A-Za-z0-9_]*(\(.*\)|)$)}",
         {"GET"},
     ),
     # management API: configuration
