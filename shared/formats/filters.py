@@ -812,6 +812,7 @@ def compile_filter(
     *,
     company_property: str = COMPANY_PROPERTY,
     param_prefix: str = "p",
+    max_comparisons: int = MAX_TABLE_COMPARISONS,
 ) -> tuple[str, dict[str, object]]:
     """Compile to an Azure Table `$filter` with `@pN` placeholders and its parameters.
 
@@ -820,11 +821,11 @@ def compile_filter(
     The text only ever contains property names from the schema, operators, `and`/`or`,
     parentheses and placeholders; every value travels in `params`. Placeholders are separated by
     spaces, as azure-data-tables requires, so the text can be wrapped as `( ... )` and combined
-    with other conditions.
+    with other conditions; `max_comparisons` leaves room for theirs within Azure's 15.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", param_prefix):
         raise ValueError(f"'{param_prefix}' is not a usable parameter prefix")
-    q = _fit(_to_query(_nnf(expr), company_property), MAX_TABLE_COMPARISONS)
+    q = _fit(_to_query(_nnf(expr), company_property), max_comparisons)
     if isinstance(q, _True):
         return "", {}
     params: dict[str, object] = {}

@@ -125,7 +125,7 @@ def _scope(principal, entity, q: odq.EntitySetQuery) -> _Scope:
 def _segment_query(
     company, expr, extra: str = "", extra_params: dict | None = None
 ) -> tuple[str | None, dict]:
-    from shared.formats.filters import compile_filter
+    from shared.formats.filters import MAX_TABLE_COMPARISONS, compile_filter
     from shared.storage.entity_repo import COMPANY, company_range
 
     parts, params = [], dict(extra_params or {})
@@ -137,7 +137,9 @@ def _segment_query(
     if extra:
         parts.append(extra)
     if expr is not None:
-        text, fparams = compile_filter(expr, param_prefix="f")
+        # Azure Tables takes at most 15 comparisons in one query: the scope's own count against them.
+        own = 3 * (company not in (None, _ALL)) + extra.count(" gt ") + extra.count(" eq ")
+        text, fparams = compile_filter(expr, param_prefix="f", max_comparisons=MAX_TABLE_COMPARISONS - own)
         if text:
             parts.append(f"( {text} )")
             params.update(fparams)
