@@ -52,6 +52,14 @@ def signing_key() -> bytes:
     return shared_key(get_clients().container(names.CONTAINER_ARTIFACTS), SIGNING_KEY)
 
 
+def _may_read(principal) -> None:
+    """403 before anything is looked up for a caller that may read no entity set: it learns nothing, not even
+    which sets exist."""
+    from shared.services import app_access
+
+    app_access.require(principal, app_access.READ_DATA_ENTITIES, None)
+
+
 def find_entity(collection: str):
     from shared.services.registry import config_service
 
@@ -228,6 +236,7 @@ def _count(entity, scope: _Scope, expr) -> int:
 
 def read_page(principal, collection: str, params: dict[str, str], *, page_size: int) -> Page:
     """One page of the entity set `collection` for the query options `params`."""
+    _may_read(principal)
     entity = find_entity(collection)
     q = odq.parse_query(params, entity)
     scope = _scope(principal, entity, q)
@@ -322,6 +331,7 @@ def get_by_key(
     from shared.services.registry import entity_repo
     from shared.storage.entity_repo import Misfits
 
+    _may_read(principal)
     entity = find_entity(collection)
     q = odq.parse_key_options(params, entity)
     values = parse_key(predicate)

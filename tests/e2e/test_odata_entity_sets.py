@@ -259,6 +259,11 @@ def test_a_partner_reads_and_a_caller_without_a_token_does_not(api, world):
     stranger = api.make_token(str(uuid.uuid4()))
     denied = api.call("GET", f"/data/{world.coll}?{usmf()}", stranger)
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "ApplicationNotAuthorized"
+    # Nor does it learn which sets exist.
+    unknown = api.call("GET", f"/data/{api.unique('NoSuchSet')}", stranger)
+    assert unknown.status_code == 403 and unknown.json() == {
+        "error": {**denied.json()["error"], "message": unknown.json()["error"]["message"]}
+    }
     app = str(uuid.uuid4())
     project = api.unique("OdPrj")
     api.ok(
