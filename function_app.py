@@ -10,6 +10,7 @@ from shared.api import (
     manage_messages,
     manage_monitoring,
     odata_actions,
+    odata_entity_sets,
     package_api,
     poison_sweep,
     root,
@@ -39,5 +40,6 @@ for blueprint in (
     poison_sweep.bp,
     manage_monitoring.bp,
     workspace.bp,
+    odata_entity_sets.bp,
 ):
     app.register_functions(blueprint)

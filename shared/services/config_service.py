@@ -214,6 +214,7 @@ class ConfigService:
 
         def build(current: Stored | None) -> tuple[Entity, dict]:
             self._check_records_fit(current, entity, force)
+            self._check_collection_name(entity)
             return entity, cfg.entity_to_json(entity)
 
         return self._save(KIND_ENTITY, name, Preconditions.of(if_match, if_none_match), build)
@@ -228,9 +229,31 @@ class ConfigService:
         def build(current: Stored | None) -> tuple[Entity, dict]:
             entity = cfg.parse_entity(name, merge_patch(_without_name(current.doc), patch))
             self._check_records_fit(current, entity, force)
+            self._check_collection_name(entity)
             return entity, cfg.entity_to_json(entity)
 
         return self._save(KIND_ENTITY, name, Preconditions.of(if_match), build, must_exist=True)
+
+    def _check_collection_name(self, entity: Entity) -> None:
+        """400 DuplicateCollectionName when another entity is served under the same /data entity set name
+        (its publicCollectionName, or the one derived from its name), ignoring case."""
+        from shared.odata.names import collection_name
+
+        wanted = collection_name(entity).lower()
+        for other in self.list_entities():
+            if other.name.lower() != entity.name.lower() and collection_name(other).lower() == wanted:
+                raise ValidationError(
+                    f"entity {other.name} is already served as the entity set {collection_name(other)} under "
+                    f"/data; give entity {entity.name} another publicCollectionName",
+                    code="DuplicateCollectionName",
+                )
+
+    def find_by_collection(self, collection: str) -> Entity | None:
+        """The entity served as the /data entity set `collection` (ignoring case), or None."""
+        from shared.odata.names import collection_name
+
+        wanted = collection.lower()
+        return next((e for e in self.list_entities() if collection_name(e).lower() == wanted), None)
 
     def _check_records_fit(self, current: Stored | None, entity: Entity, force: bool) -> None:
         """409 EntityHasRecords when the change breaks stored records (record_breaking_changes) and the

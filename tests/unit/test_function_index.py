@@ -43,6 +43,11 @@ EXPECTED_HTTP: dict[str, tuple[str, set[str]]] = {
     "generate_import_target_error_keys_file": (ODATA + "GenerateImportTargetErrorKeysFile", {"POST"}),
     "get_import_target_error_keys_file_url": (ODATA + "GetImportTargetErrorKeysFileUrl", {"POST"}),
     "get_execution_summary_page_url": (ODATA + "GetExecutionSummaryPageUrl", {"POST"}),
+    # data entities as OData entity sets (shared/api/odata_entity_sets.py)
+    "odata_entity_set": (
+        r"data/{collection:regex(^(?!\$|DataManagementDefinitionGroup)[A-Za-z_][A-Za-z0-9_]*(\(.*\)|)$)}",
+        {"GET"},
+    ),
     # management API: configuration
     "list_entities": ("api/manage/entities", {"GET"}),
     "put_entity": ("api/manage/entities/{name}", {"PUT"}),
