@@ -5,11 +5,14 @@ import azure.functions as func
 from shared.api import (
     connector,
     connector_export,
+    dmf_actions,
     export_workers,
     manage_config,
     manage_messages,
     manage_monitoring,
     odata_actions,
+    odata_groups,
+    odata_service,
     package_api,
     poison_sweep,
     root,
@@ -39,5 +42,8 @@ for blueprint in (
     poison_sweep.bp,
     manage_monitoring.bp,
     workspace.bp,
+    odata_service.bp,
+    odata_groups.bp,
+    dmf_actions.bp,
 ):
     app.register_functions(blueprint)
