@@ -263,3 +263,22 @@ def test_a_partner_on_no_job_of_the_project_cannot_use_a_project_that_jobs_gover
     resp = action(api, "ExportToPackageAsync", api.make_token(other), {"definitionGroupId": project})
     assert resp.status_code in (400, 403), resp.text
     assert json.loads(resp.text)["error"]["code"] in ("ApplicationNotAuthorized", "WrongProjectOperation")
+
+
+def test_a_partner_exports_a_group_without_a_job_and_only_it_sees_the_execution(api):
+    """A group no job uses is run on its group job: the starting application sees its execution, another
+    application gets the answers of an unknown execution ID (execution_access)."""
+    _, partner, _ = api.import_job(simple_entity(), mode="package")
+    _, stranger, _ = api.import_job(simple_entity(), mode="package")
+    entity, label = entity_with_rows(api, [{"CODE": "P1", "NAME": "Partner", "AMOUNT": Decimal(1)}])
+    name = api.unique("PartnerGroup")
+    token = api.make_token(partner)
+    create_group(api, name, "Export", label, token=token)
+    execution_id = value(api, "ExportToPackage", token, {"definitionGroupId": name, "legalEntityId": "usmf"})
+    assert wait_status(api, token, execution_id) == "Succeeded"
+    assert b"P1,Partner,1" in download(api, token, execution_id)[f"{label}.csv"]
+    other = api.make_token(stranger)
+    assert value(api, "GetExecutionSummaryStatus", other, {"executionId": execution_id}) == "Unknown"
+    resp = action(api, "GetExportedPackageUrl", other, {"executionId": execution_id})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "ExecutionNotFound"
+    assert api.call("DELETE", GROUPS + group_key(name), token).status_code == 204
