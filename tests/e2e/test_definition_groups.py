@@ -282,3 +282,43 @@ def test_a_partner_exports_a_group_without_a_job_and_only_it_sees_the_execution(
     resp = action(api, "GetExportedPackageUrl", other, {"executionId": execution_id})
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "ExecutionNotFound"
     assert api.call("DELETE", GROUPS + group_key(name), token).status_code == 204
+
+
+def test_a_real_d365_package_imports_into_a_new_group_made_from_its_manifest(api):
+    """microsoft/Dynamics-AX-Integration's usmf_asset-major-types-01.zip (a package D365 exported: EXCEL, one
+    entity) imported into a group name made up for the run: the group comes from Manifest.xml."""
+    from tests.conftest import d365_fixture
+
+    data = d365_fixture("ms-sample-asset-major-types", "usmf_asset-major-types-01.zip").read_bytes()
+    entity = api.unique("AssetMajorType")
+    api.ok(
+        "PUT",
+        f"/api/manage/entities/{entity}",
+        json={
+            "label": "Fixed asset major type",
+            "keys": ["MAJORTYPEID"],
+            "fields": [{"name": "MAJORTYPEID", "type": "string"}, {"name": "DESCRIPTION", "type": "string"}],
+        },
+    )
+    try:
+        token = api.admin_token
+        url = upload(api, token, data, "usmf_asset-major-types-01.zip")
+        group = api.unique("AssetRun")
+        body = {"packageUrl": url, "definitionGroupId": group, "executionId": "", "legalEntityId": "usmf"}
+        execution_id = value(api, "ImportFromPackage", token, body)
+        assert wait_status(api, token, execution_id) == "Succeeded"
+        assert len(api.records(entity, company="usmf")) == 11
+        project = api.ok("GET", f"/api/manage/projects/{group}")
+        assert project["operation"] == "import" and project["description"] == "Asset-Major-Types"
+        [pe] = project["entities"]
+        assert (pe["entity"], pe["format"], pe["sequence"]) == (entity, "EXCEL", 1)
+        assert sorted((m["source"], m["target"]) for m in pe["mapping"]) == [
+            ("DESCRIPTION", "DESCRIPTION"),
+            ("MAJORTYPEID", "MAJORTYPEID"),
+        ]
+        detail = api.ok("GET", f"{DETAILS}(DefinitionGroupId='{group}',EntityName='Fixed asset major type')")
+        assert (detail["SourceFormat"], detail["ExecutionUnit"], detail["SequenceInLevel"]) == ("EXCEL", 1, 1)
+        assert api.admin("DELETE", GROUPS + group_key(group, "Import")).status_code == 204
+    finally:
+        # Labels are unique across entities: leave none behind for other tests of the session.
+        api.admin("DELETE", f"/api/manage/entities/{entity}?force=true")
