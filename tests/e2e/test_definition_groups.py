@@ -196,6 +196,10 @@ def test_async_preview_delta_reexecute_and_reset_version_token(api):
     assert download(api, token, first)[f"{label}.csv"].count(b"\r\n") == 4
     rows = value(api, "GetEntityExecutionSummaryStatusList", token, {"executionId": first})
     assert [(r["EntityName"], r["Status"], r["TotalRecords"]) for r in rows] == [(label, "Succeeded", 3)]
+    # The summary page of a group's execution is its group job's run history.
+    page = value(api, "GetExecutionSummaryPageUrl", token, {"executionId": first})
+    assert "/api/manage/jobs/group~export~" in page
+    assert first in [r["executionId"] for r in api.ok("GET", page.removeprefix(api.base))["value"]]
 
     preview = value(api, "ExportToPackagePreview", token, {**body, "exportPreviewCount": 2})
     assert wait_status(api, token, preview) == "Succeeded"
