@@ -18,6 +18,22 @@ from shared.errors import ValidationError
 bp = func.Blueprint()
 
 
+def _require(principal, *capabilities: str) -> None:
+    """app_access decides too (after the endpoint's partner check, which refuses a caller on no job's policy
+    before its body is read, issue 17): the first of `capabilities` the caller has passes; none: 403."""
+    from shared.errors import ForbiddenError
+    from shared.services import app_access
+
+    last = None
+    for capability in capabilities or (app_access.IMPORT, app_access.EXPORT):
+        try:
+            app_access.require(principal, getattr(app_access, capability.upper()))
+            return
+        except ForbiddenError as exc:
+            last = exc
+    raise last  # type: ignore[misc]
+
+
 def _action(name: str):
     return bp.route(route=ACTION_ROUTE + name, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -49,7 +65,10 @@ def _export(req, principal, **options) -> func.HttpResponse:
     return odata_value(req, execution_id)
 
 
-def _not_offered(code: str, message: str):
+def _not_offered(req, code: str, message: str):
+    """400 `code`: D365 has the action and this app does not offer it. The body is read first, as every action
+    reads it, so a malformed body is named as such."""
+    _body(req)
     raise ValidationError(message, code=code)
 
 
@@ -58,24 +77,28 @@ def _not_offered(code: str, message: str):
 def import_from_package_async(req: func.HttpRequest, principal) -> func.HttpResponse:
     """ImportFromPackage's body plus overWrite, failOnError, runAsyncWithoutBatch, thresholdToRunInBatch
     (accepted: imports always run queued, as upserts)."""
+    _require(principal, "import")
     return _import(req, principal)
 
 
 @_action("ExportToPackageAsync")
 @endpoint(auth="partner")
 def export_to_package_async(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "export")
     return _export(req, principal)
 
 
 @_action("ExportToPackagePreview")
 @endpoint(auth="partner")
 def export_to_package_preview(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "export")
     return _export(req, principal, preview_count=_preview_count(req))
 
 
 @_action("ExportToPackagePreviewAsync")
 @endpoint(auth="partner")
 def export_to_package_preview_async(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "export")
     return _export(req, principal, preview_count=_preview_count(req))
 
 
@@ -89,13 +112,16 @@ def _preview_count(req):
 def export_to_package_delta(req: func.HttpRequest, principal) -> func.HttpResponse:
     """Only what changed since the group's last successful export (its incremental watermark; see
     ResetVersionToken)."""
+    _require(principal, "export")
     return _export(req, principal, delta=True)
 
 
 @_action("ExportFromPackage")
 @endpoint(auth="partner")
 def export_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "export")
     _not_offered(
+        req,
         "ExportFromPackageNotSupported",
         "ExportFromPackage (an export defined by a template package) is not offered here: create the export "
         "definition group (POST /data/DataManagementDefinitionGroups and DataManagementDefinitionGroupDetails) "
@@ -106,7 +132,9 @@ def export_from_package(req: func.HttpRequest, principal) -> func.HttpResponse:
 @_action("ImportFromDMTPackage")
 @endpoint(auth="partner")
 def import_from_dmt_package(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "import")
     _not_offered(
+        req,
         "DmtPackageNotSupported",
         "ImportFromDMTPackage (Data Migration Toolkit packages) is not offered here: import a data package "
         "with ImportFromPackage",
@@ -123,18 +151,21 @@ _NO_INITIALIZE = (
 @_action("InitializeDataManagement")
 @endpoint(auth="partner")
 def initialize_data_management(req: func.HttpRequest, principal) -> func.HttpResponse:
-    _not_offered(*_NO_INITIALIZE)
+    _require(principal)
+    _not_offered(req, *_NO_INITIALIZE)
 
 
 @_action("InitializeDataManagementAsync")
 @endpoint(auth="partner")
 def initialize_data_management_async(req: func.HttpRequest, principal) -> func.HttpResponse:
-    _not_offered(*_NO_INITIALIZE)
+    _require(principal)
+    _not_offered(req, *_NO_INITIALIZE)
 
 
 @_action("GetEntityExecutionSummaryStatusList")
 @endpoint(auth="partner")
 def get_entity_execution_summary_status_list(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal)
     from shared.odata.dmf_catalog import ENTITY_STATUS
 
     body = _body(req)
@@ -145,6 +176,7 @@ def get_entity_execution_summary_status_list(req: func.HttpRequest, principal) -
 @_action("GetImportStagingErrorFileUrl")
 @endpoint(auth="partner")
 def get_import_staging_error_file_url(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal)
     body = _body(req)
     return odata_value(
         req, _service().staging_error_file_url(principal, body.get("executionid"), body.get("entityname"))
@@ -154,6 +186,7 @@ def get_import_staging_error_file_url(req: func.HttpRequest, principal) -> func.
 @_action("ResetVersionToken")
 @endpoint(auth="partner")
 def reset_version_token(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal, "export")
     body = _body(req)
     done = _service().reset_version_token(
         principal, body.get("definitiongroupid"), body.get("entityname"), body.get("sourcename")
@@ -164,5 +197,6 @@ def reset_version_token(req: func.HttpRequest, principal) -> func.HttpResponse:
 @_action("GetEntitySequence")
 @endpoint(auth="partner")
 def get_entity_sequence(req: func.HttpRequest, principal) -> func.HttpResponse:
+    _require(principal)
     body = _body(req)
     return odata_value(req, _service().entity_sequence(principal, body.get("listofdataentities")))

@@ -10,6 +10,9 @@ optional OperationType. A POST that repeats an existing key answers 400 `RecordA
 Function names start with `data_groups` / `data_group_details`: the host tries routes in function-name order
 (HOST.md), and these sort before the data entity sets' `odata_entity_set*` functions, whose route excludes
 these names anyway.
+
+Writes with a body are `auth="partner"` (a caller on no job's policy is refused before its body is read, issue
+17) and then app_access's MANAGE_DEFINITION_GROUPS; reads and deletes are `auth="caller"` and app_access only.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ def data_groups_list(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @_route(f"data/{GROUPS}", ["POST"])
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def data_groups_create(req: func.HttpRequest, principal) -> func.HttpResponse:
     _may_write(principal)
     try:
@@ -187,7 +190,7 @@ def data_groups_get(req: func.HttpRequest, principal) -> func.HttpResponse:
 
 
 @_route(f"data/{GROUPS}({{key}})", ["PATCH"])
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def data_groups_patch(req: func.HttpRequest, principal) -> func.HttpResponse:
     _may_write(principal)
     name, operation = _group_key(req)
@@ -216,7 +219,7 @@ def data_group_details_list(req: func.HttpRequest, principal) -> func.HttpRespon
 
 
 @_route(f"data/{DETAILS}", ["POST"])
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def data_group_details_create(req: func.HttpRequest, principal) -> func.HttpResponse:
     _may_write(principal)
     try:
@@ -238,7 +241,7 @@ def data_group_details_get(req: func.HttpRequest, principal) -> func.HttpRespons
 
 
 @_route(f"data/{DETAILS}({{key}})", ["PATCH"])
-@endpoint(auth="caller")
+@endpoint(auth="partner")
 def data_group_details_patch(req: func.HttpRequest, principal) -> func.HttpResponse:
     _may_write(principal)
     group, entity, operation = _detail_key(req)

@@ -31,7 +31,7 @@ def _int_option(params: Mapping[str, str], name: str) -> int | None:
         return None
     if not raw.strip().isdigit():
         raise ValidationError(f"{name} must be a whole number of at least 0", code="InvalidQueryOption")
-    return min(int(raw), MAX_TOP)
+    return MAX_TOP if len(raw.strip()) > 9 else min(int(raw), MAX_TOP)
 
 
 def apply(

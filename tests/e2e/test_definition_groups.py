@@ -326,3 +326,25 @@ def test_a_real_d365_package_imports_into_a_new_group_made_from_its_manifest(api
     finally:
         # Labels are unique across entities: leave none behind for other tests of the session.
         api.admin("DELETE", f"/api/manage/entities/{entity}?force=true")
+
+
+def test_rejected_records_show_in_the_entity_status_list_and_the_staging_error_file(api):
+    entity, label = entity_with_rows(api, [])
+    token = api.admin_token
+    url = upload(
+        api, token, build_package({entity: b"CODE,NAME,AMOUNT\r\nOK1,Good,1\r\nBAD1,Bad,not a number\r\n"})
+    )
+    group = api.unique("Rejects")
+    body = {"packageUrl": url, "definitionGroupId": group, "executionId": "", "legalEntityId": "usmf"}
+    execution_id = value(api, "ImportFromPackage", token, body)
+    assert wait_status(api, token, execution_id) == "PartiallySucceeded"
+    rows = value(api, "GetEntityExecutionSummaryStatusList", token, {"executionId": execution_id})
+    assert [(r["Status"], r["TotalRecords"], r["SuccessRecords"], r["ErrorRecords"]) for r in rows] == [
+        ("PartiallySucceeded", 2, 1, 1)
+    ]
+    assert rows[0]["ExecutionStartDateTime"] and rows[0]["ExecutionEndDateTime"]
+    staging = value(
+        api, "GetImportStagingErrorFileUrl", token, {"executionId": execution_id, "entityName": label}
+    )
+    resp = requests.get(staging, timeout=30)  # a SAS URL: no token
+    assert resp.status_code == 200 and b"BAD1" in resp.content and b"OK1" not in resp.content
