@@ -90,8 +90,12 @@ def _context(req, set_name: str, select: list[str] | None = None, entity: bool =
 def _collection(req, set_name: str, rows: list[dict], types: dict) -> func.HttpResponse:
     from shared.odata import collection_query
 
-    rows, select = collection_query.apply(rows, dict(req.params), set_name=set_name, properties=types)
-    return _json({"@odata.context": _context(req, set_name, select), "value": rows})
+    rows, select, count = collection_query.apply(rows, dict(req.params), set_name=set_name, properties=types)
+    body: dict = {"@odata.context": _context(req, set_name, select)}
+    if count is not None:
+        body["@odata.count"] = count
+    body["value"] = rows
+    return _json(body)
 
 
 def _group_key(req) -> tuple[str, str | None]:

@@ -1,4 +1,4 @@
-"""OData query options on a small in-memory entity set ($filter, $select, $top, $skip): the definition groups.
+"""OData query options on a small in-memory entity set ($filter, $select, $top, $skip, $count): the definition groups.
 
 $filter is the app's filter language (shared/formats/filters.py: eq, ne, gt, ge, lt, le, and, or, not,
 startswith, endswith, contains) over the set's properties, with an enum literal
@@ -36,18 +36,21 @@ def _int_option(params: Mapping[str, str], name: str) -> int | None:
 
 def apply(
     rows: Iterable[dict], params: Mapping[str, str], *, set_name: str, properties: Mapping[str, str]
-) -> tuple[list[dict], list[str] | None]:
-    """The rows that `params` ($filter, $top, $skip, $select) ask for, and the selected properties (None:
-    all). `properties`: property name -> filter type (string, int). 400 InvalidQueryOption / InvalidFilter."""
+) -> tuple[list[dict], list[str] | None, int | None]:
+    """The rows that `params` ($filter, $top, $skip, $select) ask for, the selected properties (None: all), and
+    with `$count=true` the number of rows the filter matched before $top and $skip (None otherwise).
+    `properties`: property name -> filter type (string, int). 400 InvalidQueryOption / InvalidFilter."""
     from shared.formats.filters import FilterError, evaluate, parse_filter
 
     unknown = sorted(
-        k for k in params if k.startswith("$") and k not in ("$filter", "$select", "$top", "$skip", "$format")
+        k
+        for k in params
+        if k.startswith("$") and k not in ("$filter", "$select", "$top", "$skip", "$count", "$format")
     )
     if unknown:
         raise ValidationError(
             f"the query option {', '.join(unknown)} is not supported on {set_name} "
-            "(supported: $filter, $select, $top, $skip)",
+            "(supported: $filter, $select, $top, $skip, $count)",
             code="InvalidQueryOption",
         )
     out = list(rows)
@@ -58,6 +61,10 @@ def apply(
         except FilterError as exc:
             raise ValidationError(f"$filter: {exc}", code="InvalidFilter") from None
         out = [r for r in out if evaluate(expr, r)]
+    count_option = (params.get("$count") or "false").strip().lower()
+    if count_option not in ("true", "false"):
+        raise ValidationError("$count must be true or false", code="InvalidQueryOption")
+    count = len(out) if count_option == "true" else None
     skip = _int_option(params, "$skip")
     if skip:
         out = out[skip:]
@@ -78,4 +85,4 @@ def apply(
             if name not in select:
                 select.append(name)
         out = [{k: r.get(k) for k in select} for r in out]
-    return out, select
+    return out, select, count

@@ -65,14 +65,14 @@ def query(**params):
     return collection_query.apply(ROWS, params, set_name="S", properties=TYPES)
 
 
-def test_filter_select_top_skip():
-    rows, select = query(
-        **{"$filter": "OperationType eq Microsoft.Dynamics.DataEntities.DMFOperationType'Export'"}
-    )
-    assert [r["Name"] for r in rows] == ["A", "C"] and select is None
-    rows, select = query(**{"$filter": "Name eq 'B' or Name eq 'C'", "$select": "name", "$top": "1"})
-    assert rows == [{"Name": "B"}] and select == ["Name"]
-    rows, _ = query(**{"$skip": "2"})
+def test_filter_select_top_skip_count():
+    enum = "OperationType eq Microsoft.Dynamics.DataEntities.DMFOperationType'Export'"
+    rows, select, count = query(**{"$filter": enum})
+    assert [r["Name"] for r in rows] == ["A", "C"] and select is None and count is None
+    params = {"$filter": "Name eq 'B' or Name eq 'C'", "$select": "name", "$top": "1", "$count": "true"}
+    rows, select, count = query(**params)
+    assert rows == [{"Name": "B"}] and select == ["Name"] and count == 2
+    rows, _, _ = query(**{"$skip": "2", "cross-company": "true"})
     assert [r["Name"] for r in rows] == ["C"]
 
 
