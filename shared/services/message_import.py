@@ -194,7 +194,10 @@ class MessageImport:
 
             def create_group(manifest) -> None:
                 try:
-                    DefinitionGroups(self._config).create_from_manifest(self._job.project, manifest)
+                    name = self._message.get("DefinitionGroup") or self._job.project
+                    if name.lower() != self._job.project.lower():
+                        name = self._job.project
+                    DefinitionGroups(self._config).create_from_manifest(name, manifest)
                 except AppError as exc:  # the import goes on from the manifest alone
                     log.warning(
                         "definition group %s not created from the manifest: %s", self._job.project, exc

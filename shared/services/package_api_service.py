@@ -244,6 +244,11 @@ class PackageApiService:
                     and not any(j.enabled and j.allows(principal.app_id) for j in all_jobs)
                 ):
                     raise denied
+                if create_group and not all_jobs:
+                    # D365 keys groups by name and operation: an import group beside an export group of the
+                    # same name (a name jobs use stays one project's: ProjectNameUsedByJob).
+                    app_access.require(principal, capability, legal_entity)
+                    return group_job(operation, project_name, legal_entity)
                 raise ValidationError(
                     f"the data project {other.name!r} is an {other.operation} project; "
                     f"{'ImportFromPackage' if operation == 'import' else 'ExportToPackage'} needs an "
@@ -436,6 +441,9 @@ class PackageApiService:
                     "RunId": exec_id,
                     "Trigger": statuses.TRIGGER_PACKAGE_API,
                     execution_access.REQUESTED_BY: execution_access.requested_by(principal),
+                    # The definitionGroupId as sent: a group made from the manifest keeps its spelling (the
+                    # group job's ID holds the name in lower case).
+                    "DefinitionGroup": _text_param(definition_group_id, "definitionGroupId"),
                 },
             )
         except Exception:

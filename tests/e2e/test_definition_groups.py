@@ -169,7 +169,7 @@ def test_import_a_package_into_a_group_made_up_for_the_run(api):
     assert [r["CODE"] for r in api.records(entity, company="usmf")] == ["N1"]
     # The group now exists, made from the manifest.
     project = api.ok("GET", f"/api/manage/projects/{group}")
-    assert project["operation"] == "import"
+    assert project["operation"] == "import" and project["name"] == group  # spelt as the client sent it
     assert [(e["entity"], e["format"]) for e in project["entities"]] == [(entity, "CSV")]
     rows = value(api, "GetEntityExecutionSummaryStatusList", token, {"executionId": execution_id})
     assert [(r["EntityName"], r["Status"], r["TotalRecords"], r["ErrorRecords"]) for r in rows] == [
@@ -348,3 +348,17 @@ def test_rejected_records_show_in_the_entity_status_list_and_the_staging_error_f
     )
     resp = requests.get(staging, timeout=30)  # a SAS URL: no token
     assert resp.status_code == 200 and b"BAD1" in resp.content and b"OK1" not in resp.content
+
+
+def test_import_into_the_name_of_an_export_group_makes_an_import_group_beside_it(api):
+    entity, label = entity_with_rows(api, [])
+    name = api.unique("Both")
+    create_group(api, name, "Export", label)
+    token = api.admin_token
+    url = upload(api, token, build_package({entity: b"CODE,NAME,AMOUNT\r\nS1,Same,1\r\n"}))
+    body = {"packageUrl": url, "definitionGroupId": name, "executionId": "", "legalEntityId": "usmf"}
+    assert wait_status(api, token, value(api, "ImportFromPackage", token, body)) == "Succeeded"
+    operations = {
+        g["OperationType"] for g in api.ok("GET", GROUPS, params={"$filter": f"Name eq '{name}'"})["value"]
+    }
+    assert operations == {"Import", "Export"}
