@@ -157,32 +157,15 @@ DETAIL_PROPERTIES = (
     "DefaultRefreshType",
     "ExcelSheetName",
 )
-# Accepted on POST/PATCH and not kept (D365 settings with no counterpart here, or read-only ones).
-_GROUP_IGNORED = {"projectcategory", "generatedatapackage", "packageapiexecute", "@odata.type", "@odata.etag"}
-_DETAIL_IGNORED = {
-    "autogeneratemapping",
-    "defaultrefreshtype",
-    "failexecutionunitonerror",
-    "faillevelonerror",
-    "runbusinesslogic",
-    "runbusinessvalidation",
-    "validationstatus",
-    "disable",
-    "@odata.type",
-    "@odata.etag",
-}
+# POST and PATCH bodies may carry any other property of D365's entities (ProjectCategory, GenerateDataPackage,
+# PackageApiExecute, AutoGenerateMapping, RunBusinessLogic, …): accepted and not kept. Refusing them would be a
+# 400, which clients read as "exists already" (issue 13).
 
 
 def _lower_keys(body, what: str) -> dict:
     if not isinstance(body, dict):
         raise ValidationError(f"the body must be a JSON object ({what})")
     return {str(k).lower(): v for k, v in body.items()}
-
-
-def _unknown(body: dict, allowed: set[str], what: str) -> None:
-    extra = sorted(k for k in body if k not in allowed)
-    if extra:
-        raise ValidationError(f"{what} has no property {', '.join(extra)}", code="UnknownProperty")
 
 
 def _text(value, what: str, *, max_length: int) -> str:
@@ -221,9 +204,6 @@ class DefinitionGroups:
     def create_group(self, body) -> tuple[dict, bool]:
         """POST: the new group (no entities yet). 409 ProjectExists when that name and operation exist."""
         b = _lower_keys(body, "DataManagementDefinitionGroups")
-        _unknown(
-            b, {"name", "operationtype", "description"} | _GROUP_IGNORED, "DataManagementDefinitionGroups"
-        )
         name = b.get("name")
         if not isinstance(name, str) or not name:
             raise ValidationError("the body needs Name", code="MissingParameter")
@@ -236,9 +216,6 @@ class DefinitionGroups:
 
     def patch_group(self, name: str, operation: str | None, body) -> dict:
         b = _lower_keys(body, "DataManagementDefinitionGroups")
-        _unknown(
-            b, {"name", "operationtype", "description"} | _GROUP_IGNORED, "DataManagementDefinitionGroups"
-        )
         project = self._config.get_project(name, operation)
         if "name" in b and str(b["name"]).lower() != project.name.lower():
             raise ValidationError("Name is the key and cannot change; create a new group", code="KeyChange")
@@ -317,11 +294,6 @@ class DefinitionGroups:
         from shared.errors import ConflictError
 
         b = _lower_keys(body, "DataManagementDefinitionGroupDetails")
-        _unknown(
-            b,
-            set(p.lower() for p in DETAIL_PROPERTIES) | _DETAIL_IGNORED,
-            "DataManagementDefinitionGroupDetails",
-        )
         group = b.get("definitiongroupid")
         if not isinstance(group, str) or not group:
             raise ValidationError("the body needs DefinitionGroupId", code="MissingParameter")
@@ -357,11 +329,6 @@ class DefinitionGroups:
 
     def patch_detail(self, group: str, entity_name: str, operation: str | None, body) -> dict:
         b = _lower_keys(body, "DataManagementDefinitionGroupDetails")
-        _unknown(
-            b,
-            set(p.lower() for p in DETAIL_PROPERTIES) | _DETAIL_IGNORED,
-            "DataManagementDefinitionGroupDetails",
-        )
         project = self._config.get_project(group, operation)
         index = self._detail_index(project, entity_name)
         docs = cfg.project_to_json(project)["entities"]

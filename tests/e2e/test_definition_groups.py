@@ -55,7 +55,13 @@ def create_group(api, name: str, operation: str, label: str, token: str | None =
         "POST",
         GROUPS,
         token,
-        json={"Name": name, "OperationType": operation, "Description": "made by a client"},
+        json={  # as a PowerShell client posts it, with D365 properties this app keeps nothing of
+            "Name": name,
+            "OperationType": operation,
+            "Description": "made by a client",
+            "ProjectCategory": "Configuration",
+            "GenerateDataPackage": "No",
+        },
     )
     assert resp.status_code == 201, resp.text
     assert resp.headers["Location"].endswith(GROUPS + group_key(name, operation).replace("'", "'"))
@@ -74,6 +80,7 @@ def create_group(api, name: str, operation: str, label: str, token: str | None =
             "LevelInExecutionUnit": 1,
             "SequenceInLevel": 1,
             "DefaultRefreshType": "FullPush",
+            "AutoGenerateMapping": "Yes",
         },
     )
     assert resp.status_code == 201, resp.text
