@@ -598,7 +598,10 @@ def parse_project(name: str, body: Any) -> Project:
     operation = _str(body, "operation", "", required=True)
     if operation not in OPERATIONS:
         raise ValidationError(f"operation {preview(operation)} must be 'import' or 'export'")
-    raw_entities = _list(body, "entities", "", max_items=limits.PROJECT_ENTITIES_MAX, required=True)
+    if body.get("entities") is None:
+        # Empty is allowed: a definition group made over OData gets its entities one by one (issue 13).
+        raise ValidationError("entities must be a list (empty for a project without entities yet)")
+    raw_entities = _list(body, "entities", "", max_items=limits.PROJECT_ENTITIES_MAX)
     entities = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_entities):

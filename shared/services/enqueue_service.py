@@ -72,7 +72,7 @@ class EnqueueService:
         import job used to answer 204 ("nothing ready"), which tells a client nothing is wrong. PROTOCOL.md
         does not record what D365 answers here; §1's rule is a clear error, and enqueue already answered
         400 NotAnImportJob, so both directions answer alike (RIS logs a non-2xx reply and stops that run)."""
-        project = self._config.get_project(job.project)
+        project = self._config.project_of(job)
         if project.operation == operation:
             return project
         if operation == "import":

@@ -62,6 +62,8 @@ def may_see(principal: Principal, *, job_id: str | None, starter: str | None, co
         return True
     if not starter or starter.lower() != app:
         return False
+    if getattr(job, "operation", None) is not None:
+        return True  # a definition group's group job (no policy): its executions are their starter's
     project = job.project.casefold()
     return any(
         j.enabled and j.allows(app) and j.project.casefold() == project and _covers(j, job)

@@ -104,6 +104,7 @@ class EntityPlan:
     # are written as stored: a conversion reads source values, it does not say how to write them.
     conversions: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     misfits: Any = None  # entity_repo.Misfits: stored values that no longer fit their field's type
+    limit: int | None = None  # ExportToPackagePreview: at most this many records
 
 
 @dataclass
@@ -202,10 +203,24 @@ class ExportService:
         self._page_size = page_size
 
     # Starting a run ------------------------------------------------------------------------------
-    def start(self, job: Job, trigger: str, *, run_id: str | None = None, offer: bool = True) -> str:
-        """Record a Waiting run and queue its work item; returns the run (execution) ID.
+    def start(
+        self,
+        job: Job,
+        trigger: str,
+        *,
+        run_id: str | None = None,
+        offer: bool = True,
+        incremental: bool = False,
+        preview_count: int | None = None,
+        entities: list[str] | None = None,
+    ) -> str:
+        """Record a Waiting run and queue its work item; returns the run (execution) ID. A run ID that exists
+        already (ExportToPackage with reExecute) is the same run, back to Waiting.
 
         `offer=False` (package API exports) uploads the package without creating an outbound message.
+        `incremental` (ExportToPackageDelta): only what changed since the job's last successful export.
+        `preview_count` (ExportToPackagePreview): at most that many records per entity. `entities`: only
+        these of the project (names or labels).
         """
         run_id = run_id or str(uuid.uuid4())
         self._runs.create_run(
@@ -217,6 +232,9 @@ class ExportService:
             runId=run_id,
             trigger=trigger,
             offer=None if offer else False,
+            incremental=True if incremental else None,
+            previewCount=preview_count,
+            entities=entities or None,
         )
         try:
             # Retried only when the send surely had no effect: a duplicate item would run the export twice.
@@ -287,7 +305,18 @@ class ExportService:
                 run_id, statuses.RUN_ERROR, Errors=["the job was deleted before the export ran"]
             )
             return ExportResult(run_id, statuses.RUN_ERROR, error="job deleted")
-        return self.run_export(job, run_id, offer=item.get("offer", True) is not False, run=run)
+        if item.get("incremental"):
+            from dataclasses import replace
+
+            job = replace(job, incremental=True)
+        return self.run_export(
+            job,
+            run_id,
+            offer=item.get("offer", True) is not False,
+            run=run,
+            preview_count=item.get("previewCount"),
+            entities=item.get("entities"),
+        )
 
     def handle_poison(self, item: dict) -> None:
         """The host gave up on an export work item (it reached the poison queue): end its run in Error.
@@ -322,7 +351,14 @@ class ExportService:
         )
 
     def run_export(
-        self, job: Job, run_id: str, *, offer: bool = True, run: dict | None = None
+        self,
+        job: Job,
+        run_id: str,
+        *,
+        offer: bool = True,
+        run: dict | None = None,
+        preview_count: int | None = None,
+        entities: list[str] | None = None,
     ) -> ExportResult:
         """Export now, in this thread. Configuration problems end the run in Error; anything else (storage
         trouble) is recorded on the run and raised, so the queue retries and finally the poison handler ends it."""
@@ -336,13 +372,15 @@ class ExportService:
         )
         try:
             fault_points.hit("export", run_id)
-            project = self._config.get_project(job.project)
+            project = self._config.project_of(job)
             if project.operation != "export":
                 raise ExportError(
                     f"the project {project.name!r} of job {job.name!r} is not an export project"
                 )
             since = self._since(job, run_id, started) if job.incremental else None
-            plans = self._plans(job, project, since)
+            plans = self._plans(job, project, since, entities=entities)
+            for plan in plans:
+                plan.limit = preview_count
             return self._export(job, project, run_id, plans, since, offer)
         except (ExportError, FormatError) as exc:
             reason = getattr(exc, "message", None) or str(exc)
@@ -376,16 +414,31 @@ class ExportService:
                 break
         return None
 
-    def _plans(self, job: Job, project: Project, since: datetime | None) -> list[EntityPlan]:
+    def _plans(
+        self, job: Job, project: Project, since_run: datetime | None, *, entities: list[str] | None = None
+    ) -> list[EntityPlan]:
         from shared.services.records import build_query
         from shared.storage.entity_repo import COMPANY, MODIFIED
 
         plans: list[EntityPlan] = []
         used_names: set[str] = set()
+        wanted = {e.casefold() for e in entities or ()}
         for index, pe in enumerate(project.ordered_entities()):
             entity = self._config.find_entity(pe.entity)
             if entity is None:
                 raise ExportError(f"entity {pe.entity!r} of project {project.name!r} no longer exists")
+            if wanted and not wanted & {
+                pe.entity.casefold(),
+                entity.name.casefold(),
+                entity.label.casefold(),
+            }:
+                continue
+            since = since_run
+            if since is not None:
+                # ResetVersionToken: an entity whose watermark was reset after the last run exports in full.
+                reset = self._config.version_token_reset_at(project.name, entity.name)
+                if reset is not None and reset >= since:
+                    since = None
             try:
                 fmt = self._config.get_format(pe.format)
             except NotFoundError as exc:
@@ -591,8 +644,12 @@ class ExportService:
             # After an entity change made with ?force=true, stored values may not fit their field's type:
             # written empty and reported, never a writer's crash.
             page = [conform_row(plan.entity, row, plan.misfits) for row in page]
+            if plan.limit is not None:
+                page = page[: max(plan.limit - plan.count, 0)]
             plan.count += len(page)
             yield page
+            if plan.limit is not None and plan.count >= plan.limit:
+                return
 
     def _write_entity_file(self, writer, plan: EntityPlan) -> None:
         """The plan's rows, in its format, as one entry of the package."""

@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from shared.domain import statuses
 from shared.domain.config import Job
-from shared.errors import FormatError
+from shared.errors import AppError, FormatError, NotFoundError
 from shared.services import fault_points
 from shared.services.import_checkpoint import Checkpoint, CheckpointStore, EntityCheckpoint
 from shared.services.import_pipeline import EntityInput, EntityOutcome, ErrorFile, modified_now
@@ -177,13 +177,38 @@ class MessageImport:
 
     def _open(self, resources: contextlib.ExitStack) -> list[EntityInput]:
         """The message's entity inputs. FormatError when the file cannot be used at all."""
-        project = self._config.get_project(self._job.project)
+        from shared.services.definition_groups import DefinitionGroups, is_group_job_id
+
+        new_group = False
+        try:
+            project = self._config.project_of(self._job)
+        except NotFoundError:
+            # ImportFromPackage into a definition group that does not exist: as D365, the project comes
+            # from the package's manifest (definition_groups.create_from_manifest).
+            if not (self._package and is_group_job_id(self._job.activity_id)):
+                raise
+            project, new_group = None, True
         if self._package:
             # The package (spooled to a temporary file) stays open on `resources` while it is read.
             from shared.services.package_import import package_inputs
 
+            def create_group(manifest) -> None:
+                try:
+                    name = self._message.get("DefinitionGroup") or self._job.project
+                    if name.lower() != self._job.project.lower():
+                        name = self._job.project
+                    DefinitionGroups(self._config).create_from_manifest(name, manifest)
+                except AppError as exc:  # the import goes on from the manifest alone
+                    log.warning(
+                        "definition group %s not created from the manifest: %s", self._job.project, exc
+                    )
+
             return package_inputs(
-                config=self._config, project=project, open_blob=self._open_file, resources=resources
+                config=self._config,
+                project=project,
+                open_blob=self._open_file,
+                resources=resources,
+                on_manifest=create_group if new_group else None,
             )
         wanted = (self._message.get("Entity") or "").lower()
         for pe in project.ordered_entities():

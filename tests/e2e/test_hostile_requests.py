@@ -45,6 +45,8 @@ def kind_of(path: str) -> str:
         return "raw"
     if path.startswith("/api/connector/ack/") or path.startswith(ODATA):
         return "lenient"
+    if path.startswith("/data/DataManagementDefinitionGroup"):  # the entity sets (issue 13): PSI's quotes too
+        return "lenient"
     if path.startswith("/api/manage/transforms/"):
         return "xml"
     if path.startswith("/api/manage/"):
@@ -154,6 +156,9 @@ class World:
             ),
             "name": self.entity if path.endswith("/records") else f"Hostile{uuid.uuid4().hex[:8]}",
             "messageId": str(uuid.uuid4()),
+            "key": f"Name='Hostile{uuid.uuid4().hex[:8]}'"
+            if "DefinitionGroups(" in path
+            else f"DefinitionGroupId='Hostile{uuid.uuid4().hex[:8]}',EntityName='x'",
         }
         for key, value in values.items():
             path = path.replace("{" + key + "}", value)
