@@ -2,39 +2,22 @@
 (issue 13): the host tries routes in function-name order and the first match wins (HOST.md; Router models
 FunctionMetadataManager's OrdinalIgnoreCase order and WebJobsRouteBuilder's first match).
 
-The entity sets' blueprint is another change (functions named `odata_entity_set*`, a route whose regex excludes
-`$metadata` and `DataManagementDefinitionGroup*`); it is stood in for here by functions of those names, once with
-that regex and once as naive catch-alls, to show that the definition group, service and action routes win
-either way and the entity sets still get every other collection.
+The entity sets' function (`odata_entity_set`, shared/api/odata_entity_sets.py) has a route whose regex excludes
+`$metadata` and `DataManagementDefinitionGroup*`: the definition group, service and action routes keep their
+paths and the entity sets get every other collection.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import azure.functions as func
 import pytest
 
 from tools.devhost.app_loader import index_functions
 from tools.devhost.http_server import Router
 from tools.devhost.routes import split_path
 
-EXCLUDING = r"^(?!\$metadata$)(?!DataManagementDefinitionGroup).+$"
 KEY = "(Name='G1',OperationType=Microsoft.Dynamics.DataEntities.DMFOperationType'Export')"
-
-
-def _entity_set_functions(collection: str) -> list:
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-
-    @app.route(route=f"data/{collection}", methods=["GET"])
-    def odata_entity_set_list(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse("list")
-
-    @app.route(route=f"data/{collection}({{key}})", methods=["GET"])
-    def odata_entity_set_get(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse("get")
-
-    return list(app.get_functions())
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +32,6 @@ def app_functions():
     return [f for f in functions if f.get_trigger().get_binding_name() == "httpTrigger"]
 
 
-@pytest.mark.parametrize(
-    "collection", [f"{{collection:regex({EXCLUDING})}}", "{collection}"], ids=["with-regex", "catch-all"]
-)
 @pytest.mark.parametrize(
     ("method", "path", "expected"),
     [
@@ -86,24 +66,18 @@ def app_functions():
             "/data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.ExportToPackageDelta",
             "export_to_package_delta",
         ),  # fmt: skip
-        ("GET", "/data/CustomerGroups", "odata_entity_set_list"),
-        ("GET", "/data/CustomerGroups(dataAreaId='usmf',CustomerGroupId='10')", "odata_entity_set_get"),
+        ("GET", "/data/CustomerGroups", "odata_entity_set"),
+        ("GET", "/data/CustomerGroups(dataAreaId='usmf',CustomerGroupId='10')", "odata_entity_set"),
     ],
 )
-def test_each_data_path_reaches_its_function(app_functions, collection, method, path, expected):
-    index = index_functions(
-        app_functions + _entity_set_functions(collection), route_prefix="", root=Path(".")
-    )
+def test_each_data_path_reaches_its_function(app_functions, method, path, expected):
+    index = index_functions(app_functions, route_prefix="", root=Path("."))
     assert not index.errors, index.errors
     function, _ = Router(index.http).resolve(method, split_path(path))
     assert function is not None and function.name == expected, (path, function and function.name)
 
 
 def test_no_definition_group_route_is_shadowed(app_functions):
-    index = index_functions(
-        app_functions + _entity_set_functions(f"{{collection:regex({EXCLUDING})}}"),
-        route_prefix="",
-        root=Path("."),
-    )
+    index = index_functions(app_functions, route_prefix="", root=Path("."))
     shadowed = [s.function for s in Router(index.http).shadowed()]
     assert not [n for n in shadowed if n.startswith(("data_", "odata_entity_set"))], shadowed
