@@ -156,6 +156,8 @@ class World:
             ),
             "name": self.entity if path.endswith("/records") else f"Hostile{uuid.uuid4().hex[:8]}",
             "messageId": str(uuid.uuid4()),
+            # The entity's OData entity set (shared/odata/names.collection_name: its name without other characters).
+            "collection": "".join(c for c in self.entity if c.isalnum() or c == "_"),
             "key": f"Name='Hostile{uuid.uuid4().hex[:8]}'"
             if "DefinitionGroups(" in path
             else f"DefinitionGroupId='Hostile{uuid.uuid4().hex[:8]}',EntityName='x'",
