@@ -70,9 +70,10 @@ class StorageClients:
     def blob_service(self):
         from azure.storage.blob import BlobServiceClient
 
+        counting = self._counting("blob")
         if self.connection_string:
-            return BlobServiceClient.from_connection_string(self.connection_string)
-        return BlobServiceClient(self._urls[0], credential=self.credential)
+            return BlobServiceClient.from_connection_string(self.connection_string, **counting)
+        return BlobServiceClient(self._urls[0], credential=self.credential, **counting)
 
     @cached_property
     def queue_service(self):
@@ -82,6 +83,7 @@ class StorageClients:
         policies = {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": TextBase64DecodePolicy(),
+            **self._counting("queue"),
         }
         if self.connection_string:
             return QueueServiceClient.from_connection_string(self.connection_string, **policies)
@@ -91,9 +93,24 @@ class StorageClients:
     def table_service(self):
         from azure.data.tables import TableServiceClient
 
+        counting = self._counting("table")
         if self.connection_string:
-            return TableServiceClient.from_connection_string(self.connection_string)
-        return TableServiceClient(self._urls[2], credential=self.credential)
+            return TableServiceClient.from_connection_string(self.connection_string, **counting)
+        return TableServiceClient(self._urls[2], credential=self.credential, **counting)
+
+    def _counting(self, service: str) -> dict:
+        """The transport that logs each request (shared/storage/call_log.py) in tests and benches; {} when off,
+        which is always in Azure."""
+        if not os.environ.get("DEV_STORAGE_CALL_LOG"):
+            return {}
+        from shared.storage import call_log
+
+        account = None
+        for part in (self.connection_string or "").split(";"):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "accountname":
+                account = value.strip()
+        return call_log.transport_kwargs(service, account)
 
     # Resources, created on first use --------------------------------------------------------
     def _ensure(self, kind: str, name: str, create) -> None:
