@@ -16,7 +16,7 @@ from shared.errors import AppError, ForbiddenError, TooLargeError, ValidationErr
 from shared.services import execution_access
 from shared.services.config_service import ConfigService
 from shared.services.dispatch import Dispatcher
-from shared.storage.message_repo import MessageRepository
+from shared.storage.message_repo import MessageRepository, now_utc
 
 UPLOAD_PATH_HINT = (
     "POST /data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.GetAzureWriteUrl, "
@@ -122,6 +122,9 @@ class EnqueueService:
             )
             if earlier and self._messages.find_by_id(earlier) is not None:
                 return earlier
+        # A process-on-arrival message that is not in order is created already marked dispatched and queued
+        # without reading it back: enqueue costs the floor (the blob, the index row, the row, the queue item).
+        dispatch_now = job.process_on_arrival and not job.process_in_order
         try:
             blob = inbound_blob_name(job.activity_id, message_id)
             self._inbound.upload_blob(blob, body, overwrite=True, max_concurrency=4)
@@ -139,6 +142,7 @@ class EnqueueService:
                     "ContentSha256": content_hash,
                     "Mode": job.mode,
                     execution_access.REQUESTED_BY: execution_access.requested_by(principal),
+                    **({"DispatchedAt": now_utc()} if dispatch_now else {}),
                 },
             )
         except Exception:
@@ -147,7 +151,10 @@ class EnqueueService:
             raise
         if job.process_on_arrival:
             try:
-                self._dispatcher.dispatch_message(job, message, statuses.TRIGGER_ON_ARRIVAL)
+                if dispatch_now:
+                    self._dispatcher.dispatch_created(job, message, statuses.TRIGGER_ON_ARRIVAL)
+                else:
+                    self._dispatcher.dispatch_message(job, message, statuses.TRIGGER_ON_ARRIVAL)
             except Exception:  # the file is stored; the scheduler will dispatch it
                 import logging
 
