@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
-            print("run: python -m tools.vendor_workspace", file=sys.stderr)
+            print("run: .venv/bin/python -m tools.vendor_workspace", file=sys.stderr)
         return 1 if problems else 0
     VENDOR_DIR.mkdir(parents=True, exist_ok=True)
     for path in VENDOR_DIR.iterdir():

@@ -14,8 +14,9 @@ bp = func.Blueprint()
 def _job(req, principal):
     from shared.services.registry import enqueue_service
 
-    # Unknown activity: 500 UnknownActivity (RIS's connection check relies on it); not mapped: 403.
-    return enqueue_service().get_job_for_caller(_activity_id(req), principal)
+    # Unknown activity: 500 UnknownActivity (RIS's connection check relies on it); not mapped: 403; an
+    # import job: 400 NotAnExportJob (as enqueue on an export job answers NotAnImportJob).
+    return enqueue_service().get_export_job_for_caller(_activity_id(req), principal)
 
 
 def _param(req, *names: str) -> str | None:

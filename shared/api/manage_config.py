@@ -40,6 +40,31 @@ def _versioned(body: dict, versioned):
     return json_response(body, 200, {"ETag": versioned.etag})
 
 
+def _job_body(job) -> dict:
+    """A job as one document's reply shows it: with `warnings`, what a job stored before writes checked which
+    options apply holds that does nothing (empty for anything written since)."""
+    from shared.domain.config import job_to_json
+
+    return {**job_to_json(job), "warnings": _svc().job_warnings(job)}
+
+
+def _project_body(project) -> dict:
+    """A project as one document's reply shows it, with `warnings` (see _job_body)."""
+    from shared.domain.config import project_to_json
+
+    return {**project_to_json(project), "warnings": _svc().project_warnings(project)}
+
+
+def _format_body(fmt) -> dict:
+    """A format as one document's reply shows it, with `warnings` (see _job_body)."""
+    from shared.domain.config import format_option_problems, format_to_json
+
+    return {
+        **format_to_json(fmt),
+        "warnings": [f"{n} does not apply: {w}" for n, w in format_option_problems(fmt)],
+    }
+
+
 def _deleted(existed: bool):
     return empty_response(204)
 
@@ -133,28 +158,25 @@ def list_formats(req: func.HttpRequest, principal) -> func.HttpResponse:
 @bp.route(route="api/manage/formats/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import format_to_json
 
     saved = _svc().upsert_format(req.route_params["name"], read_json(req), **_conditions(req))
-    return _saved(format_to_json(saved.value), saved)
+    return _saved(_format_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def patch_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import format_to_json
 
     saved = _svc().patch_format(req.route_params["name"], _read_patch(req), if_match=_if_match(req))
-    return _saved(format_to_json(saved.value), saved)
+    return _saved(_format_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def get_format(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import format_to_json
 
     versioned = _svc().get_format_versioned(req.route_params["name"])
-    return _versioned(format_to_json(versioned.value), versioned)
+    return _versioned(_format_body(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/formats/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -206,28 +228,25 @@ def list_projects(req: func.HttpRequest, principal) -> func.HttpResponse:
 @bp.route(route="api/manage/projects/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_project(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import project_to_json
 
     saved = _svc().upsert_project(req.route_params["name"], read_json(req), **_conditions(req))
-    return _saved(project_to_json(saved.value), saved)
+    return _saved(_project_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def patch_project(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import project_to_json
 
     saved = _svc().patch_project(req.route_params["name"], _read_patch(req), if_match=_if_match(req))
-    return _saved(project_to_json(saved.value), saved)
+    return _saved(_project_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def get_project(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import project_to_json
 
     versioned = _svc().get_project_versioned(req.route_params["name"])
-    return _versioned(project_to_json(versioned.value), versioned)
+    return _versioned(_project_body(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -240,12 +259,11 @@ def delete_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 @bp.route(route="api/manage/jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def create_job(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import job_to_json
 
     saved = _svc().create_job(read_json(req))
     job = saved.value
     return json_response(
-        job_to_json(job), 201, {"Location": f"/api/manage/jobs/{job.activity_id}", "ETag": saved.etag}
+        _job_body(job), 201, {"Location": f"/api/manage/jobs/{job.activity_id}", "ETag": saved.etag}
     )
 
 
@@ -260,32 +278,29 @@ def list_jobs(req: func.HttpRequest, principal) -> func.HttpResponse:
 @bp.route(route="api/manage/jobs/{activityId}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_job(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import job_to_json
 
     activity_id = parse_guid(req.route_params["activityId"], "activity ID")
     saved = _svc().upsert_job(activity_id, read_json(req), **_conditions(req))
-    return _saved(job_to_json(saved.value), saved)
+    return _saved(_job_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/jobs/{activityId}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def patch_job(req: func.HttpRequest, principal) -> func.HttpResponse:
     """`{"enabled": false}` alone disables the job; send the ETag of your GET in If-Match."""
-    from shared.domain.config import job_to_json
 
     activity_id = parse_guid(req.route_params["activityId"], "activity ID")
     saved = _svc().patch_job(activity_id, _read_patch(req), if_match=_if_match(req))
-    return _saved(job_to_json(saved.value), saved)
+    return _saved(_job_body(saved.value), saved)
 
 
 @bp.route(route="api/manage/jobs/{activityId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def get_job(req: func.HttpRequest, principal) -> func.HttpResponse:
-    from shared.domain.config import job_to_json
 
     activity_id = parse_guid(req.route_params["activityId"], "activity ID")
     versioned = _svc().get_job_versioned(activity_id)
-    return _versioned(job_to_json(versioned.value), versioned)
+    return _versioned(_job_body(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/jobs/{activityId}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -25,7 +25,9 @@ def list_job_messages(req: func.HttpRequest, principal) -> func.HttpResponse:
     for s in wanted:
         if s.lower() not in by_lower:
             raise ValidationError(f"status {s!r} is not a message status; use {', '.join(MESSAGE_STATUSES)}")
-    page, token = message_repo().list_messages(
+    # Newest first, as the spec and D365's "Manage messages" show them (the message partition is in enqueue
+    # order; its newest-first index is read instead).
+    page, token = message_repo().list_newest_first(
         job.activity_id,
         statuses=[by_lower[s.lower()] for s in wanted] or None,
         page_size=int_param(req, "top", 100),

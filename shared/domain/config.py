@@ -15,7 +15,15 @@ from typing import Any
 
 from shared.domain import limits
 from shared.domain.limits import MAX_ROW_PROPERTIES
-from shared.domain.schema import FIELD_TYPES, FORMAT_KINDS, Entity, Field, SourceFormat
+from shared.domain.schema import (
+    DEFAULT_FALSE_VALUES,
+    DEFAULT_TRUE_VALUES,
+    FIELD_TYPES,
+    FORMAT_KINDS,
+    Entity,
+    Field,
+    SourceFormat,
+)
 from shared.errors import ValidationError
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -25,6 +33,13 @@ RECURRENCE_UNITS = ("minutes", "hours", "days", "weeks", "months")
 OPERATIONS = ("import", "export")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # a mapping default is stored as a Table Int64
 JOB_MODES = ("file", "package")
+DEFAULT_REDELIVERY_MINUTES = 30
+# Read-only members of a GET reply that a client may send back unchanged (GET, edit, PUT): ignored on write.
+READ_ONLY_FIELDS = {"warnings"}
+
+# XSLT runs on XML input only when the file comes in a data package (D365 applies a manifest's or project's
+# transforms to XML source formats only; shared/services/package_import.py); a file job transforms any input.
+XML_FORMAT_KINDS = ("xml-element", "xml-attribute")
 
 # Codes of the ValidationErrors below that concern a limit (the message names the field and the limit).
 TOO_LONG = "ValueTooLong"
@@ -241,7 +256,12 @@ def parse_entity(name: str, body: Any) -> Entity:
         if by_upper[k.upper()] in canonical_keys:
             raise ValidationError(f"keys: {k!r} is listed twice")
         canonical_keys.append(by_upper[k.upper()])
-    # Key fields are always required: a record without its key cannot be stored.
+    # Key fields are always required: a record without its key cannot be stored. The user's own `required`
+    # and key spellings are kept for GET (issue 12: what a PUT sent is what a GET returns).
+    written = {
+        "keys": list(keys),
+        "required": {f.name: f.required for f in fields if f.name in canonical_keys},
+    }
     fields = [replace(f, required=True) if f.name in canonical_keys else f for f in fields]
     return Entity(
         name=name,
@@ -249,13 +269,19 @@ def parse_entity(name: str, body: Any) -> Entity:
         fields=tuple(fields),
         keys=tuple(canonical_keys),
         company_specific=_bool(body, "companySpecific", "", True),
+        written=written,
     )
 
 
 def entity_to_json(entity: Entity) -> dict:
     fields = []
+    required_written = entity.written.get("required", {})
     for f in entity.fields:
-        item: dict[str, Any] = {"name": f.name, "type": f.type, "required": f.required}
+        item: dict[str, Any] = {
+            "name": f.name,
+            "type": f.type,
+            "required": required_written.get(f.name, f.required),
+        }
         if f.max_length is not None:
             item["maxLength"] = f.max_length
         if f.values:
@@ -265,32 +291,12 @@ def entity_to_json(entity: Entity) -> dict:
         "name": entity.name,
         "label": entity.label,
         "companySpecific": entity.company_specific,
-        "keys": list(entity.keys),
+        "keys": list(entity.written.get("keys", entity.keys)),
         "fields": fields,
     }
 
 
 # Source data formats ---------------------------------------------------------------------------
-
-_NET_TOKENS = [
-    ("yyyy", "%Y"),
-    ("MM", "%m"),
-    ("dd", "%d"),
-    ("HH", "%H"),
-    ("mm", "%M"),
-    ("ss", "%S"),
-    ("fff", "%f"),
-]
-
-
-def dotnet_to_strftime(pattern: str) -> str:
-    """D365 users write `yyyy-MM-dd`; Python wants `%Y-%m-%d`. Patterns already using % pass through."""
-    if "%" in pattern:
-        return pattern
-    out = pattern
-    for token, repl in _NET_TOKENS:
-        out = out.replace(token, repl)
-    return out
 
 
 def parse_encoding(value: Any, path: str) -> str | None:
@@ -320,7 +326,7 @@ def parse_encoding(value: Any, path: str) -> str | None:
             "cp1252 or iso8859-1",
             code="UnknownEncoding",
         )
-    return info.name
+    return value  # kept as written; SourceFormat.codec gives the canonical name
 
 
 def _one_char(value: str, path: str, *, empty: bool) -> str:
@@ -330,41 +336,100 @@ def _one_char(value: str, path: str, *, empty: bool) -> str:
     return value
 
 
+THOUSANDS_SEPARATORS = (",", ".", " ", "'", "\u00a0", "\u202f")  # comma, dot, space, apostrophe, NBSP, NNBSP
+FORMAT_FIELDS = {
+    "kind",
+    "delimiter",
+    "textQualifier",
+    "encoding",
+    "headerRow",
+    "dateFormat",
+    "datetimeFormat",
+    "acceptIsoDates",
+    "decimalSeparator",
+    "thousandsSeparator",
+    "trueValues",
+    "falseValues",
+}
+
+
+def _words(body: dict, key: str) -> tuple[str, ...] | None:
+    """A list of yes (or no) words, kept as written; null or absent: the defaults."""
+    raw = body.get(key)
+    if raw is None:
+        return None
+    values = _list(body, key, "", max_items=limits.BOOL_WORDS_MAX, required=True)
+    for i, word in enumerate(values):
+        if not isinstance(word, str) or not word.strip():
+            raise ValidationError(f"{key}[{i}] must be a non-empty string")
+        if len(word) > limits.BOOL_WORD_MAX_LENGTH:
+            raise ValidationError(
+                f"{key}[{i}] is {len(word)} characters long; the limit is {limits.BOOL_WORD_MAX_LENGTH}",
+                code=TOO_LONG,
+            )
+    folded = [w.strip().casefold() for w in values]
+    if len(set(folded)) != len(folded):
+        raise ValidationError(f"{key} lists a word twice (words match ignoring case)")
+    return tuple(values)
+
+
+def _pattern(body: dict, key: str, default: str, *, with_time: bool) -> str:
+    from shared.formats.conversion import check_date_pattern
+
+    pattern = _str(body, key, "", default=default, max_length=limits.PATTERN_MAX_LENGTH) or default
+    problem = check_date_pattern(pattern, with_time=with_time)
+    if problem:
+        raise ValidationError(f"{key} {preview(pattern)} is not usable: {problem}", code="InvalidDateFormat")
+    return pattern
+
+
 def parse_format(name: str, body: Any) -> SourceFormat:
+    """A source data format from its JSON. Every value is kept as written (GET returns what PUT sent);
+    readers derive what they need (SourceFormat.delimiter_char, .codec, conversion.strptime_pattern).
+
+    Raises ValidationError (400) naming the field: an unknown kind, a delimiter that is not one
+    character or word, an encoding that is no text encoding, a date pattern that cannot read the dates it
+    writes (InvalidDateFormat), separators that are not allowed or equal, yes/no words that repeat or
+    appear in both lists."""
     check_name(name, "format")
     body = _obj(body, "format")
-    allowed = {
-        "kind",
-        "delimiter",
-        "textQualifier",
-        "encoding",
-        "headerRow",
-        "dateFormat",
-        "datetimeFormat",
-        "decimalSeparator",
-    }
-    _unknown(body, allowed, "")
+    _unknown(body, FORMAT_FIELDS, "")
     kind = _str(body, "kind", "", default="csv")
     if kind not in FORMAT_KINDS:
         raise ValidationError(
             f"kind {preview(kind)} is not a format kind; use one of {', '.join(FORMAT_KINDS)}"
         )
     delimiter = _str(body, "delimiter", "", default=",")
-    if delimiter in ("\\t", "tab", "TAB"):
-        delimiter = "\t"
-    if not delimiter or len(delimiter) != 1 or delimiter in "\r\n":
+    # A word ("tab") is kept as written; the character it names is what must be valid.
+    char = "\t" if delimiter in ("\\t", "tab", "TAB") else delimiter
+    if not char or len(char) != 1 or char in "\r\n":
         raise ValidationError("delimiter must be a single character (or 'tab'), not a line break")
     qualifier = _one_char(_str(body, "textQualifier", "", default='"') or "", "textQualifier", empty=True)
-    if qualifier == delimiter:
+    if qualifier == char:
         raise ValidationError("textQualifier must differ from the delimiter")
     encoding = parse_encoding(body.get("encoding"), "encoding")
     decimal_sep = _str(body, "decimalSeparator", "", default=".")
     if decimal_sep not in (".", ","):
         raise ValidationError("decimalSeparator must be '.' or ','")
-    date_format = _str(body, "dateFormat", "", default="yyyy-MM-dd", max_length=limits.PATTERN_MAX_LENGTH)
-    datetime_format = _str(
-        body, "datetimeFormat", "", default="yyyy-MM-dd HH:mm:ss", max_length=limits.PATTERN_MAX_LENGTH
-    )
+    thousands = _str(body, "thousandsSeparator", "", default="")
+    if thousands and thousands not in THOUSANDS_SEPARATORS:
+        raise ValidationError(
+            "thousandsSeparator must be empty (none), ',', '.', ' ', \"'\", a no-break space (U+00A0) or a "
+            "narrow no-break space (U+202F)"
+        )
+    if thousands and thousands == decimal_sep:
+        raise ValidationError(f"thousandsSeparator must differ from the decimalSeparator {decimal_sep!r}")
+    true_values = _words(body, "trueValues")
+    false_values = _words(body, "falseValues")
+    both = {w.strip().casefold() for w in true_values or DEFAULT_TRUE_VALUES} & {
+        w.strip().casefold() for w in false_values or DEFAULT_FALSE_VALUES
+    }
+    if both:
+        raise ValidationError(
+            f"falseValues: {', '.join(sorted(both))} cannot mean both yes and no (trueValues has it too)"
+        )
+    date_format = _pattern(body, "dateFormat", "yyyy-MM-dd", with_time=False)
+    datetime_format = _pattern(body, "datetimeFormat", "yyyy-MM-dd HH:mm:ss", with_time=True)
     return SourceFormat(
         name=name,
         kind=kind,
@@ -372,14 +437,20 @@ def parse_format(name: str, body: Any) -> SourceFormat:
         text_qualifier=qualifier,
         encoding=encoding,
         header_row=_bool(body, "headerRow", "", True),
-        date_format=dotnet_to_strftime(date_format or "yyyy-MM-dd"),
-        datetime_format=dotnet_to_strftime(datetime_format or "yyyy-MM-dd HH:mm:ss"),
+        date_format=date_format,
+        datetime_format=datetime_format,
         decimal_separator=decimal_sep,
+        thousands_separator=thousands,
+        true_values=true_values,
+        false_values=false_values,
+        accept_iso_dates=_bool(body, "acceptIsoDates", "", False),
         extra={"source": body},
     )
 
 
 def format_to_json(fmt: SourceFormat) -> dict:
+    """The format's JSON, every value as the user wrote it (absent values: their defaults; null words:
+    the English defaults)."""
     return {
         "name": fmt.name,
         "kind": fmt.kind,
@@ -389,7 +460,11 @@ def format_to_json(fmt: SourceFormat) -> dict:
         "headerRow": fmt.header_row,
         "dateFormat": fmt.date_format,
         "datetimeFormat": fmt.datetime_format,
+        "acceptIsoDates": fmt.accept_iso_dates,
         "decimalSeparator": fmt.decimal_separator,
+        "thousandsSeparator": fmt.thousands_separator,
+        "trueValues": list(fmt.true_values) if fmt.true_values is not None else None,
+        "falseValues": list(fmt.false_values) if fmt.false_values is not None else None,
     }
 
 
@@ -398,9 +473,20 @@ def format_to_json(fmt: SourceFormat) -> dict:
 
 @dataclass(frozen=True)
 class MappingRule:
-    source: str
+    source: str | None  # None: a default-only rule (kept as null, as written)
     target: str
     default: Any = None
+    # Value conversions (D365's EntityFieldConversionList): (from, to) pairs, in the order written.
+    conversions: tuple[tuple[str, str], ...] = ()
+
+    def as_item(self) -> dict:
+        """The rule as formats.mapping.build_mapper takes it."""
+        return {
+            "source": self.source or None,
+            "target": self.target,
+            "default": self.default,
+            "conversions": [{"from": f, "to": t} for f, t in self.conversions],
+        }
 
 
 @dataclass(frozen=True)
@@ -429,7 +515,7 @@ class Project:
 
 def _parse_mapping_rule(rule: Any, rpath: str) -> MappingRule:
     rule = _obj(rule, rpath.rstrip("."))
-    _unknown(rule, {"source", "target", "default"}, rpath.rstrip("."))
+    _unknown(rule, {"source", "target", "default", "conversions"}, rpath.rstrip("."))
     target = _str(rule, "target", rpath, required=True, max_length=limits.FIELD_NAME_MAX_LENGTH)
     source = _str(rule, "source", rpath, max_length=limits.COLUMN_MAX_LENGTH)
     default = rule.get("default")
@@ -450,13 +536,42 @@ def _parse_mapping_rule(rule: Any, rpath: str) -> MappingRule:
         raise ValidationError(f"{rpath}default must be a string, number or boolean")
     if source is None and default is None:
         raise ValidationError(f"{rpath} needs a source column or a default")
-    return MappingRule(source=source or "", target=target, default=default)
+    conversions = _parse_conversions(rule, rpath)
+    if conversions and not (source or "").strip():
+        raise ValidationError(f"{rpath}conversions apply to a source column's values; set source")
+    return MappingRule(source=source, target=target, default=default, conversions=conversions)
+
+
+def _parse_conversions(rule: dict, rpath: str) -> tuple[tuple[str, str], ...]:
+    """`conversions`: [{"from": text, "to": text}]. `from` matches a value with its surrounding blanks
+    removed, case-sensitively; so two `from`s that differ only in those blanks are the same one (400).
+    Whether each `to` suits the target field's type is checked by the configuration service, which knows
+    the entity and the format."""
+    items = _list(rule, "conversions", rpath, max_items=limits.CONVERSIONS_MAX)
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for k, item in enumerate(items):
+        cpath = f"{rpath}conversions[{k}]"
+        item = _obj(item, cpath)
+        _unknown(item, {"from", "to"}, cpath)
+        source = _str(item, "from", f"{cpath}.", required=True, max_length=limits.DEFAULT_MAX_LENGTH)
+        target = _str(item, "to", f"{cpath}.", required=True, max_length=limits.DEFAULT_MAX_LENGTH)
+        if source.strip() in seen:
+            raise ValidationError(
+                f"{cpath}.from {preview(source)} is converted twice (values match without surrounding blanks)",
+                code="DuplicateConversion",
+            )
+        seen.add(source.strip())
+        pairs.append((source, target))
+    return tuple(pairs)
 
 
 def parse_project(name: str, body: Any) -> Project:
     check_name(name, "project")
     body = _obj(body, "project")
-    _unknown(body, {"operation", "description", "filter", "entities", "neutralizeFormulas"}, "")
+    _unknown(
+        body, {"operation", "description", "filter", "entities", "neutralizeFormulas", *READ_ONLY_FIELDS}, ""
+    )
     operation = _str(body, "operation", "", required=True)
     if operation not in OPERATIONS:
         raise ValidationError(f"operation {preview(operation)} must be 'import' or 'export'")
@@ -498,7 +613,7 @@ def parse_project(name: str, body: Any) -> Project:
         name=name,
         operation=operation,
         description=_str(body, "description", "", default="", max_length=limits.DESCRIPTION_MAX_LENGTH) or "",
-        filter=flt or None,
+        filter=flt,  # as written: "" stays "" (no filter either way)
         entities=tuple(entities),
         neutralize_formulas=_bool(body, "neutralizeFormulas", "", True),
     )
@@ -517,7 +632,13 @@ def project_to_json(project: Project) -> dict:
                 "format": e.format,
                 "sequence": e.sequence,
                 "mapping": [
-                    {"source": m.source, "target": m.target, "default": m.default} for m in e.mapping
+                    {
+                        "source": m.source,
+                        "target": m.target,
+                        "default": m.default,
+                        "conversions": [{"from": f, "to": t} for f, t in m.conversions],
+                    }
+                    for m in e.mapping
                 ],
                 "transforms": list(e.transforms),
                 "sheet": e.sheet,
@@ -537,6 +658,10 @@ class Recurrence:
     start: datetime | None = None
     end: datetime | None = None
     count: int | None = None
+    # start and end as the user wrote them ("2030-06-01T12:00:00+02:00"), returned by GET; the datetimes
+    # above are what the scheduler computes with. None: not given as text (built in code).
+    start_text: str | None = None
+    end_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -569,6 +694,12 @@ class Job:
     redelivery_minutes: int = 30
     incremental: bool = False
     authorization_policy: tuple[PolicyEntry, ...] = field(default=())
+
+    @property
+    def legal_entity(self) -> str | None:
+        """The job's legal entity ID in lower case, as records and messages carry it; `company` keeps the
+        user's spelling ("USMF") for GET."""
+        return self.company.lower() if self.company else None
 
     def allows(self, app_id: str) -> bool:
         app_id = app_id.lower()
@@ -626,7 +757,15 @@ def _parse_recurrence(raw: Any, path: str) -> Recurrence | None:
         raise ValidationError(f"{p}end must be after {p}start")
     if end and count:
         raise ValidationError(f"{path}: set an end date or a count, not both")
-    return Recurrence(unit=unit, interval=interval or 1, start=start, end=end, count=count)
+    return Recurrence(
+        unit=unit,
+        interval=interval or 1,
+        start=start,
+        end=end,
+        count=count,
+        start_text=raw.get("start") if start else None,
+        end_text=raw.get("end") if end else None,
+    )
 
 
 def _parse_monitoring(raw: Any, path: str) -> Monitoring | None:
@@ -664,6 +803,7 @@ JOB_FIELDS = {
     "incremental",
     "authorizationPolicy",
     "activityId",
+    *READ_ONLY_FIELDS,
 }
 
 
@@ -701,7 +841,7 @@ def parse_job(activity_id: str, body: Any) -> Job:
         body,
         "redeliveryMinutes",
         "",
-        30,
+        DEFAULT_REDELIVERY_MINUTES,
         minimum=limits.REDELIVERY_MINUTES_MIN,
         maximum=limits.REDELIVERY_MINUTES_MAX,
     )
@@ -714,11 +854,11 @@ def parse_job(activity_id: str, body: Any) -> Job:
         mode=mode,
         process_in_order=_bool(body, "processInOrder", "", False),
         process_on_arrival=_bool(body, "processOnArrival", "", False),
-        company=company.lower() if company else None,
+        company=company or None,  # as written; Job.legal_entity is the lower-case ID
         recurrence=_parse_recurrence(body.get("recurrence"), "recurrence"),
         monitoring=_parse_monitoring(body.get("monitoring"), "monitoring"),
         prevent_upload_when_zero_records=_bool(body, "preventUploadWhenZeroRecords", "", False),
-        redelivery_minutes=redelivery or 30,
+        redelivery_minutes=redelivery or DEFAULT_REDELIVERY_MINUTES,
         incremental=_bool(body, "incremental", "", False),
         authorization_policy=tuple(policy),
     )
@@ -742,8 +882,8 @@ def job_to_json(job: Job) -> dict:
         else {
             "unit": rec.unit,
             "interval": rec.interval,
-            "start": iso(rec.start),
-            "end": iso(rec.end),
+            "start": rec.start_text or iso(rec.start),  # as written (issue 12), not converted to UTC
+            "end": rec.end_text or iso(rec.end),
             "count": rec.count,
         },
         "monitoring": None
@@ -756,3 +896,132 @@ def job_to_json(job: Job) -> dict:
             {"applicationId": p.application_id, "enabled": p.enabled} for p in job.authorization_policy
         ],
     }
+
+
+# Options that do not apply ----------------------------------------------------------------------------
+#
+# Each option below is read by one side only (import or export, file or package mode, one format kind). A
+# value other than the option's "off" value on the other side would be accepted and then do nothing, so
+# writes refuse it (400 OptionNotApplicable, naming the field and why). These checks run on writes only:
+# documents stored before them still load, and GET reports what they hold that does nothing (`warnings`).
+
+NOT_APPLICABLE = "OptionNotApplicable"
+
+
+def job_option_problems(job: Job, operation: str, stated: set[str] | None = None) -> list[tuple[str, str]]:
+    """(field, why) for each option of `job` that its project's `operation` ignores. `mode` counts only when
+    `stated` (the body's keys; None: every key) names it: a job written before exports took `package` as
+    their mode holds the default `file`."""
+    problems: list[tuple[str, str]] = []
+    if operation == "export":
+        if job.process_on_arrival:
+            problems.append(
+                ("processOnArrival", "it applies to import jobs only (an export job receives no files)")
+            )
+        if job.process_in_order:
+            problems.append(("processInOrder", "it applies to import jobs only (it orders received files)"))
+        if job.monitoring is not None:
+            problems.append(
+                (
+                    "monitoring",
+                    "it applies to import jobs only (it samples the backlog of received files; an export "
+                    "job has none); use recurrence to schedule exports",
+                )
+            )
+        if job.mode == "file" and (stated is None or "mode" in stated):
+            problems.append(
+                (
+                    "mode",
+                    "'file' applies to import jobs only: an export job always produces a data package "
+                    "(PROTOCOL §3); leave mode out or set 'package'",
+                )
+            )
+    else:
+        if job.prevent_upload_when_zero_records:
+            problems.append(
+                (
+                    "preventUploadWhenZeroRecords",
+                    "it applies to export jobs only (an import job uploads nothing)",
+                )
+            )
+        if job.incremental:
+            problems.append(("incremental", "it applies to export jobs only"))
+        if job.redelivery_minutes != DEFAULT_REDELIVERY_MINUTES:
+            problems.append(
+                (
+                    "redeliveryMinutes",
+                    "it applies to export jobs only (how long a dequeued export file stays hidden)",
+                )
+            )
+    return problems
+
+
+def project_option_problems(project: Project, format_kind) -> list[tuple[str, str]]:
+    """(field, why) for each option of `project` that its operation or its entities' formats ignore.
+    `format_kind(name)`: the kind of a format (csv, xml-element, ...), None when unknown."""
+    problems: list[tuple[str, str]] = []
+    export = project.operation == "export"
+    if not export and not project.neutralize_formulas:
+        problems.append(
+            ("neutralizeFormulas", "it applies to export projects only (it guards exported cells)")
+        )
+    for i, pe in enumerate(project.entities):
+        kind = format_kind(pe.format)
+        if pe.transforms and export:
+            problems.append(
+                (
+                    f"entities[{i}].transforms",
+                    "XSLT transforms apply to imports only (they transform received XML)",
+                )
+            )
+        if pe.sheet and kind is not None and kind != "excel":
+            problems.append(
+                (f"entities[{i}].sheet", f"it applies to Excel formats only; {pe.format} is {kind}")
+            )
+        if export:
+            for j, rule in enumerate(pe.mapping):
+                if rule.default is not None:
+                    problems.append(
+                        (
+                            f"entities[{i}].mapping[{j}].default",
+                            "a default fills empty source values on import; an export writes stored values",
+                        )
+                    )
+    return problems
+
+
+def package_mode_problems(project: Project, format_kind) -> list[tuple[str, str]]:
+    """(field, why) for each project option a package-mode import job ignores: transforms on a non-XML format
+    (a data package's entity files are transformed only when their format is XML, as in D365)."""
+    problems: list[tuple[str, str]] = []
+    for i, pe in enumerate(project.entities):
+        kind = format_kind(pe.format)
+        if pe.transforms and kind is not None and kind not in XML_FORMAT_KINDS:
+            problems.append(
+                (
+                    f"entities[{i}].transforms",
+                    f"a package-mode job applies XSLT to XML formats only, and {pe.format} is {kind}",
+                )
+            )
+    return problems
+
+
+def describe_problems(problems: list[tuple[str, str]], prefix: str = "") -> str:
+    return "; ".join(f"{prefix}{name} does not apply: {why}" for name, why in problems)
+
+
+def format_option_problems(fmt: SourceFormat) -> list[tuple[str, str]]:
+    """(field, why) for each setting of a source data format that its kind ignores: the delimiter, text
+    qualifier and header row belong to CSV (the readers and writers of the other kinds never read them), and
+    an Excel workbook has no text encoding."""
+    problems: list[tuple[str, str]] = []
+    if fmt.kind != "csv":
+        if fmt.delimiter != ",":
+            problems.append(("delimiter", f"it applies to CSV formats only; this one is {fmt.kind}"))
+        if fmt.text_qualifier != '"':
+            problems.append(("textQualifier", f"it applies to CSV formats only; this one is {fmt.kind}"))
+        if not fmt.header_row:
+            problems.append(("headerRow", f"it applies to CSV formats only; this one is {fmt.kind}"))
+    if fmt.kind == "excel" and fmt.encoding is not None:
+        problems.append(("encoding", "an Excel workbook is not text; it has no encoding"))
+    return problems

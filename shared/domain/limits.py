@@ -57,6 +57,9 @@ FILTER_MAX_LENGTH = 4000
 """An export project's filter expression; the same as shared.formats.filters.MAX_FILTER_LENGTH."""
 
 PATTERN_MAX_LENGTH = 64
+BOOL_WORDS_MAX = 20  # yes (or no) words of a format
+BOOL_WORD_MAX_LENGTH = 40
+CONVERSIONS_MAX = 500  # value conversions of one mapping item
 """A format's `dateFormat` and `datetimeFormat` patterns."""
 
 ENCODING_MAX_LENGTH = 40

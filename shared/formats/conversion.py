@@ -33,7 +33,6 @@ _ISO = re.compile(
 _ISO_PATTERNS = frozenset(
     {"%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "yyyy-MM-dd", "yyyy-MM-dd HH:mm:ss"}
 )
-_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 # .NET custom date format tokens (as D365 and partners write them) -> strptime directives.
 _DOTNET_TOKEN = re.compile(r"yyyy|yy|MMMM|MMM|MM|M|dd|d|HH|H|hh|h|mm|m|ss|s|f{1,7}|tt|zzz|'[^']*'|%")
@@ -109,11 +108,38 @@ def _parse_custom(text: str, pattern: str | None) -> dt.datetime | None:
         return None
 
 
+def is_iso_pattern(pattern: str | None) -> bool:
+    """Whether a format's date pattern is ISO 8601 (then any ISO 8601 shape is accepted)."""
+    return not pattern or pattern in _ISO_PATTERNS
+
+
 def _custom(pattern: str) -> str | None:
     """The strptime pattern to try before ISO, or None when the format is ISO anyway."""
-    if pattern in _ISO_PATTERNS:
+    if is_iso_pattern(pattern):
         return None
     return strptime_pattern(pattern)
+
+
+def check_date_pattern(pattern: str, *, with_time: bool) -> str | None:
+    """Why `pattern` cannot read dates (None when it can): it must write a date and read it back.
+
+    A pattern without the year, the month or the day (or with a letter that is no .NET token, such
+    as "DD.MM.YYYY", which strptime would take as literal text) fails this round trip, so the
+    mistake is a 400 on save instead of every row rejected later. `with_time`: a datetime pattern,
+    whose time of day may be coarser than the sample's (minutes only), so only the date must survive.
+    """
+    sample = dt.datetime(2031, 12, 25, 13, 45, 56)
+    strp = strptime_pattern(pattern)
+    try:
+        text = sample.strftime(strp)
+        back = dt.datetime.strptime(text, strp)
+    except (ValueError, TypeError):
+        return "it is not a date pattern that can read what it writes"
+    if back.date() != sample.date():
+        return "it must contain the year (yyyy or yy), the month (MM, M, MMM or MMMM) and the day (dd or d)"
+    if not with_time and back.time() != dt.time(0, 0):  # pragma: no cover - dates format no time
+        return "a date pattern takes no time of day"
+    return None
 
 
 def _string(field: Field) -> Converter:
@@ -132,21 +158,66 @@ def _string(field: Field) -> Converter:
     return convert
 
 
-def _int(field: Field) -> Converter:
+def _grouping(fmt: SourceFormat) -> re.Pattern[str] | None:
+    """What a number with thousands separators must look like (1-3 digits, then groups of three)."""
+    thousands = fmt.thousands_separator
+    if not thousands:
+        return None
+    decimal = re.escape(fmt.decimal_separator or ".")
+    return re.compile(rf"[+-]?\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{decimal}\d*)?\Z")
+
+
+def _number_text(text: str, fmt: SourceFormat, grouping: re.Pattern[str] | None) -> str | None:
+    """`text` in Python's notation ("1234.56"), or None when it breaks the format's separators.
+
+    With a thousands separator set, the separator is removed only from a number whose groups are
+    regular ("1.234.567,8"), so "1.2345" is refused rather than read as 12345.
+    """
+    thousands = fmt.thousands_separator
+    if grouping is not None and thousands in text:
+        if not grouping.match(text):
+            return None
+        text = text.replace(thousands, "")
+    separator = fmt.decimal_separator or "."
+    if separator != ".":
+        # With a decimal comma, a "." can only be a thousands separator, and that is not one here.
+        if "." in text:
+            return None
+        text = text.replace(separator, ".", 1)
+    return text
+
+
+def _number_hint(fmt: SourceFormat) -> str:
+    separator = fmt.decimal_separator or "."
+    if fmt.thousands_separator:
+        return (
+            f"use {separator!r} as the decimal separator and {fmt.thousands_separator!r} between groups "
+            "of three digits"
+        )
+    return f"use {separator!r} as the decimal separator and no thousands separators"
+
+
+def _int(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
+    grouping = _grouping(fmt)
 
     def convert(raw: str) -> object:
         text = raw.strip()
         if not text:
             return None
-        if _DECIMAL.match(text) and len(text) <= 40:
-            number = Decimal(text)
+        # Only a format with a thousands separator changes how whole numbers read ("1.234" -> 1234);
+        # others keep reading "5.0" as 5, as before the setting existed.
+        number = _number_text(text, fmt, grouping) if grouping is not None else text
+        if number is not None and _DECIMAL.match(number) and len(number) <= 40:
+            value = Decimal(number)
             # "5.0" or "5E+1" (JSON, spreadsheets) are whole numbers too; "5.5" is not.
-            if number == number.to_integral_value():
-                value = int(number)
-                if _INT64_MIN <= value <= _INT64_MAX:
-                    return value
+            if value == value.to_integral_value():
+                whole = int(value)
+                if _INT64_MIN <= whole <= _INT64_MAX:
+                    return whole
                 raise ConversionError(f"{name}: {preview(text)} is out of range for a whole number")
+        if grouping is not None:
+            raise ConversionError(f"{name}: {preview(text)} is not a whole number ({_number_hint(fmt)})")
         raise ConversionError(f"{name}: {preview(text)} is not a whole number")
 
     return convert
@@ -154,40 +225,51 @@ def _int(field: Field) -> Converter:
 
 def _decimal(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
-    separator = fmt.decimal_separator or "."
-    hint = f"use {separator!r} as the decimal separator and no thousands separators"
+    grouping = _grouping(fmt)
+    hint = _number_hint(fmt)
 
     def convert(raw: str) -> object:
         text = raw.strip()
         if not text:
             return None
-        if separator != ".":
-            # With a decimal comma, a "." can only be a thousands separator: not accepted.
-            if "." in text:
-                raise ConversionError(f"{name}: {preview(text)} is not a decimal number ({hint})")
-            text = text.replace(separator, ".", 1)
-        if not _DECIMAL.match(text):
-            raise ConversionError(f"{name}: {preview(raw.strip())} is not a decimal number ({hint})")
+        number = _number_text(text, fmt, grouping)
+        if number is None or not _DECIMAL.match(number):
+            raise ConversionError(f"{name}: {preview(text)} is not a decimal number ({hint})")
         try:
-            return Decimal(text)
+            return Decimal(number)
         except InvalidOperation:  # pragma: no cover - the pattern only lets valid numbers through
             raise ConversionError(f"{name}: {preview(text)} is not a decimal number") from None
 
     return convert
 
 
-def _bool(field: Field) -> Converter:
+def _typed_source(fmt: SourceFormat) -> bool:
+    """Whether the reader turns typed values into canonical text: Excel's date and boolean cells and
+    JSON's true/false arrive as "2024-01-31" and "true", whatever the format's patterns and words say."""
+    return fmt.kind in ("excel", "json")
+
+
+def _bool(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
+    # Yes/no words match ignoring case and surrounding blanks ("JA", " ja" are "Ja"); the format's own
+    # words replace the English defaults, so a German format can refuse "yes".
+    words = {w.strip().casefold(): True for w in fmt.yes_words}
+    words.update({w.strip().casefold(): False for w in fmt.no_words})
+    if _typed_source(fmt):
+        words.setdefault("true", True)  # a boolean cell or JSON literal
+        words.setdefault("false", False)
+    if fmt.true_values or fmt.false_values:
+        hint = f"use {' or '.join(fmt.yes_words)} for yes and {' or '.join(fmt.no_words)} for no"
+    else:
+        hint = "use true/false, yes/no or 1/0"
 
     def convert(raw: str) -> object:
         text = raw.strip()
         if not text:
             return None
-        value = _BOOLEANS.get(text.lower())
+        value = words.get(text.casefold())
         if value is None:
-            raise ConversionError(
-                f"{name}: {preview(text)} is not a yes/no value (use true/false, yes/no or 1/0)"
-            )
+            raise ConversionError(f"{name}: {preview(text)} is not a yes/no value ({hint})")
         return value
 
     return convert
@@ -197,13 +279,23 @@ def _date(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
     date_pattern = _custom(fmt.date_format)
     datetime_pattern = _custom(fmt.datetime_format)
+    # ISO 8601 is read when the format's date pattern is ISO, or when the format asks for it
+    # (acceptIsoDates), or for Excel and JSON, whose date cells the reader writes as ISO; otherwise a
+    # custom pattern means "only this pattern".
+    iso = date_pattern is None or fmt.accept_iso_dates or _typed_source(fmt)
     expected = fmt.date_format if date_pattern else "yyyy-MM-dd"
+    if date_pattern and fmt.accept_iso_dates:
+        expected += " or ISO 8601 (yyyy-MM-dd)"
 
     def convert(raw: str) -> object:
         text = raw.strip()
         if not text:
             return None
-        value = _parse_custom(text, date_pattern) or _parse_iso(text) or _parse_custom(text, datetime_pattern)
+        value = (
+            _parse_custom(text, date_pattern)
+            or (_parse_iso(text) if iso else None)
+            or _parse_custom(text, datetime_pattern)
+        )
         if value is None:
             raise ConversionError(f"{name}: {preview(text)} is not a date (expected {expected})")
         if value.time() != dt.time(0, 0):
@@ -219,14 +311,18 @@ def _date(field: Field, fmt: SourceFormat) -> Converter:
 def _datetime(field: Field, fmt: SourceFormat) -> Converter:
     name = field.name
     pattern = _custom(fmt.datetime_format)
-    expected = fmt.datetime_format if pattern else "yyyy-MM-dd HH:mm:ss or ISO 8601"
+    iso = pattern is None or fmt.accept_iso_dates or _typed_source(fmt)
+    if pattern is None:
+        expected = "yyyy-MM-dd HH:mm:ss or ISO 8601"
+    else:
+        expected = fmt.datetime_format + (" or ISO 8601" if fmt.accept_iso_dates else "")
     utc = dt.UTC
 
     def convert(raw: str) -> object:
         text = raw.strip()
         if not text:
             return None
-        value = _parse_custom(text, pattern) or _parse_iso(text)
+        value = _parse_custom(text, pattern) or (_parse_iso(text) if iso else None)
         if value is None:
             raise ConversionError(f"{name}: {preview(text)} is not a date and time (expected {expected})")
         # Naive values are UTC, as D365 stores and exports them.
@@ -292,11 +388,11 @@ def _build_converter(field: Field, fmt: SourceFormat) -> Converter:
     if kind == "string":
         return _string(field)
     if kind == "int":
-        return _int(field)
+        return _int(field, fmt)
     if kind == "decimal":
         return _decimal(field, fmt)
     if kind == "bool":
-        return _bool(field)
+        return _bool(field, fmt)
     if kind == "date":
         return _date(field, fmt)
     if kind == "datetime":

@@ -84,8 +84,25 @@ def guess_wide_encoding(head: bytes) -> str | None:
     return None
 
 
+# Binary files sent with a text format: their NUL bytes are the consequence, what they are is the cause.
+_BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (
+        b"PK\x03\x04",
+        "a zip file (an .xlsx workbook or a data package?), not text: use the EXCEL format for a workbook, "
+        "or a Data package job for a package",
+    ),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "a legacy Office file (.xls), not text: save it as .xlsx and use the EXCEL format",
+    ),
+)
+
+
 def describe_nul_bytes(head: bytes, base_offset: int = 0) -> str:
     """The reason to give for NUL bytes in text that should not have any."""
+    for signature, what in _BINARY_SIGNATURES:
+        if head.startswith(signature):
+            return f"the file is {what}"
     sample = head[:4096]
     nuls = sample.count(0)
     if nuls >= len(sample) // 4:

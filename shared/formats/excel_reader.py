@@ -123,11 +123,13 @@ def read_excel_rows(
 ) -> Iterator[SourceRow]:
     """Yield (row number, {column: text}) for each non-empty data row of one sheet.
 
-    The first sheet is read unless `sheet` names another (case-insensitively; a trailing "$",
-    as in ADO-style "Sheet1$", is ignored). The first non-empty row is the header; columns with
-    an empty header cell are ignored. A value beyond the last header column marks the row with
-    an ERROR_KEY reason. A workbook over a bound (ReaderLimits, the module constants) raises
-    FormatError naming the bound, as soon as the bound is passed.
+    The sheet named by `sheet` is read (case-insensitively; a trailing "$", as in ADO-style "Sheet1$", is
+    ignored). Without a name the workbook's only sheet with data is read: when another worksheet has data
+    too, FormatError names them (its rows would be dropped without a word otherwise); empty sheets do not
+    count. The first non-empty row is the header. Nothing in a row is dropped: a value under an empty
+    header cell or beyond the last header column, and a formula cell saved without its calculated value,
+    mark the row with an ERROR_KEY reason. A workbook over a bound (ReaderLimits, the module constants)
+    raises FormatError naming the bound, as soon as the bound is passed.
     """
     return _rows(stream, sheet, limits)
 
@@ -144,7 +146,45 @@ def _rows(stream: BinaryIO, sheet: str | None, limits: ReaderLimits) -> Iterator
             target = _select_sheet(book, sheet)
             formats = _read_styles(package, book.styles, limits) if book.styles else _DateStyles()
             with _read_shared_strings(package, book.shared_strings, limits) as strings:
+                if not sheet:
+                    target = _only_sheet_with_data(package, book, target, strings, formats, limits)
                 yield from _table(_sheet_rows(package, target, strings, formats, book.epoch, limits), limits)
+
+
+def _only_sheet_with_data(
+    package: zipfile.ZipFile,
+    book: _Workbook,
+    first: _Sheet,
+    strings: SharedStrings,
+    formats: _DateStyles,
+    limits: ReaderLimits,
+) -> _Sheet:
+    """The sheet to read when none is named: the one worksheet with data (else `first`, the first sheet).
+
+    FormatError when two or more have data: all but one would be dropped. Each sheet is read only up to
+    its first row with a value (an empty sheet to its end), with the bounds of a sheet that is imported;
+    each part once, so the work stays within the package's uncompressed size whatever the sheet count.
+    """
+    with_data: list[_Sheet] = []
+    seen: set[str] = set()
+    for candidate in book.sheets:
+        if candidate.chart or candidate.target in seen:
+            continue
+        seen.add(candidate.target or "")
+        rows = _sheet_rows(package, candidate, strings, formats, book.epoch, limits)
+        try:
+            if next(rows, None) is not None:
+                with_data.append(candidate)
+        finally:
+            rows.close()  # closes the part now, not when the generator is collected
+    if len(with_data) > 1:
+        names = ", ".join(repr(s.name) for s in with_data)
+        raise FormatError(
+            f"the Excel workbook has data on more than one sheet ({names}) and no sheet is named, so the rows "
+            "of all but one would not be imported; name the sheet to read (the project entity's sheet, or "
+            "ExcelSheetName in a package manifest), or send one sheet per file"
+        )
+    return with_data[0] if with_data else first
 
 
 def _reason(exc: BaseException) -> str:
@@ -569,14 +609,16 @@ def _row_number(text: str | None, previous: int) -> int:
 
 
 class _Cells:
-    """The values of one row: {column index (1-based): text}, with the row's running text size."""
+    """The values of one row: {column index (1-based): text}, with the row's running text size, and the
+    columns of formula cells saved without a calculated value (their value is not in the file)."""
 
-    __slots__ = ("values", "chars", "cells")
+    __slots__ = ("values", "chars", "cells", "uncalculated")
 
     def __init__(self) -> None:
         self.values: dict[int, str] = {}
         self.chars = 0
         self.cells = 0
+        self.uncalculated: list[int] = []
 
 
 def _sheet_rows(
@@ -586,8 +628,8 @@ def _sheet_rows(
     styles: _DateStyles,
     epoch: dt.datetime,
     limits: ReaderLimits,
-) -> Iterator[tuple[int, dict[int, str]]]:
-    """(row number, {column: text}) for each <row> of the sheet with at least one non-empty value."""
+) -> Iterator[tuple[int, _Cells]]:
+    """(row number, its cells) for each <row> of the sheet with a non-empty value or an uncalculated formula."""
     assert sheet.target is not None
     max_columns = limits.max_columns
     max_field = limits.max_field_chars
@@ -625,7 +667,13 @@ def _sheet_rows(
                         "sheet has columns"
                     )
                 column = _cell_column(element.get("r"), column, row_number)
-                cell = {"t": element.get("t") or "n", "s": element.get("s"), "v": None}
+                cell = {
+                    "t": element.get("t") or "n",
+                    "s": element.get("s"),
+                    "v": None,
+                    "f": False,
+                    "has_v": False,
+                }
                 inline = []
                 inline_chars = 0
                 cell_elements = 0
@@ -643,6 +691,9 @@ def _sheet_rows(
             # Inside a cell: <v>, or the text runs of an inline string (<is><t>, <is><r><t>; not <rPh>).
             if depth == 5 and local == "v":
                 cell["v"] = element.text
+                cell["has_v"] = True
+            elif depth == 5 and local == "f":
+                cell["f"] = True
             elif local == "t" and path[4:5] == ["is"] and "rPh" not in path:
                 text = element.text or ""
                 inline.append(text)
@@ -668,11 +719,15 @@ def _sheet_rows(
                         f"{max_row_chars:,} (max_record_chars)"
                     )
                 row.values[column] = text
+            elif cell["f"] and not cell["has_v"] and cell["t"] != "inlineStr":
+                # A formula whose result was never calculated (workbooks written by libraries): its value
+                # is not in the file, and an empty field would stand in for it without a word.
+                row.uncalculated.append(column)
             _drop(element)
             continue
         if in_data and depth == 3 and local == "row":
-            if row.values:
-                yield row_number, row.values
+            if row.values or row.uncalculated:
+                yield row_number, row
             _drop(element)
             source.mark()
             continue
@@ -768,21 +823,56 @@ def _cell_value(
 
 
 # --- header and records --------------------------------------------------------------------------------
-def _table(rows: Iterator[tuple[int, dict[int, str]]], limits: ReaderLimits) -> Iterator[SourceRow]:
+def _table(rows: Iterator[tuple[int, _Cells]], limits: ReaderLimits) -> Iterator[SourceRow]:
     header: list[str] | None = None
     columns: list[tuple[int, str]] = []
-    for number, values in rows:
+    unnamed: list[int] = []
+    for number, cells in rows:
+        values = cells.values
         if header is None:
+            if not values:
+                continue  # only uncalculated formulas: not a header
             header = _make_header(values, number)
             columns = [(i + 1, name) for i, name in enumerate(header) if name]
+            unnamed = [i + 1 for i, name in enumerate(header) if not name]
+            if cells.uncalculated:
+                raise FormatError(
+                    f"the header row (row {number}) has formula cells without a calculated value "
+                    f"(column {_letters(cells.uncalculated[0])}); open and save the workbook in Excel"
+                )
             continue
         row: dict[str, str | None] = {name: values.get(index) for index, name in columns}
-        width = max(values)
+        problems: list[str] = []
+        width = max(values, default=0)
         if width > len(header):
-            row[ERROR_KEY] = (
+            problems.append(
                 f"row has values beyond the last header column ({width} columns, the header has {len(header)})"
             )
+        lost = [_letters(i) for i in unnamed if i in values]
+        if lost:
+            # A value with no column name cannot be mapped; importing the row without it would lose it.
+            problems.append(
+                f"the row has a value in column(s) {', '.join(lost)}, whose header cell is empty: name the "
+                "column in the header row, or leave the value out"
+            )
+        if cells.uncalculated:
+            shown = ", ".join(_letters(i) for i in cells.uncalculated[:5])
+            problems.append(
+                f"column(s) {shown} hold a formula saved without its calculated value (the workbook was written "
+                "by a program that does not calculate); open and save it in Excel, or write the values"
+            )
+        if problems:
+            row[ERROR_KEY] = "; ".join(problems)
         yield number, row
+
+
+def _letters(column: int) -> str:
+    """Excel's column letters for a 1-based column index: 1 -> A, 28 -> AB."""
+    letters = ""
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 def _make_header(values: dict[int, str], number: int) -> list[str]:

@@ -12,6 +12,9 @@ Language
     logic       and, or, not, parentheses; `and` binds tighter than `or`
     literals    'text' ('' is a quote), 42, -3.5, 2024-01-31, 2024-01-31T10:00:00Z (or +01:00),
                 true, false, null (only with eq/ne)
+    functions   startswith(FIELD, 'text'), endswith(FIELD, 'text'), contains(FIELD, 'text') on string
+                fields and `company`, optionally followed by `eq true`/`eq false` (OData's form); any
+                other function is an UnsupportedFilterFunctionError
     fields      the entity's fields, case-insensitive; `company` for company-specific entities
 
 Semantics (evaluate): a missing or null value equals only null, is unequal to every other
@@ -36,7 +39,10 @@ The compiled query is a *superset* prefilter: callers must still apply evaluate(
 returned entity. That is what makes it exact where Table queries cannot be: decimals and very
 large ints (compared through their Double shadow, or not at all), `ne` and `not` on optional
 fields (a missing property never matches a Table comparison), null tests, and filters above
-Azure's 15-comparison limit (the query then keeps what fits).
+Azure's 15-comparison limit (the query then keeps what fits). Of the string functions, only
+`startswith` narrows the Table query (a range `FIELD ge 'p' and FIELD lt 'q'`, q being p with its last
+character's successor); `endswith`, `contains` and every negated function are decided by evaluate()
+alone. docs/filters.md is the user's guide.
 """
 
 from __future__ import annotations
@@ -83,6 +89,22 @@ _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 class FilterError(ValueError):
     """The filter text is invalid for the entity; the message says what and where."""
 
+    code = "InvalidFilter"
+
+
+class UnsupportedFilterFunctionError(FilterError):
+    """The filter calls a function the language does not have (tolower, substringof, length, ...)."""
+
+    code = "UnsupportedFilterFunction"
+
+
+# String functions: the name, and what it tests on a value `v` with the argument `a`.
+FUNCTIONS = {
+    "startswith": lambda v, a: v.startswith(a),
+    "endswith": lambda v, a: v.endswith(a),
+    "contains": lambda v, a: a in v,
+}
+
 
 # --------------------------------------------------------------------------------------------
 # Expression tree
@@ -112,7 +134,18 @@ class Not:
     item: FilterExpr
 
 
-FilterExpr = Comparison | And | Or | Not
+@dataclass(frozen=True)
+class Function:
+    """`name(field, 'value')`, true when the field's value passes (a missing value never does); `negated`
+    only after negation normal form (_nnf), where `not` moves into the leaves."""
+
+    name: str  # a key of FUNCTIONS
+    field: str
+    value: str
+    negated: bool = False
+
+
+FilterExpr = Comparison | Function | And | Or | Not
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,6 +161,7 @@ _TOKEN = re.compile(
   | (?P<symbol>>=|<=|<>|!=|==|=|>|<)
   | (?P<lparen>\()
   | (?P<rparen>\))
+  | (?P<comma>,)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
     """,
     re.VERBOSE,
@@ -252,7 +286,59 @@ class _Parser:
             if close.kind != "rparen":
                 raise self.fail_unexpected(close, "')'")
             return expr
+        if tok.kind == "word" and self.tokens[self.i + 1].kind == "lparen":
+            return self.parse_function()
         return self.parse_comparison()
+
+    def parse_function(self) -> FilterExpr:
+        """`name(FIELD, 'text')`, optionally compared with true or false (`startswith(A,'x') eq true`)."""
+        name_tok = self.take()
+        name = name_tok.text.lower()
+        if name not in FUNCTIONS:
+            hint = (
+                " (for OData's substringof('x', FIELD) write contains(FIELD, 'x'))"
+                if name == "substringof"
+                else ""
+            )
+            raise UnsupportedFilterFunctionError(
+                f"the function '{name_tok.text}' {self.where(name_tok)} is not supported; filters support "
+                f"{', '.join(FUNCTIONS)}{hint} (docs/filters.md)"
+            )
+        self.take()  # (
+        field_tok = self.take()
+        if field_tok.kind != "word":
+            raise self.fail_unexpected(field_tok, f"a field name as the first argument of {name}")
+        for expected in ("comma", "string", "rparen"):
+            tok = self.take()
+            if tok.kind != expected:
+                what = {
+                    "comma": "','",
+                    "string": f"a string as the second argument of {name}",
+                    "rparen": "')'",
+                }
+                raise self.fail_unexpected(tok, what[expected])
+            if expected == "string":
+                lit = tok
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise FilterError(f"the filter has more than {MAX_COMPARISONS} comparisons")
+        field_name, ftype, _ = self.resolve_field(field_tok)
+        if ftype != "string":
+            raise FilterError(
+                f"{name} applies to string fields; field '{field_name}' is {_a(ftype)} field (use eq or ne)"
+            )
+        text = lit.text[1:-1].replace("''", "'")
+        if field_name == COMPANY_FIELD:
+            text = text.lower()
+        expr: FilterExpr = Function(name, field_name, text)
+        if self.peek().kind == "op" and self.peek().text in ("eq", "ne"):
+            op = self.take()
+            value = self.take()
+            if value.kind not in ("true", "false"):
+                raise self.fail_unexpected(value, f"true or false after '{name}(...) {op.text}'")
+            if (value.kind == "true") != (op.text == "eq"):
+                expr = Not(expr)
+        return expr
 
     def parse_comparison(self) -> Comparison:
         left = self.take()
@@ -420,11 +506,15 @@ def format_filter(expr: FilterExpr) -> str:
     """The canonical text of a filter (field spellings from the schema); parses back to the same tree."""
     if isinstance(expr, Comparison):
         return f"{expr.field} {expr.op} {_literal_text(expr)}"
+    if isinstance(expr, Function):
+        call = f"{expr.name}({expr.field}, '{expr.value.replace(chr(39), chr(39) * 2)}')"
+        return f"not ({call})" if expr.negated else call
     if isinstance(expr, Not):
         return f"not ({format_filter(expr.item)})"
     joiner = " and " if isinstance(expr, And) else " or "
     return joiner.join(
-        f"({format_filter(i)})" if not isinstance(i, Comparison) else format_filter(i) for i in expr.items
+        f"({format_filter(i)})" if not isinstance(i, Comparison | Function) else format_filter(i)
+        for i in expr.items
     )
 
 
@@ -520,10 +610,22 @@ def _compare(c: Comparison, record: Mapping[str, object]) -> bool:
         return False
 
 
+def _call(f: Function, record: Mapping[str, object]) -> bool:
+    """A string function on the record's value: ordinal and case-sensitive, as eq is; the company is
+    compared in lower case, as it is stored. A missing value passes no function."""
+    value = _lookup(record, f.field)
+    if value is None:
+        return False
+    text = str(value).lower() if f.field == COMPANY_FIELD else str(value)
+    return FUNCTIONS[f.name](text, f.value)
+
+
 def evaluate(expr: FilterExpr, record: Mapping[str, object]) -> bool:
     """Whether a record (field name → value, as read from the store or a file) matches the filter."""
     if isinstance(expr, Comparison):
         return _compare(expr, record)
+    if isinstance(expr, Function):
+        return _call(expr, record) != expr.negated
     if isinstance(expr, Not):
         return not evaluate(expr.item, record)
     if isinstance(expr, And):
@@ -570,6 +672,8 @@ _Q = _True | _Cmp | _All | _Any
 
 
 def _nnf(expr: FilterExpr, negate: bool = False) -> FilterExpr:
+    if isinstance(expr, Function):
+        return Function(expr.name, expr.field, expr.value, expr.negated != negate)
     if isinstance(expr, Not):
         return _nnf(expr.item, not negate)
     if isinstance(expr, And | Or):
@@ -625,9 +729,25 @@ def _leaf(c: Comparison, company_property: str) -> _Q:
     return _Cmp(prop, c.op, _storage_value(c))
 
 
+def _prefix_range(f: Function, company_property: str) -> _Q:
+    """`startswith(F, 'p')` as `F ge 'p' and F lt 'q'`, q being p with its last character's successor: every
+    string starting with p sorts in [p, q), in UTF-16 code units and in code points alike, as long as that
+    character and its successor are single code units below the surrogates. Anything else (endswith,
+    contains, a negation, an empty or unsuitable prefix) is left to evaluate()."""
+    prop = company_property if f.field == COMPANY_FIELD else f.field
+    if f.name != "startswith" or f.negated or not f.value or ord(f.value[-1]) >= 0xD7FF:
+        return _TRUE
+    if not _PROPERTY_NAME.match(prop) or prop.casefold() in _SYSTEM_PROPERTIES:
+        return _TRUE
+    upper = f.value[:-1] + chr(ord(f.value[-1]) + 1)
+    return _All((_Cmp(prop, "ge", f.value), _Cmp(prop, "lt", upper)))
+
+
 def _to_query(expr: FilterExpr, company_property: str) -> _Q:
     if isinstance(expr, Comparison):
         return _leaf(expr, company_property)
+    if isinstance(expr, Function):
+        return _prefix_range(expr, company_property)
     assert not isinstance(expr, Not)  # removed by _nnf
     items = [_to_query(i, company_property) for i in expr.items]
     if isinstance(expr, And):

@@ -16,6 +16,10 @@ from shared.formats.conversion import ConversionError, Converter, make_converter
 from shared.formats.readers import ERROR_KEY
 
 _MAX_CACHED_PLANS = 256
+# Columns that feed no field, listed for the message (they are reported, not imported): at most this many
+# names, each cut to this length, so a file of ever-new keys cannot grow the list or the message.
+MAX_LISTED_UNMAPPED = 20
+_MAX_UNMAPPED_NAME = 100
 
 
 @dataclass(slots=True)
@@ -44,11 +48,12 @@ class _Target:
     has_default: bool
     default: object  # already converted to the field's type
     explicit: bool
+    conversions: Mapping[str, str] | None = None  # source value (trimmed, exact case) -> target text
 
 
 # One precomputed step of a plan: (field name, source column or None, converter, default,
-# has default, message when the value is missing and must not be).
-_Step = tuple[str, str | None, Converter, object, bool, str | None]
+# has default, message when the value is missing and must not be, value conversions or None).
+_Step = tuple[str, str | None, Converter, object, bool, str | None, Mapping[str, str] | None]
 
 
 def _text_default(value: Any) -> str:
@@ -68,8 +73,11 @@ class RowMapper:
         self._targets = targets
         self._keys = {k.upper() for k in entity.keys}
         self._plans: dict[tuple[str, ...], list[_Step]] = {}
+        # Columns seen in the file that feed no field, in order of appearance (see unmapped()).
+        self._unmapped: dict[str, None] = {}
+        self.unmapped_more = False  # more than MAX_LISTED_UNMAPPED were seen
         self.columns = list(columns) if columns is not None else None
-        self._fixed_plan = self._plan(self.columns) if self.columns is not None else None
+        self._fixed_plan = self._note_unmapped(self.columns) if self.columns is not None else None
 
     # -- planning ---------------------------------------------------------------------------
     def _plan(self, columns: Iterable[str]) -> list[_Step]:
@@ -101,6 +109,7 @@ class RowMapper:
                     target.default,
                     target.has_default,
                     missing,
+                    target.conversions,
                 )
             )
         return steps
@@ -117,6 +126,27 @@ class RowMapper:
         if no_column:
             message += "; no column of the file maps to it"
         return message
+
+    def _note_unmapped(self, columns: list[str] | tuple[str, ...]) -> list[_Step]:
+        """The plan for these columns, noting the columns it leaves unused (once per plan, not per row)."""
+        plan = self._plan(columns)
+        used = {step[1] for step in plan if step[1] is not None}
+        for column in columns:
+            if column in used or column == ERROR_KEY or column in self._unmapped:
+                continue
+            if len(self._unmapped) >= MAX_LISTED_UNMAPPED:
+                self.unmapped_more = True
+                break
+            self._unmapped[column[:_MAX_UNMAPPED_NAME]] = None
+        return plan
+
+    def unmapped(self) -> list[str]:
+        """Columns (elements, attributes, keys) of the rows mapped so far that feed no field of the entity.
+
+        D365 ignores such columns too, but nothing may vanish without a word: the import lists them on the
+        message (Counts `unmappedColumns`). At most MAX_LISTED_UNMAPPED names; `unmapped_more` says if more.
+        """
+        return list(self._unmapped)
 
     def unmapped_columns(self, columns: Iterable[str]) -> list[str]:
         """Columns of the file that feed no field (D365 ignores them; useful as a warning)."""
@@ -146,12 +176,18 @@ class RowMapper:
             if plan is None:
                 if len(self._plans) >= _MAX_CACHED_PLANS:
                     self._plans.clear()  # rows of ever-changing shapes: bound the cache
-                plan = self._plans[shape] = self._plan(shape)
+                plan = self._plans[shape] = self._note_unmapped(shape)
         get = values.get
         record: dict[str, object] = {}
         errors: list[str] | None = None
-        for name, column, converter, default, has_default, missing in plan:
+        for name, column, converter, default, has_default, missing, conversions in plan:
             raw = get(column) if column is not None else None
+            if conversions is not None:
+                # Value conversions come first: the converted text then goes through the default and
+                # the field's type, exactly as if the file had carried it.
+                converted = conversions.get(raw.strip() if raw is not None else "")
+                if converted is not None:
+                    raw = converted
             if raw is None or raw == "":
                 value = default
             else:
@@ -183,10 +219,17 @@ def build_mapper(
 ) -> RowMapper:
     """Build the mapper for one file. Raises ValueError for a mapping that cannot work.
 
-    `mapping` items are {"source": column, "target": field, "default": value or None}. Fields
-    not explicitly mapped are mapped automatically to the column of the same name (ignoring
-    case). `columns` is the file's header; None for formats without one (each row's own keys
-    are used then).
+    `mapping` items are {"source": column, "target": field, "default": value or None,
+    "conversions": [{"from": text, "to": text}, ...] (optional)}. Fields not explicitly mapped are
+    mapped automatically to the column of the same name (ignoring case). `columns` is the file's
+    header; None for formats without one (each row's own keys are used then).
+
+    Value conversions (D365's EntityFieldConversionList) replace a source value before anything
+    else: a value whose text, with surrounding blanks removed, equals a `from` exactly (case
+    matters: "ja" does not match "Ja") is replaced by its `to`. `from: ""` matches an empty or
+    missing value; `to: ""` makes the value empty (then the default and the required rules apply).
+    A value that matches no `from` is kept. Raises ValueError for a conversion list that is not a
+    list of {from, to} strings or names a `from` twice, or a `to` the field's type refuses.
     """
     fields = entity.field_map()
     targets: list[_Target] = []
@@ -221,8 +264,45 @@ def build_mapper(
                 raise ValueError(f"the default value for {fld.name} is not valid: {exc.reason}") from None
         if source is None and not has_default:
             raise ValueError(f"mapping item {number} ({fld.name}) has neither a source nor a default")
-        targets.append(_Target(fld, source, has_default, converted, True))
+        conversions = _conversions(item.get("conversions"), fld, fmt, number)
+        if conversions and source is None:
+            raise ValueError(f"mapping item {number} ({fld.name}) has conversions but no source column")
+        targets.append(_Target(fld, source, has_default, converted, True, conversions or None))
     for fld in entity.fields:
         if fld.name.upper() not in explicit:
             targets.append(_Target(fld, None, False, None, False))
     return RowMapper(entity, targets, columns, fmt)
+
+
+def _conversions(raw: Any, fld: Field, fmt: SourceFormat, number: int) -> dict[str, str]:
+    """A mapping item's value conversions as {source value: target text}, each target checked."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list | tuple):
+        raise ValueError(f"mapping item {number} ({fld.name}): conversions must be a list of {{from, to}}")
+    table: dict[str, str] = {}
+    convert = make_converter(fld, fmt)
+    for k, pair in enumerate(raw):
+        if isinstance(pair, Mapping):
+            source, target = pair.get("from"), pair.get("to")
+        elif isinstance(pair, list | tuple) and len(pair) == 2:
+            source, target = pair
+        else:
+            source = target = None
+        if not isinstance(source, str) or not isinstance(target, str):
+            raise ValueError(
+                f"mapping item {number} ({fld.name}): conversion {k + 1} must be {{from, to}} with two strings"
+            )
+        key = source.strip()
+        if key in table:
+            raise ValueError(f"mapping item {number} ({fld.name}): the value {key!r} is converted twice")
+        if target.strip():
+            try:
+                convert(target)
+            except ConversionError as exc:
+                raise ValueError(
+                    f"mapping item {number} ({fld.name}): conversion {key!r} -> {target!r} is not valid: "
+                    f"{exc.reason}"
+                ) from None
+        table[key] = target
+    return table

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from shared.errors import FormatError
-from shared.formats.xml_safety import make_parser
+from shared.formats.xml_safety import describe_syntax_error, make_parser
 
 DM_NS = "http://schemas.microsoft.com/dynamics/2015/01/DataManagement"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -37,6 +37,23 @@ MAP_ELEMENT = "EntityMap"
 # on them: list items are taken by position, whatever their name or namespace.
 TRANSFORM_ELEMENT = "EntityTransform"
 CONVERSION_ELEMENT = "EntityFieldConversion"
+# The two values of a conversion entry, as we write them. What is published about the list (searched
+# 2026-11: public code and docs) shows it only empty: `<EntityFieldConversionList i:nil="true" />` in
+# every EntityMap of the real manifests in /work/shared/fixtures/d365 (Itaneo/d365fo-data-migration
+# Definition/CustCustomerBaseEntity/Manifest.xml, 194 maps; microsoft/Dynamics-AX-Integration
+# usmf_asset-major-types-01.zip), in Itaneo/d365fo-data-migration docs/entity-authoring-guide.md
+# ("Optional conversion rules; set to i:nil=\"true\" when not needed") and in other hand-built
+# manifests. No instance with entries and no schema of an entry was found, so these names are ours;
+# reading also takes the other spellings below, and refuses an entry it cannot read rather than
+# importing unconverted values.
+CONVERSION_SOURCE = "SourceValue"
+CONVERSION_TARGET = "TargetValue"
+_CONVERSION_SPELLINGS = (
+    (CONVERSION_SOURCE, CONVERSION_TARGET),
+    ("FromValue", "ToValue"),
+    ("From", "To"),
+    ("Value", "ConvertedValue"),
+)
 
 # A manifest with hundreds of entities and their maps is a few MB; anything far bigger is not a
 # manifest. The reader enforces this before parsing.
@@ -62,6 +79,20 @@ class EntityFieldConversion:
     values: dict[str, str | None] = field(default_factory=dict)
     element_name: str = CONVERSION_ELEMENT
 
+    @classmethod
+    def of(cls, source: str, target: str) -> EntityFieldConversion:
+        """The entry we write for "source value -> target value"."""
+        return cls(values={CONVERSION_SOURCE: source, CONVERSION_TARGET: target})
+
+    def pair(self) -> tuple[str, str] | None:
+        """(source value, target value), or None when the entry has none of the known spellings.
+        A nil value reads as "" (an empty value)."""
+        folded = {k.casefold(): v for k, v in self.values.items()}
+        for source, target in _CONVERSION_SPELLINGS:
+            if source.casefold() in folded and target.casefold() in folded:
+                return folded[source.casefold()] or "", folded[target.casefold()] or ""
+        return None
+
 
 @dataclass
 class EntityMap:
@@ -73,6 +104,21 @@ class EntityMap:
     is_default_value_equal_null: bool = False
     use_text_qualifier: bool = False
     entity_field_conversion_list: list[EntityFieldConversion] = field(default_factory=list)
+
+    def conversions(self, what: str) -> list[tuple[str, str]]:
+        """The map's value conversions as (source value, target value) pairs. Raises FormatError for an
+        entry without a source and a target value (see CONVERSION_SOURCE)."""
+        pairs = []
+        for i, entry in enumerate(self.entity_field_conversion_list):
+            pair = entry.pair()
+            if pair is None:
+                found = ", ".join(entry.values) or "no elements"
+                raise FormatError(
+                    f"{what}: EntityFieldConversionList entry #{i + 1} ({found}) has no "
+                    f"{CONVERSION_SOURCE} and {CONVERSION_TARGET}; its conversion cannot be applied"
+                )
+            pairs.append(pair)
+        return pairs
 
 
 @dataclass
@@ -150,6 +196,7 @@ def _decode(data: bytes, what: str) -> str:
     Decoding ourselves (rather than letting libxml2 read the declaration) copes with the common
     .NET mistake of UTF-8 bytes under an `encoding="utf-16"` declaration.
     """
+    original = data
     if data.startswith(b"\xff\xfe"):
         encoding, data = "utf-16-le", data[2:]
     elif data.startswith(b"\xfe\xff"):
@@ -165,7 +212,14 @@ def _decode(data: bytes, what: str) -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise FormatError(f"{what} is not valid {encoding.upper()} text: {exc}") from None
+        # Where, in the file's bytes (the BOM included), not Python's "position N" in the sliced data.
+        offset = exc.start + (len(original) - len(data))
+        line = data[: exc.start].decode(encoding, "replace").count("\n") + 1
+        shown = " ".join(f"0x{b:02X}" for b in data[exc.start : exc.end][:4])
+        raise FormatError(
+            f"{what} is not valid {encoding.upper()} text: the byte(s) {shown} at byte offset {offset} "
+            f"(line {line}) cannot be decoded"
+        ) from None
     return _XML_DECL.sub("", text, count=1)
 
 
@@ -176,10 +230,15 @@ def _parse_root(data: bytes, what: str, root_name: str) -> etree._Element:
     # Refuse a DTD before libxml2 reads its declarations at all (entity bombs, external ids).
     if _PROLOG_DOCTYPE.match(text):
         raise FormatError(f"{what} contains a DTD (<!DOCTYPE>); DTDs are not allowed")
+    parser = _parser()
     try:
-        root = etree.fromstring(text.encode("utf-8"), _parser())
+        root = etree.fromstring(text.encode("utf-8"), parser)
     except etree.XMLSyntaxError as exc:
-        raise FormatError(f"{what} is not well-formed XML: {exc}") from None
+        # The cause and its line (the text is re-encoded, but its lines are the file's), not libxml2's raw text.
+        reason = describe_syntax_error(exc, parser.error_log)
+        raise FormatError(
+            reason.replace("the XML is not well-formed", f"{what} is not well-formed XML", 1)
+        ) from None
     if root.getroottree().docinfo.doctype:
         raise FormatError(f"{what} contains a DTD (<!DOCTYPE>); DTDs are not allowed")
     if etree.QName(root).localname != root_name:

@@ -47,6 +47,9 @@ HEADER_NAME = "PackageHeader.xml"
 # The folder of attachments: Resources/<entity label>/<file> (D365 packages of document attachments).
 RESOURCES_FOLDER = "Resources"
 
+# Extensions of the files that hold an entity's records (the formats' usual extensions).
+DATA_EXTENSIONS = (".csv", ".txt", ".xml", ".xlsx", ".json", ".jsonl")
+
 # An XSLT (or a document it includes) larger than this is not a transform anyone wrote by hand.
 MAX_RESOURCE_BYTES = 16 * 1024 * 1024
 
@@ -130,6 +133,41 @@ class DataPackage:
             if len(parts) >= 2 and parts[0].casefold() == RESOURCES_FOLDER.casefold():
                 folder = parts[1] if len(parts) >= 3 else ""
                 out.setdefault(folder, []).append(info.filename)
+        return out
+
+    def unreferenced_data_files(self) -> list[str]:
+        """Data files at the root that no manifest entity reads, in zip order (issue 12: nothing dropped).
+
+        A data file is a root entry with a data extension (DATA_EXTENSIONS) other than Manifest.xml and
+        PackageHeader.xml. Files named by any entity (disabled ones too) as InputFilePath or as an XSLT are
+        read. When an entity has package transforms, root .xml files are left out too: an XSLT may read
+        any of them with document(), which cannot be known before it runs.
+        """
+        entities = self.manifest.entities
+        used = {MANIFEST_NAME.casefold(), HEADER_NAME.casefold()}
+        for me in entities:
+            if me.input_file_path:
+                try:
+                    info = self.find_data_file(me.input_file_path)
+                except FormatError:
+                    info = None  # reported as that entity's error
+                if info is not None:
+                    used.add(normalized_name(info.filename).casefold())
+            for transform in me.transforms:
+                for name in (transform.xslt_file_name, transform.xslt_resource_file_name):
+                    info = self.find(name) if name else None
+                    if info is not None:
+                        used.add(normalized_name(info.filename).casefold())
+        xslt_reads_xml = any(me.transforms for me in entities)
+        out: list[str] = []
+        for info in self._files:
+            name = normalized_name(info.filename)
+            folded = name.casefold()
+            if "/" in name or folded in used or not folded.endswith(DATA_EXTENSIONS):
+                continue
+            if xslt_reads_xml and folded.endswith(".xml"):
+                continue
+            out.append(info.filename)
         return out
 
     def open_entity_file(self, entity: ManifestEntity) -> BinaryIO:

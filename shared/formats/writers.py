@@ -84,7 +84,10 @@ def _text_converter(f: Field, fmt: SourceFormat) -> Callable[[Any], str]:
         pattern = strptime_pattern(fmt.datetime_format or "%Y-%m-%d %H:%M:%S")
         return lambda v: _as_datetime(_plain(v)).strftime(pattern)
     if f.type == "bool":
-        return lambda v: "Yes" if _plain(v) in (True, "true", "True", 1) else "No"
+        # A format with its own yes/no words writes its first ones, so that it reads its exports back.
+        yes = fmt.true_values[0] if fmt.true_values else "Yes"
+        no = fmt.false_values[0] if fmt.false_values else "No"
+        return lambda v: yes if _plain(v) in (True, "true", "True", 1) else no
     return lambda v: str(_plain(v))
 
 
@@ -141,7 +144,7 @@ def _xml_attr(text: str) -> str:
 def _encoding(fmt: SourceFormat) -> tuple[str, bytes]:
     """The codec and the BOM to start the file with. D365's CSV is UTF-8 without a BOM; CSV-Unicode is
     UTF-16LE with one."""
-    name = (fmt.encoding or "utf-8").lower().replace("_", "-")
+    name = (fmt.codec or "utf-8").lower().replace("_", "-")
     if name in ("utf-16", "utf-16-le", "utf-16le"):
         return "utf-16-le", b"\xff\xfe"
     if name in ("utf-16-be", "utf-16be"):
@@ -177,7 +180,7 @@ def write_csv(
     if fmt.text_qualifier:
         writer = csv.writer(
             buffer,
-            delimiter=fmt.delimiter,
+            delimiter=fmt.delimiter_char,
             quotechar=fmt.text_qualifier,
             quoting=csv.QUOTE_MINIMAL,  # quote only a value that holds the delimiter, a quote or a line break
             doublequote=True,
@@ -185,9 +188,13 @@ def write_csv(
         )
     else:
         writer = csv.writer(
-            buffer, delimiter=fmt.delimiter, quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\r\n"
+            buffer,
+            delimiter=fmt.delimiter_char,
+            quoting=csv.QUOTE_NONE,
+            escapechar="\\",
+            lineterminator="\r\n",
         )
-    guard = None if fmt.text_qualifier else _unqualified_guard(fmt.delimiter)
+    guard = None if fmt.text_qualifier else _unqualified_guard(fmt.delimiter_char)
     converters = _cell_converters(columns, fmt, neutralize, guard)
     stream.write(bom)
     if fmt.header_row:

@@ -49,19 +49,72 @@ def check_docinfo(docinfo: Any) -> None:
             raise FormatError(DTD_NOT_ALLOWED)
 
 
-def describe_syntax_error(exc: etree.XMLSyntaxError) -> str:
-    """A reason for people: where the XML is broken and how."""
+def describe_syntax_error(exc: etree.XMLSyntaxError, log: Any = None) -> str:
+    """A reason for people: where the XML is broken and what the cause is.
+
+    libxml2 reports some faults by a consequence ("no element found" with no position for an undefined
+    entity, "Premature end of data" for a truncated file): when the exception has no position, the first
+    error of the parser's own `log` (the iterparse context's error_log) is the cause. Known messages are
+    then said in terms of the cause (_CAUSES), with libxml2's words kept after them.
+    """
     line, column = exc.position if exc.position else (exc.lineno, None)
+    message = exc.msg or str(exc)
+    if not line and log is not None:
+        first = next((e for e in log if e.line), None)
+        if first is not None:
+            line, column, message = first.line, first.column, first.message
     # libxml2 messages often end with their own ", line N, column M"; we say where ourselves.
-    message = _TRAILING_POSITION.sub("", (exc.msg or str(exc)).strip())
+    message = _TRAILING_POSITION.sub("", message.strip())
     if not line:
+        if message == "no element found":
+            return "the XML file is empty (it has no root element)"
         return f"the XML is not well-formed: {message}"
     lowered = message.lower()
     if "amplification" in lowered or ("entity" in lowered and "loop" in lowered):
         # libxml2's own entity-expansion guards fired: say so in our words.
         return DTD_NOT_ALLOWED
     where = f"line {line}" if column is None else f"line {line}, column {column}"
+    for pattern, cause in _CAUSES:
+        match = pattern.match(message)
+        if match:
+            return f"the XML is not well-formed ({where}): {cause.format(*match.groups())} [{message}]"
     return f"the XML is not well-formed ({where}): {message}"
+
+
+# libxml2 messages that describe a consequence, and the cause to report instead.
+_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"Premature end of data in tag (\S+) line (\d+)"),
+        "the file ends before the element <{0}> opened on line {1} is closed; it looks truncated",
+    ),
+    (
+        re.compile(r"Opening and ending tag mismatch: (\S+) line (\d+) and (\S+)"),
+        "the element <{0}> opened on line {1} is closed by </{2}>",
+    ),
+    (
+        re.compile(r"(?:xmlParseEntityRef: no name|EntityRef: expecting ';')"),
+        "a '&' that does not start an entity: write a literal & as &amp;",
+    ),
+    (
+        re.compile(r"Entity '([^']*)' not defined"),
+        "the entity &{0}; is not defined in XML (only &amp; &lt; &gt; &quot; &apos; and numeric ones "
+        "such as &#160; are)",
+    ),
+    (
+        re.compile(r"Input is not proper UTF-8|Invalid bytes in character encoding"),
+        "bytes that are not valid in the file's encoding (UTF-8 unless the XML declaration names another); "
+        "save the file as UTF-8 or declare its encoding",
+    ),
+    (re.compile(r"Document is empty"), "the file is empty or holds only blanks"),
+    (
+        re.compile(r"Start tag expected, '<' not found"),
+        "the file does not start with an XML element; it is not XML",
+    ),
+    (
+        re.compile(r"Extra content at the end of the document"),
+        "more content after the root element has ended; an XML file has exactly one root element",
+    ),
+)
 
 
 def iterparse(
@@ -86,7 +139,7 @@ def iterparse(
         except StopIteration:
             return
         except etree.XMLSyntaxError as exc:
-            raise FormatError(describe_syntax_error(exc)) from None
+            raise FormatError(describe_syntax_error(exc, context.error_log)) from None
         if not checked:
             check_docinfo(element.getroottree().docinfo)
             checked = True

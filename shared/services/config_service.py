@@ -10,6 +10,7 @@ without one simply applies to the newer version (last writer wins, as PUT always
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -328,7 +329,7 @@ class ConfigService:
     ) -> Saved:
         """PUT: Saved.value is the SourceFormat. 409 BuiltInFormat; 412 PreconditionFailed."""
         self._check_not_builtin(name)
-        fmt = cfg.parse_format(name, body)
+        fmt = _check_format_options(cfg.parse_format(name, body))
         return self._save(
             KIND_FORMAT,
             name,
@@ -343,6 +344,8 @@ class ConfigService:
 
         def build(current: Stored | None) -> tuple[SourceFormat, dict]:
             fmt = cfg.parse_format(name, merge_patch(_without_name(current.doc), patch))
+            # A new kind judges every setting against it; otherwise only what the patch changes.
+            fmt = _check_format_options(fmt, None if "kind" in patch else set(patch))
             return fmt, cfg.format_to_json(fmt)
 
         return self._save(KIND_FORMAT, name, Preconditions.of(if_match), build, must_exist=True)
@@ -497,12 +500,15 @@ class ConfigService:
 
         def build(current: Stored | None) -> tuple[cfg.Project, dict]:
             project = cfg.parse_project(name, merge_patch(_without_name(current.doc), patch))
-            project = self._validate_project(project)
+            # A new operation judges every option against it; otherwise only what the patch changes.
+            project = self._validate_project(project, None if "operation" in patch else set(patch))
             return project, cfg.project_to_json(project)
 
         return self._save(KIND_PROJECT, name, Preconditions.of(if_match), build, must_exist=True)
 
-    def _validate_project(self, project: cfg.Project) -> cfg.Project:
+    def _validate_project(self, project: cfg.Project, judged: set[str] | None = None) -> cfg.Project:
+        """The project with its entities named as the entities are. `judged`: the top-level members whose
+        applicability is checked (None: all; a PATCH judges what it changes)."""
         canonical = []
         for i, pe in enumerate(project.entities):
             entity = self.find_entity(pe.entity)
@@ -511,7 +517,7 @@ class ConfigService:
                     f"entities[{i}].entity: entity {pe.entity!r} does not exist", code="UnknownEntity"
                 )
             try:
-                self.get_format(pe.format)
+                fmt = self.get_format(pe.format)
             except NotFoundError as exc:
                 raise ValidationError(
                     f"entities[{i}].format: format {pe.format!r} does not exist", code="UnknownFormat"
@@ -523,6 +529,8 @@ class ConfigService:
                         f"entities[{i}].mapping[{j}].target: {rule.target!r} is not a field of {entity.name}",
                         code="UnknownField",
                     )
+                if rule.conversions:
+                    self._check_conversions(rule, entity, fmt, f"entities[{i}].mapping[{j}].conversions")
             for t in pe.transforms:
                 if self._repo.find(KIND_TRANSFORM, t) is None:
                     raise ValidationError(
@@ -531,7 +539,77 @@ class ConfigService:
             if project.filter:
                 self._check_filter(project.filter, entity, i)
             canonical.append(_replace(pe, entity=entity.name))
-        return _replace(project, entities=tuple(canonical))
+        project = _replace(project, entities=tuple(canonical))
+        problems = cfg.project_option_problems(project, self._format_kind)
+        if judged is not None:
+            problems = [(n, w) for n, w in problems if re.split(r"[\[.]", n, maxsplit=1)[0] in judged]
+        if problems:
+            raise ValidationError(
+                f"{cfg.describe_problems(problems)} (this is an {project.operation} project)",
+                code=cfg.NOT_APPLICABLE,
+            )
+        if judged is None or judged & {"operation", "entities"}:
+            self._check_jobs_fit(project)
+        return project
+
+    def _format_kind(self, name: str) -> str | None:
+        try:
+            return self.get_format(name).kind
+        except (NotFoundError, ValidationError):
+            return None
+
+    def _check_jobs_fit(self, project: cfg.Project) -> None:
+        """A project change (its operation, an entity's transforms or format) must not leave a job that uses
+        it holding options that then do nothing; the job's own mode counts as stated only when it is not
+        the default of a document written before exports took `package`."""
+        for job in self.list_jobs():
+            if job.project.lower() != project.name.lower():
+                continue
+            problems = self._job_problems(job, project, stated=set())
+            if problems:
+                raise ValidationError(
+                    f"job {job.name!r} ({job.activity_id}) uses this project, and with this change "
+                    f"{cfg.describe_problems(problems)}; change the job first",
+                    code=cfg.NOT_APPLICABLE,
+                )
+
+    def _job_problems(
+        self, job: cfg.Job, project: cfg.Project, stated: set[str] | None = None
+    ) -> list[tuple[str, str]]:
+        problems = cfg.job_option_problems(job, project.operation, stated)
+        if project.operation == "import" and job.mode == "package":
+            problems += [
+                ("mode", f"'package' ignores {name} of project {project.name!r}: {why}")
+                for name, why in cfg.package_mode_problems(project, self._format_kind)
+            ]
+        return problems
+
+    def job_warnings(self, job: cfg.Job) -> list[str]:
+        """What a stored job holds that does nothing (documents written before writes checked it); never
+        raises, so a job whose project is gone still reads."""
+        try:
+            project = self.get_project(job.project)
+        except (NotFoundError, ValidationError):
+            return [f"project {job.project!r} does not exist"]
+        return [f"{name} does not apply: {why}" for name, why in self._job_problems(job, project)]
+
+    def project_warnings(self, project: cfg.Project) -> list[str]:
+        return [
+            f"{name} does not apply: {why}"
+            for name, why in cfg.project_option_problems(project, self._format_kind)
+        ]
+
+    @staticmethod
+    def _check_conversions(rule: cfg.MappingRule, entity: Entity, fmt: SourceFormat, path: str) -> None:
+        """Each conversion's `to` must be a value the target field takes, read with the project entity's
+        format (it replaces the file's text before the type conversion): 400 InvalidConversion."""
+        from shared.formats.mapping import build_mapper
+
+        item = {**rule.as_item(), "default": None}
+        try:
+            build_mapper(entity, None, [item], fmt)
+        except ValueError as exc:
+            raise ValidationError(f"{path}: {exc}", code="InvalidConversion") from None
 
     def _check_filter(self, text: str, entity: Entity, index: int) -> None:
         from shared.formats.filters import FilterError, parse_filter
@@ -539,7 +617,7 @@ class ConfigService:
         try:
             parse_filter(text, entity)
         except FilterError as exc:
-            raise ValidationError(f"filter: {exc} (entity {entity.name})", code="InvalidFilter") from exc
+            raise ValidationError(f"filter: {exc} (entity {entity.name})", code=exc.code) from exc
 
     def get_project(self, name: str) -> cfg.Project:
         def load() -> cfg.Project:
@@ -566,13 +644,27 @@ class ConfigService:
         return self._delete(KIND_PROJECT, name, Preconditions.of(if_match), check_users) is not None
 
     # Jobs ------------------------------------------------------------------------------------------
-    def _validate_job(self, job: cfg.Job) -> cfg.Job:
+    def _validate_job(self, job: cfg.Job, stated: set[str], judged: set[str] | None = None) -> cfg.Job:
+        """The job with its project's name as spelled there. `stated`: the keys the body gives; `judged`:
+        the fields whose applicability is checked (None: all; a PATCH judges what it changes, so a stored
+        value written before these checks does not block an unrelated change). An export job that states no
+        mode is stored as `package`, what it produces."""
         try:
             project = self.get_project(job.project)
         except NotFoundError as exc:
             raise ValidationError(
                 f"project: project {job.project!r} does not exist", code="UnknownProject"
             ) from exc
+        if project.operation == "export" and "mode" not in stated:
+            job = _replace(job, mode="package")
+        problems = self._job_problems(job, project, stated)
+        if judged is not None:
+            problems = [(name, why) for name, why in problems if name in judged]
+        if problems:
+            raise ValidationError(
+                f"{cfg.describe_problems(problems)} (project {project.name!r} is an {project.operation} project)",
+                code=cfg.NOT_APPLICABLE,
+            )
         return _replace(job, project=project.name)
 
     def create_job(self, body: Any) -> Saved:
@@ -580,7 +672,7 @@ class ConfigService:
         activity_id = str(uuid.uuid4())
         if isinstance(body, dict) and body.get("activityId"):
             activity_id = cfg.parse_guid(body["activityId"], "activityId")
-        job = self._validate_job(cfg.parse_job(activity_id, body))
+        job = self._validate_job(cfg.parse_job(activity_id, body), _stated(body))
 
         def build(current: Stored | None) -> tuple[cfg.Job, dict]:
             if current is not None:
@@ -592,8 +684,8 @@ class ConfigService:
     def upsert_job(
         self, activity_id: str, body: Any, *, if_match: str | None = None, if_none_match: str | None = None
     ) -> Saved:
-        """PUT: Saved.value is the Job. 400 UnknownProject; 412 PreconditionFailed."""
-        job = self._validate_job(cfg.parse_job(activity_id, body))
+        """PUT: Saved.value is the Job. 400 UnknownProject, OptionNotApplicable; 412 PreconditionFailed."""
+        job = self._validate_job(cfg.parse_job(activity_id, body), _stated(body))
         return self._save(
             KIND_JOB,
             activity_id,
@@ -607,7 +699,10 @@ class ConfigService:
         patch = patch_object(patch, "job")
 
         def build(current: Stored | None) -> tuple[cfg.Job, dict]:
-            job = self._validate_job(cfg.parse_job(activity_id, merge_patch(current.doc, patch)))
+            merged = merge_patch(current.doc, patch)
+            # A new project judges every option against it; otherwise only what the patch changes.
+            judged = None if "project" in patch else set(patch)
+            job = self._validate_job(cfg.parse_job(activity_id, merged), _stated(merged), judged)
             return job, cfg.job_to_json(job)
 
         return self._save(KIND_JOB, activity_id, Preconditions.of(if_match), build, must_exist=True)
@@ -643,6 +738,19 @@ class ConfigService:
 
     def delete_job(self, activity_id: str, *, if_match: str | None = None) -> bool:
         return self._delete(KIND_JOB, activity_id, Preconditions.of(if_match), lambda: None) is not None
+
+
+def _check_format_options(fmt: SourceFormat, judged: set[str] | None = None) -> SourceFormat:
+    """400 OptionNotApplicable for a setting the format's kind ignores (judged: those members only)."""
+    problems = [(n, w) for n, w in cfg.format_option_problems(fmt) if judged is None or n in judged]
+    if problems:
+        raise ValidationError(cfg.describe_problems(problems), code=cfg.NOT_APPLICABLE)
+    return fmt
+
+
+def _stated(body: Any) -> set[str]:
+    """The members a body gives a value (null means the default, as if absent)."""
+    return {k for k, v in body.items() if v is not None} if isinstance(body, dict) else set()
 
 
 def _count_records(entity: Entity, cap: int) -> int:

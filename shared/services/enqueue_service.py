@@ -60,6 +60,31 @@ class EnqueueService:
             )
         return job
 
+    def get_export_job_for_caller(self, activity_id: str, principal: Principal) -> Job:
+        """The job of dequeue, download and ack: authorized as get_job_for_caller, then 400 NotAnExportJob
+        for an import job, as enqueue answers NotAnImportJob for an export job."""
+        job = self.get_job_for_caller(activity_id, principal)
+        self._require_operation(job, "export")
+        return job
+
+    def _require_operation(self, job: Job, operation: str):
+        """The job's project, when it has `operation`. Otherwise 400, never an empty answer: a dequeue of an
+        import job used to answer 204 ("nothing ready"), which tells a client nothing is wrong. PROTOCOL.md
+        does not record what D365 answers here; §1's rule is a clear error, and enqueue already answered
+        400 NotAnImportJob, so both directions answer alike (RIS logs a non-2xx reply and stops that run)."""
+        project = self._config.get_project(job.project)
+        if project.operation == operation:
+            return project
+        if operation == "import":
+            raise ValidationError(
+                f"the job {job.name!r} is an export job; dequeue from it instead", code="NotAnImportJob"
+            )
+        raise ValidationError(
+            f"the job {job.name!r} is an import job; it has no export files to dequeue, download or ack "
+            "(enqueue to it instead)",
+            code="NotAnExportJob",
+        )
+
     def enqueue(
         self,
         activity_id: str,
@@ -75,11 +100,7 @@ class EnqueueService:
             raise ValidationError(
                 f"the job {job.name!r} is disabled; enable it to accept files", code="JobDisabled"
             )
-        project = self._config.get_project(job.project)
-        if project.operation != "import":
-            raise ValidationError(
-                f"the job {job.name!r} is an export job; dequeue from it instead", code="NotAnImportJob"
-            )
+        project = self._require_operation(job, "import")
         entity_name = None
         if job.mode == "file":
             if not entity:

@@ -42,7 +42,7 @@ def requested_by(principal: Principal) -> str | None:
 
 def _covers(grant: Job, job: Job) -> bool:
     """Whether a job the caller is on reaches the legal entity of the job that ran the execution."""
-    return grant.company is None or grant.company == job.company
+    return grant.legal_entity is None or grant.legal_entity == job.legal_entity
 
 
 def may_see(principal: Principal, *, job_id: str | None, starter: str | None, config) -> bool:

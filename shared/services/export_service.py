@@ -99,6 +99,10 @@ class EntityPlan:
     sheet: str | None = None
     count: int = 0
     neutralize: bool = True  # the project's neutralizeFormulas (CSV and Excel)
+    # The project mapping's value conversions by field name, carried into the manifest's EntityMaps so
+    # that the package imports (here or into D365) with the project's conversions. The file's values
+    # are written as stored: a conversion reads source values, it does not say how to write them.
+    conversions: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     misfits: Any = None  # entity_repo.Misfits: stored values that no longer fit their field's type
 
 
@@ -388,7 +392,7 @@ class ExportService:
                 raise ExportError(f"format {pe.format!r} of entity {entity.name} does not exist") from exc
             if fmt.kind not in _EXTENSIONS:
                 raise ExportError(f"format {fmt.name!r} ({fmt.kind}) cannot be written by an export")
-            company = job.company if entity.company_specific and job.company else None
+            company = job.legal_entity if entity.company_specific and job.legal_entity else None
             query, params, expr = build_query(entity, company=company, filter_text=project.filter)
             if since is not None:
                 query = f"{query} and {MODIFIED} gt @since" if query else f"{MODIFIED} gt @since"
@@ -411,6 +415,7 @@ class ExportService:
                     select=select,
                     sheet=_sheet_name(pe, entity) if fmt.kind == "excel" else None,
                     neutralize=project.neutralize_formulas,
+                    conversions={m.target.upper(): m.conversions for m in pe.mapping if m.conversions},
                 )
             )
         return plans
@@ -492,7 +497,7 @@ class ExportService:
                 "FileUploaded": True,
                 "RefreshType": result.refresh_type,
                 "Entity": plans[0].entity.name if len(plans) == 1 else None,
-                "Company": job.company,
+                "Company": job.legal_entity,
                 "ExternalIdentifier": f"{job.project}-{run_id}.zip",
                 "Counts": {
                     name: {"read": n, "written": n, "rejected": 0} for name, n in result.counts.items()
@@ -510,7 +515,13 @@ class ExportService:
         since: datetime | None,
         refresh: str,
     ) -> None:
-        from shared.formats.package_manifest import EntityMap, Manifest, ManifestEntity, PackageHeader
+        from shared.formats.package_manifest import (
+            EntityFieldConversion,
+            EntityMap,
+            Manifest,
+            ManifestEntity,
+            PackageHeader,
+        )
         from shared.formats.package_writer import PackageWriter
 
         with PackageWriter(spool, compresslevel=self._compresslevel) as writer:
@@ -542,7 +553,14 @@ class ExportService:
                         default_refresh_type=refresh,
                         target_entity=plan.entity.name,
                         entity_maps=[
-                            EntityMap(xml_field=column, entity_field=f.name)
+                            EntityMap(
+                                xml_field=column,
+                                entity_field=f.name,
+                                entity_field_conversion_list=[
+                                    EntityFieldConversion.of(source, target)
+                                    for source, target in plan.conversions.get(f.name.upper(), ())
+                                ],
+                            )
                             for f, column in sorted(plan.columns, key=lambda c: c[0].name)
                         ],
                     )

@@ -53,6 +53,9 @@ class EntityOutcome:
     rejected: int = 0
     error: str | None = None
     status: str | None = None  # per-entity status, set for the entities of a data package
+    # Columns of the file that feed no field: not imported (as in D365), so listed rather than lost unseen.
+    unmapped: list[str] = field(default_factory=list)
+    unmapped_more: bool = False
 
     def counts(self) -> dict:
         out: dict = {"read": self.read, "written": self.written, "rejected": self.rejected}
@@ -60,6 +63,8 @@ class EntityOutcome:
             out["status"] = self.status
         if self.error:
             out["error"] = self.error[:1000]
+        if self.unmapped:
+            out["unmappedColumns"] = self.unmapped + (["..."] if self.unmapped_more else [])
         return out
 
 
@@ -160,6 +165,8 @@ def preprocess(
                 continue
             pickler.dump((line, encode(mapped.record)))
             pickler.clear_memo()
+        if mapper is not None:
+            outcome.unmapped, outcome.unmapped_more = mapper.unmapped(), mapper.unmapped_more
     except BaseException:
         spool.close()
         raise

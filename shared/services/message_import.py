@@ -81,7 +81,7 @@ class MessageImport:
         self._job_id = job.activity_id
         self._row_key = message["RowKey"]
         self._message_id = message["MessageId"]
-        self._company = message.get("Company") or job.company
+        self._company = message.get("Company") or job.legal_entity
         self._progress = _Progress(messages, self._job_id, self._row_key)
         self._checkpoint: Checkpoint | None = None  # the one this attempt resumed from or saved
         self._has_checkpoint = bool(message.get("Checkpointed"))
@@ -207,9 +207,7 @@ class MessageImport:
                     entity=entity,
                     fmt=self._config.get_format(pe.format),
                     open_stream=self._open_file,
-                    mapping=[
-                        {"source": m.source, "target": m.target, "default": m.default} for m in pe.mapping
-                    ],
+                    mapping=[m.as_item() for m in pe.mapping],
                     transforms=[self._transform(name) for name in pe.transforms],
                     sheet=pe.sheet,
                     source_name=entity.label,

@@ -93,7 +93,7 @@ def job_status_reply(job: Job, msg: dict) -> dict:
         details.append(
             {
                 "EntityName": str(entity),
-                "Company": _text(msg.get("Company") or job.company),
+                "Company": _text(msg.get("Company") or job.legal_entity),
                 "StagingRecords": max(_int(counts.get("read")) - rejected, 0),
                 "StagingStatus": entity_status,
                 "StagingErrorCount": rejected,

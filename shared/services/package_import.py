@@ -19,6 +19,10 @@ the zip checks of `open_package`, and turns each manifest entity into a `Package
   then XsltFileName), or failing that a stored transform of that name (with or without its
   extension). Package transforms may include or document() the package's other small files.
 - Entities with `Disable` set (v2) are listed with the status Disabled and not read.
+- **Data files no entity reads** (a root `.csv`, `.txt`, `.xml`, `.xlsx`, `.json` other than the manifest and
+  header that no InputFilePath or XSLT names; root `.xml` files are exempt when a package XSLT could read
+  them) are listed in Counts under their file name with the status Error and the reason, so the message is
+  ProcessedWithErrors, never Processed with a file silently left out (issue 12).
 - **Attachments** (`Resources/<entity label>/<file>`, as D365 packages of document attachments carry
   them) are kept with the message: they stay in the package, which is the message's own file (inbound,
   or uploads for ImportFromPackage, under the same retention as the message's other files), and each
@@ -163,6 +167,29 @@ def package_inputs(
         inp.key = key
         used_keys.add(key.casefold())
         inputs.append(inp)
+    # A data file that no entity reads would otherwise vanish while the message says Processed. Each is
+    # an error of its own, after every entity and in an execution unit of its own: no fail-on-error rule
+    # blocks it (which would hide why), and it blocks nothing.
+    spare_unit = max(me.execution_unit for me in ordered) + 1
+    for name in package.unreferenced_data_files():
+        key = name
+        n = 2
+        while key.casefold() in used_keys:
+            key, n = f"{name} #{n}", n + 1
+        used_keys.add(key.casefold())
+        inputs.append(
+            PackageEntityInput(
+                entity=None,  # type: ignore[arg-type]
+                fmt=None,  # type: ignore[arg-type]
+                open_stream=None,  # type: ignore[arg-type]
+                key=key,
+                error=(
+                    f"the package holds '{name}', which Manifest.xml names for no entity, so its records were "
+                    "not imported; add the entity to Manifest.xml (InputFilePath) or leave the file out"
+                ),
+                execution_unit=spare_unit,
+            )
+        )
     return inputs
 
 
@@ -324,10 +351,18 @@ def _mapping(me: ManifestEntity, pe: ProjectEntity | None, entity: Entity) -> li
         if fld is None or fld.name in seen:
             continue  # a field the configured entity does not model, or an array's second element
         seen.add(fld.name)
-        mapping.append({"source": source, "target": fld.name, "default": None})
+        conversions = m.conversions(f"Manifest.xml entity '{me.entity_name}' field {fld.name}")
+        mapping.append(
+            {
+                "source": source,
+                "target": fld.name,
+                "default": None,
+                "conversions": [{"from": f, "to": t} for f, t in conversions],
+            }
+        )
     if mapping or pe is None:
         return mapping
-    return [{"source": m.source or None, "target": m.target, "default": m.default} for m in pe.mapping]
+    return [m.as_item() for m in pe.mapping]
 
 
 def _transforms(

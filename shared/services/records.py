@@ -25,7 +25,7 @@ def build_query(entity, *, company: str | None, filter_text: str | None) -> tupl
         try:
             expr = parse_filter(filter_text, entity)
         except FilterError as exc:
-            raise ValidationError(f"filter: {exc}", code="InvalidFilter") from exc
+            raise ValidationError(f"filter: {exc}", code=exc.code) from exc
         text, fparams = compile_filter(expr, param_prefix="f")
         if text:
             parts.append(f"( {text} )")  # placeholders must stand alone as words

@@ -1,4 +1,5 @@
-"""Messages in Table storage: a partition per job with time-ordered row keys, plus an index by message ID.
+"""Messages in Table storage: a partition per job with time-ordered row keys, plus an index by message ID
+and a newest-first index per job (what the "Manage messages" grid lists).
 
 Status changes are compare-and-swap on the row's ETag, so two workers (or a worker and the poison
 handler) never both win the same transition.
@@ -7,6 +8,7 @@ handler) never both win the same transition.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -46,6 +48,23 @@ def ordered_row_key(message_id: str, at: datetime | None = None) -> str:
     return f"{micros:020d}-{message_id}"
 
 
+_NEWEST_MAX = 10**20 - 1
+_MESSAGE_KEY = re.compile(r"^[0-9]{20}-")
+_NEWEST_DONE = ""  # the row key of a job's newest-first index that says its older messages were indexed
+
+
+def newest_partition(job_id: str) -> str:
+    """The index partition listing a job's messages newest first. Table queries return rows in ascending key
+    order only, so the enqueue-ordered message partition cannot be read from its end; this one is."""
+    return f"newest-{job_id}"
+
+
+def newest_row_key(row_key: str) -> str:
+    """A message row key's place in the newest-first index: the microseconds inverted, then the message ID."""
+    micros, _, message_id = row_key.partition("-")
+    return f"{_NEWEST_MAX - int(micros):020d}-{message_id}"
+
+
 def _decode(row: dict) -> dict:
     out = dict(row)
     for key in _JSON_PROPS:
@@ -64,6 +83,14 @@ def _encode(fields: dict) -> dict:
             json.dumps(value, separators=(",", ":")) if key in _JSON_PROPS and value is not None else value
         )
     return out
+
+
+def _newest_row(job_id: str, row_key: str) -> dict:
+    return {
+        "PartitionKey": newest_partition(job_id),
+        "RowKey": newest_row_key(row_key),
+        "MessageRowKey": row_key,
+    }
 
 
 class MessageRepository:
@@ -90,6 +117,7 @@ class MessageRepository:
         self._index.upsert_entity(
             {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
         )
+        retry_call(lambda: self._index.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message")
         row = {
             "PartitionKey": job_id,
             "RowKey": row_key,
@@ -175,6 +203,94 @@ class MessageRepository:
         ).by_page(continuation_token=continuation)
         page = [_decode(row) for row in next(pager, [])]
         return page, pager.continuation_token
+
+    def list_newest_first(
+        self,
+        job_id: str,
+        *,
+        statuses: list[str] | None = None,
+        page_size: int = 100,
+        continuation: Any = None,
+        max_index_pages: int = 20,
+    ) -> tuple[list[dict], Any]:
+        """One page of a job's messages, newest first, with the token of the next page.
+
+        Reads the newest-first index a page at a time, then the messages that page names with one range query
+        of the message partition (its rows are in the same time order; rows of the range that the page does not
+        name, ties at the same microsecond, are left to their own page). With `statuses`, a page may hold fewer
+        than `page_size` messages after `max_index_pages` index pages, and still have a next page. The token is
+        {"PartitionKey": the index partition, "RowKey": the last index row read}."""
+        pk = newest_partition(job_id)
+        after = _NEWEST_DONE
+        if continuation:
+            if not isinstance(continuation, dict) or continuation.get("PartitionKey") != pk:
+                from shared.errors import ValidationError
+
+                raise ValidationError(
+                    "the continuation token is not valid; follow nextLink as given",
+                    code="InvalidContinuation",
+                )
+            after = str(continuation.get("RowKey") or _NEWEST_DONE)
+        else:
+            self._index_older_messages(job_id)
+        found: list[dict] = []
+        for _ in range(max_index_pages):
+            want = page_size - len(found)
+            pager = self._index.query_entities(
+                "PartitionKey eq @pk and RowKey gt @after",
+                parameters={"pk": pk, "after": after},
+                results_per_page=want,
+                select=["RowKey", "MessageRowKey"],
+            ).by_page()
+            rows = list(next(pager, []))[:want]
+            if rows:
+                after = rows[-1]["RowKey"]
+                found.extend(self._messages_named(job_id, [r["MessageRowKey"] for r in rows], statuses))
+            if len(rows) < want and pager.continuation_token is None:
+                return found, None  # the index is read to its end
+            if len(found) >= page_size:
+                break
+        return found, {"PartitionKey": pk, "RowKey": after}
+
+    def _messages_named(self, job_id: str, row_keys: list[str], statuses: list[str] | None) -> list[dict]:
+        """The messages with these row keys (newest first, as given) that have one of `statuses`; one query."""
+        query = "PartitionKey eq @job and RowKey ge @lo and RowKey le @hi"
+        params: dict[str, Any] = {"job": job_id, "lo": min(row_keys), "hi": max(row_keys)}
+        if statuses:
+            parts = []
+            for i, status in enumerate(statuses):
+                params[f"s{i}"] = status
+                parts.append(f"Status eq @s{i}")
+            query += " and ( " + " or ".join(parts) + " )"
+        by_key = {row["RowKey"]: row for row in self._messages.query_entities(query, parameters=params)}
+        return [_decode(by_key[k]) for k in row_keys if k in by_key]
+
+    def _index_older_messages(self, job_id: str) -> None:
+        """Index, once per job, messages created before the newest-first index existed; later ones index
+        themselves (create_message). A marker row says it is done; two racing listings both upsert, harmlessly."""
+        pk = newest_partition(job_id)
+        try:
+            self._index.get_entity(pk, _NEWEST_DONE)
+            return
+        except ResourceNotFoundError:
+            pass
+        batch: list[tuple[str, dict]] = []
+        for row in self._messages.query_entities(
+            "PartitionKey eq @job", parameters={"job": job_id}, select=["RowKey"]
+        ):
+            if not _MESSAGE_KEY.match(row["RowKey"]):
+                continue
+            batch.append(("upsert", _newest_row(job_id, row["RowKey"])))
+            if len(batch) == 100:  # a Table transaction holds at most 100 operations of one partition
+                ops = batch
+                retry_call(lambda ops=ops: self._index.submit_transaction(ops), what="indexing messages")
+                batch = []
+        if batch:
+            retry_call(lambda: self._index.submit_transaction(batch), what="indexing messages")
+        retry_call(
+            lambda: self._index.upsert_entity({"PartitionKey": pk, "RowKey": _NEWEST_DONE, "At": now_utc()}),
+            what="indexing messages",
+        )
 
     def iter_messages(
         self, job_id: str, *, statuses: list[str] | None = None, select: list[str] | None = None

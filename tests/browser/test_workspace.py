@@ -230,7 +230,13 @@ def test_create_and_edit_a_job_with_validation_errors(page, api, workspace_url):
     expect(redelivery).to_be_focused()
     expect(page.get_by_role("alert")).to_contain_text("Not saved")
 
+    # The redelivery timeout is an export option: an import job refuses anything but the default.
     redelivery.fill("45")
+    page.get_by_role("button", name="Create job").click()
+    expect(error_of(page, redelivery)).to_contain_text("redeliveryMinutes does not apply")
+    expect(redelivery).to_be_focused()
+
+    redelivery.fill("30")
     page.get_by_label("Run on a recurrence").check()
     page.locator('[data-field="recurrence.unit"]').select_option("hours")
     page.locator('[data-field="recurrence.interval"]').fill("3")
@@ -238,7 +244,7 @@ def test_create_and_edit_a_job_with_validation_errors(page, api, workspace_url):
     expect(page.get_by_text("The job was created.")).to_be_visible()
     activity = re.search(r"/workspace/jobs/([0-9a-f-]{36})", page.url).group(1)
     job = api.ok("GET", f"/api/manage/jobs/{activity}")
-    assert (job["name"], job["project"], job["redeliveryMinutes"]) == (name, project, 45)
+    assert (job["name"], job["project"], job["redeliveryMinutes"]) == (name, project, 30)
     assert job["recurrence"]["unit"] == "hours" and job["recurrence"]["interval"] == 3
 
     interval = page.locator('[data-field="recurrence.interval"]')
@@ -271,6 +277,9 @@ def test_process_now_and_watch_statuses_then_download_the_error_file(page, api, 
     go(page, workspace_url, f"/jobs/{activity}/messages")
     rows = page.locator("#messages-grid tbody tr")
     expect(rows).to_have_count(2)
+    # Newest first, as the spec's list messages says: bad.csv was enqueued last.
+    expect(rows.first).to_have_attribute("data-message-id", bad)
+    expect(rows.last).to_have_attribute("data-message-id", good)
     expect(page.locator(f"tr[data-message-id='{good}']")).to_have_attribute("data-status", "Enqueued")
     page.evaluate("window.__samePage = true")
 
@@ -311,6 +320,7 @@ def test_process_now_and_watch_statuses_then_download_the_error_file(page, api, 
 def test_keyboard_navigation_and_server_side_paging_of_the_grid(page, api, workspace_url):
     activity, app, _ = api.import_job(ENTITY)
     ids = [enqueue(api, activity, app, csv(f"K{i},Row {i},Net30,{i}"), f"k{i:02d}.csv") for i in range(27)]
+    newest = ids[::-1]  # the grid lists newest first, as the spec's list messages does
 
     with page.expect_request(lambda r: "/messages?" in r.url and "top=25" in r.url):
         go(page, workspace_url, f"/jobs/{activity}/messages")
@@ -327,24 +337,24 @@ def test_keyboard_navigation_and_server_side_paging_of_the_grid(page, api, works
     page.keyboard.press("Tab")  # the grid is one tab stop: its active cell
     active = "document.activeElement"
     assert page.evaluate(f"{active}.closest('table').id") == "messages-grid"
-    assert page.evaluate(f"{active}.textContent") == ids[0]
+    assert page.evaluate(f"{active}.textContent") == newest[0]
     page.keyboard.press("ArrowRight")
-    assert page.evaluate(f"{active}.textContent") == "k00.csv"
+    assert page.evaluate(f"{active}.textContent") == "k26.csv"
     page.keyboard.press("ArrowDown")
-    assert page.evaluate(f"{active}.textContent") == "k01.csv"
+    assert page.evaluate(f"{active}.textContent") == "k25.csv"
     page.keyboard.press("End")
     assert page.evaluate(f"{active}.cellIndex") == 9
     page.keyboard.press("Home")
-    assert page.evaluate(f"{active}.textContent") == ids[1]
+    assert page.evaluate(f"{active}.textContent") == newest[1]
     page.keyboard.press("PageDown")
-    assert page.evaluate(f"{active}.textContent") == ids[6]
+    assert page.evaluate(f"{active}.textContent") == newest[6]
     page.keyboard.press("ArrowUp")
     page.keyboard.press("Tab")  # out of the grid, and back to the same cell
     assert page.evaluate(f"{active}.closest('table')") is None
     page.keyboard.press("Shift+Tab")
-    assert page.evaluate(f"{active}.textContent") == ids[5]
+    assert page.evaluate(f"{active}.textContent") == newest[5]
     page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Message k05.csv")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Message k21.csv")
     page.go_back()
     wait_ready(page)
     expect(page.get_by_role("heading", level=1)).to_contain_text("manage messages")

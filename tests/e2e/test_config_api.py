@@ -161,7 +161,7 @@ def test_job_lifecycle_and_validation(api):
     job = resp.json()
     activity = job["activityId"]
     assert resp.headers["Location"].endswith(activity)
-    assert job["company"] == "usmf"
+    assert job["company"] == "USMF"  # as written (issue 12); records and messages use "usmf"
     assert job["authorizationPolicy"][0]["applicationId"] == app  # canonical GUID
     assert job["redeliveryMinutes"] == 30 and job["processInOrder"] is False
     # GUIDs in the path: any case, braces, percent-encoded braces
@@ -210,7 +210,7 @@ def test_formats_builtin_and_user_defined(api):
         f"/api/manage/formats/{name}",
         json={"kind": "csv", "delimiter": ";", "decimalSeparator": ",", "dateFormat": "dd.MM.yyyy"},
     )
-    assert fmt["delimiter"] == ";" and fmt["dateFormat"] == "%d.%m.%Y"
+    assert fmt["delimiter"] == ";" and fmt["dateFormat"] == "dd.MM.yyyy"  # as written (issue 12)
     bad = api.admin("PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", "delimiter": ";;"})
     assert bad.status_code == 400 and "delimiter" in error_of(bad)["message"]
 
@@ -275,9 +275,11 @@ def test_formats_accept_text_encodings_only(api, encoding):
     assert f"encoding {encoding!r} is not a text encoding" in error_of(resp)["message"]
 
 
-def test_formats_store_a_text_encoding_under_its_canonical_name(api):
-    fmt = api.ok("PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", "encoding": "Latin-1"})
-    assert fmt["encoding"] == "iso8859-1"
+def test_formats_keep_a_text_encoding_as_written(api):
+    name = api.unique("F")
+    fmt = api.ok("PUT", f"/api/manage/formats/{name}", json={"kind": "csv", "encoding": "Latin-1"})
+    assert fmt["encoding"] == "Latin-1"
+    assert api.ok("GET", f"/api/manage/formats/{name}")["encoding"] == "Latin-1"
 
 
 @pytest.mark.parametrize(
@@ -330,3 +332,103 @@ def test_project_limits_and_the_formula_option(api):
         resp = api.admin("PUT", f"/api/manage/projects/{project}", json=bad)
         assert resp.status_code == 400, resp.text
         assert fragment in error_of(resp)["message"]
+
+
+# Issue 12: values and locale -----------------------------------------------------------------------------
+
+LOCALE_FORMAT = {
+    "kind": "csv",
+    "delimiter": "tab",
+    "textQualifier": "'",
+    "encoding": "windows-1252",
+    "headerRow": True,
+    "dateFormat": "dd.MM.yyyy",
+    "datetimeFormat": "dd.MM.yyyy HH:mm",
+    "acceptIsoDates": False,
+    "decimalSeparator": ",",
+    "thousandsSeparator": ".",
+    "trueValues": ["Ja", "J"],
+    "falseValues": ["Nein", "N"],
+}
+
+
+def test_a_format_is_returned_exactly_as_it_was_put(api):
+    name = api.unique("Loc")
+    put = api.ok("PUT", f"/api/manage/formats/{name}", json=LOCALE_FORMAT)
+    assert put == {"name": name, **LOCALE_FORMAT}
+    assert api.ok("GET", f"/api/manage/formats/{name}") == put
+    listed = [f for f in api.ok("GET", "/api/manage/formats")["value"] if f["name"] == name]
+    assert listed == [put]
+    # A PATCH of one value leaves every other value as written.
+    patched = api.ok(
+        "PATCH", f"/api/manage/formats/{name}", json={"trueValues": ["Oui"], "falseValues": ["Non"]}
+    )
+    assert patched == {**put, "trueValues": ["Oui"], "falseValues": ["Non"]}
+    assert api.ok("GET", f"/api/manage/formats/{name}")["dateFormat"] == "dd.MM.yyyy"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment", "code"),
+    [
+        ({"dateFormat": "DD.MM.YYYY"}, "dateFormat 'DD.MM.YYYY' is not usable", "InvalidDateFormat"),
+        ({"datetimeFormat": "HH:mm"}, "datetimeFormat 'HH:mm' is not usable", "InvalidDateFormat"),
+        ({"thousandsSeparator": "_"}, "thousandsSeparator must be empty (none)", "InvalidRequest"),
+        ({"decimalSeparator": ",", "thousandsSeparator": ","}, "thousandsSeparator must differ", "InvalidRequest"),
+        ({"trueValues": ["Ja"], "falseValues": ["ja"]}, "falseValues: ja cannot mean both", "InvalidRequest"),
+        ({"trueValues": "Ja"}, "trueValues must be a non-empty list", "InvalidRequest"),
+        ({"falseValues": [""]}, "falseValues[0] must be a non-empty string", "InvalidRequest"),
+    ],
+)  # fmt: skip
+def test_format_value_settings_are_400s_that_name_the_field(api, body, fragment, code):
+    resp = api.admin("PUT", f"/api/manage/formats/{api.unique('F')}", json={"kind": "csv", **body})
+    assert resp.status_code == 400, resp.text
+    error = error_of(resp)
+    assert fragment in error["message"] and error["code"] == code, error
+
+
+def _conversion_project(api, conversions, *, source="TERMS") -> tuple[str, object]:
+    entity = api.unique("Ent")
+    api.ok("PUT", f"/api/manage/entities/{entity}", json=ENTITY)
+    name = api.unique("Prj")
+    body = {
+        "operation": "import",
+        "entities": [
+            {
+                "entity": entity,
+                "mapping": [
+                    {"source": source, "target": "PAYMENTTERMS", "conversions": conversions},
+                    {"source": None, "target": "CUSTOMERGROUPID", "default": "G1"},
+                ],
+            }
+        ],
+    }
+    return name, api.admin("PUT", f"/api/manage/projects/{name}", json=body)
+
+
+def test_project_value_conversions_are_kept_and_returned(api):
+    conversions = [{"from": "30", "to": "Net30"}, {"from": " 60 ", "to": "Net60"}, {"from": "", "to": ""}]
+    name, resp = _conversion_project(api, conversions)
+    assert resp.status_code == 201, resp.text
+    mapping = api.ok("GET", f"/api/manage/projects/{name}")["entities"][0]["mapping"]
+    assert mapping[0]["conversions"] == conversions
+    assert mapping[1]["source"] is None and mapping[1]["conversions"] == []
+
+
+@pytest.mark.parametrize(
+    ("conversions", "fragment", "code"),
+    [
+        ([{"from": "30", "to": "Net90"}],
+         "entities[0].mapping[0].conversions: mapping item 1 (PAYMENTTERMS): conversion '30' -> 'Net90' is not "
+         "valid: PAYMENTTERMS: 'Net90' is not one of Net30, Net60", "InvalidConversion"),
+        ([{"from": "30", "to": "Net30"}, {"from": "30 ", "to": "Net60"}],
+         "entities[0].mapping[0].conversions[1].from '30 ' is converted twice", "DuplicateConversion"),
+        ([{"from": "30"}], "entities[0].mapping[0].conversions[0].to is required", "InvalidRequest"),
+        ([{"to": "Net30", "value": "x"}], "entities[0].mapping[0].conversions[0]: unknown field(s) value",
+         "InvalidRequest"),
+    ],
+)  # fmt: skip
+def test_invalid_value_conversions_are_400s_that_name_the_field(api, conversions, fragment, code):
+    _, resp = _conversion_project(api, conversions)
+    assert resp.status_code == 400, resp.text
+    error = error_of(resp)
+    assert fragment in error["message"] and error["code"] == code, error

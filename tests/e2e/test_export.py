@@ -232,7 +232,8 @@ def test_ris_loop_dequeue_download_ack(api):
     assert list(first) == SIX  # exactly the six fields, in D365's casing
     assert first["IsDownLoadFileExist"] is True and first["FileDownLoadErrorMessage"] is None
     assert first["LastDequeueDateTime"] is None
-    assert first["CorrelationId"] == listed[0]["messageId"]  # oldest first
+    # Dequeue hands out the oldest; the message list is newest first.
+    assert first["CorrelationId"] == listed[-1]["messageId"]
     location = first["DownloadLocation"]
     assert location.startswith(f"{api.base}/api/connector/download/{ex.activity}?correlation-id=")
     replies = [first, *ex.drain()]  # until 204 with an empty body
@@ -512,3 +513,62 @@ def test_exported_package_imports_back_to_identical_records(api):
     after = api.records(ex.entity, company="usmf")
     key = lambda r: r["CUSTOMERGROUPID"]  # noqa: E731
     assert sorted(after, key=key) == sorted(before, key=key)
+
+
+def test_exported_manifest_carries_the_project_value_conversions_and_imports_back(api):
+    """Issue 12: a package round trip keeps the mapping's value conversions (EntityFieldConversionList)."""
+    from shared.formats.package_manifest import parse_manifest
+
+    ex = Export(api)
+    conversions = [{"from": "30", "to": "Net30"}, {"from": "60", "to": "Net60"}]
+    api.ok(
+        "PATCH",
+        f"/api/manage/projects/{ex.project}",
+        json={
+            "entities": [
+                {
+                    "entity": ex.entity,
+                    "format": "CSV",
+                    "mapping": [{"source": "TERMS", "target": "PAYMENTTERMS", "conversions": conversions}],
+                }
+            ]
+        },
+    )
+    ex.run_now()
+    reply = ex.dequeue().json()
+    package = ex.download(reply["DownloadLocation"]).content
+    assert ex.ack(reply).status_code == 200
+    files = unzip(package)
+    maps = {m.entity_field: m for m in parse_manifest(files["Manifest.xml"]).entities[0].entity_maps}
+    assert maps["PAYMENTTERMS"].xml_field == "TERMS"
+    assert maps["PAYMENTTERMS"].conversions("export") == [("30", "Net30"), ("60", "Net60")]
+    assert maps["DESCRIPTION"].conversions("export") == []  # unmapped fields: a nil list, as D365 writes
+    assert (
+        "<EntityFieldConversion><SourceValue>30</SourceValue><TargetValue>Net30</TargetValue>"
+        "</EntityFieldConversion>".encode("utf-16-le")
+        in files["Manifest.xml"]
+    )
+    # Values are written as stored: the conversions describe how to read the file, not how to write it.
+    assert b"TERMS" in files[f"{ex.label}.csv"] and b",Net30," in files[f"{ex.label}.csv"]
+
+    # Import the package into another entity of the same shape, with a file whose terms are codes.
+    target = api.unique("Ent")
+    api.ok("PUT", f"/api/manage/entities/{target}", json=entity_body(f"Copy {target}"))
+    activity, app = _import_project(api, target, "package")
+    from shared.formats.package_manifest import write_manifest
+
+    manifest = parse_manifest(files["Manifest.xml"])
+    manifest.entities[0].entity_name = target
+    manifest.entities[0].target_entity = target
+    csv_name = manifest.entities[0].input_file_path
+    data = files[csv_name].replace(b",Net30,", b",30,").replace(b",Net60,", b",60,")
+    repacked = io.BytesIO()
+    with zipfile.ZipFile(repacked, "w") as zf:
+        zf.writestr("Manifest.xml", write_manifest(manifest))
+        zf.writestr("PackageHeader.xml", files["PackageHeader.xml"])
+        zf.writestr(csv_name, data)
+    resp = api.enqueue(activity, app, repacked.getvalue(), headers={"Content-Type": "application/zip"})
+    assert resp.status_code == 200, resp.text
+    assert api.wait_terminal(app, resp.json()) == "Processed", api.message(resp.json())
+    terms = {r["CUSTOMERGROUPID"]: r.get("PAYMENTTERMS") for r in api.records(target, company="usmf")}
+    assert terms == {"10": "Net30", "20": "Net60", "30": None}

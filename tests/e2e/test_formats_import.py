@@ -145,3 +145,122 @@ def test_undecodable_byte_names_its_offset(api):
     assert f"the byte(s) 0xFF at byte offset {len(good)} cannot be decoded" in detail["errorSummary"]
     assert "not valid UTF-8 text" in detail["errorSummary"]
     assert api.records(job[2], company="usmf") == []  # nothing written from an unreadable file
+
+
+# Issue 12: yes/no words, thousands separators, date patterns as written, value conversions ----------------
+
+LOCALE_ENTITY = {
+    "keys": ["CODE"],
+    "fields": [
+        {"name": "CODE", "type": "string", "maxLength": 20},
+        {"name": "AMOUNT", "type": "decimal"},
+        {"name": "QTY", "type": "int"},
+        {"name": "VALIDFROM", "type": "date"},
+        {"name": "ACTIVE", "type": "bool"},
+        {"name": "TERMS", "type": "enum", "values": ["Net30", "Net60"]},
+    ],
+}
+LOCALE = {
+    "kind": "csv",
+    "delimiter": ";",
+    "decimalSeparator": ",",
+    "thousandsSeparator": ".",
+    "dateFormat": "dd.MM.yyyy",
+    "trueValues": ["Ja"],
+    "falseValues": ["Nein"],
+}
+
+
+def test_german_values_and_a_field_conversion_import_end_to_end(api):
+    fmt = _format(api, LOCALE)
+    assert api.ok("GET", f"/api/manage/formats/{fmt}")["dateFormat"] == "dd.MM.yyyy"  # as written
+    mapping = [
+        {"source": "Zahlungsziel", "target": "TERMS", "conversions": [{"from": "30 Tage", "to": "Net30"},
+                                                                       {"from": "60 Tage", "to": "Net60"}]},
+    ]  # fmt: skip
+    job = api.import_job(LOCALE_ENTITY, fmt=fmt, mapping=mapping, processOnArrival=True)
+    text = (
+        "CODE;AMOUNT;QTY;VALIDFROM;ACTIVE;Zahlungsziel\r\n"
+        "D1;1.234,56;1.000;31.01.2024;Ja;30 Tage\r\n"
+        "D2;-0,5;2;29.02.2024;nein;60 Tage\r\n"
+        "D3;7;1;2024-01-31;Ja;30 Tage\r\n"  # ISO date under dd.MM.yyyy: rejected
+        "D4;7;1;01.01.2024;yes;30 Tage\r\n"  # English word under Ja/Nein: rejected
+        "D5;1.23,4;1;01.01.2024;Ja;30 Tage\r\n"  # irregular digit groups: rejected
+        "D6;7;1;01.01.2024;Ja;90 Tage\r\n"  # no conversion for this value: the enum refuses it
+    )
+    detail = run_file(api, job, text.encode("cp1252"), "ProcessedWithErrors")
+    assert detail["counts"][job[2]] == {"read": 6, "written": 2, "rejected": 4}
+    errors = detail["errorSummary"]
+    assert "VALIDFROM: '2024-01-31' is not a date (expected dd.MM.yyyy)" in errors
+    assert "ACTIVE: 'yes' is not a yes/no value (use Ja for yes and Nein for no)" in errors
+    assert (
+        "AMOUNT: '1.23,4' is not a decimal number (use ',' as the decimal separator and '.' between groups"
+        in errors
+    )
+    assert "TERMS: '90 Tage' is not one of Net30, Net60" in errors
+    rows = by_code(api, job[2])
+    assert set(rows) == {"D1", "D2"}
+    assert rows["D1"]["AMOUNT"] == "1234.56" and rows["D1"]["QTY"] == 1000
+    assert rows["D1"]["VALIDFROM"] == "2024-01-31" and rows["D1"]["ACTIVE"] is True
+    assert rows["D1"]["TERMS"] == "Net30"
+    assert rows["D2"]["AMOUNT"] == "-0.5" and rows["D2"]["ACTIVE"] is False and rows["D2"]["TERMS"] == "Net60"
+
+
+# Issue 12: structure the format does not map is imported or reported, never dropped ------------------
+ORDER = {
+    "keys": ["ORDERID"],
+    "fields": [
+        {"name": "ORDERID", "type": "string", "maxLength": 20},
+        {"name": "CUSTOMER", "type": "string"},
+    ],
+}
+
+
+def test_xml_attribute_header_with_nested_lines_is_rejected_with_the_reason_not_processed(api):
+    """The lines of a header would be lost: the header is rejected, naming them, and the message says so."""
+    job = api.import_job(ORDER, fmt="XML-Attribute", processOnArrival=True)
+    data = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n'
+        b"<Document>\n"
+        b'  <SALESORDERHEADER ORDERID="SO1" CUSTOMER="C1">\n'
+        b'    <SALESORDERLINE ITEM="A" QTY="1"/>\n'
+        b'    <SALESORDERLINE ITEM="B" QTY="2"/>\n'
+        b"  </SALESORDERHEADER>\n"
+        b'  <SALESORDERHEADER ORDERID="SO2" CUSTOMER="C2"/>\n'
+        b"</Document>\n"
+    )
+    detail = run_file(api, job, data, "ProcessedWithErrors")
+    assert detail["counts"][job[2]] == {"read": 2, "written": 1, "rejected": 1}
+    summary = detail["errorSummary"]
+    assert "line 3: the record has the child element(s) <SALESORDERLINE> (first at line 4)" in summary
+    assert "XML-Attribute does not import" in summary
+    assert [r["ORDERID"] for r in api.records(job[2], company="usmf")] == ["SO2"]
+
+
+def test_json_in_the_odata_value_shape_imports_its_records(api):
+    job = api.import_job(TYPED, fmt="JSON", processOnArrival=True)
+    data = (
+        b'{"@odata.context": "https://contoso.operations.dynamics.com/data/$metadata#Items",\n'
+        b' "value": [\n'
+        b'  {"@odata.etag": "W/\\"JzEn\\"", "CODE": "J1", "NAME": "First", "AMOUNT": 1.10, "QTY": 3, "COLOR": "red"},\n'
+        b'  {"@odata.etag": "W/\\"JzIn\\"", "CODE": "J2", "NAME": "Second", "AMOUNT": null, "ACTIVE": true}\n'
+        b" ],\n"
+        b' "@odata.count": 2}\n'
+    )
+    detail = run_file(api, job, data, "Processed")
+    # COLOR is no field of the entity: not imported, as in D365, but listed on the message.
+    assert detail["counts"][job[2]] == {"read": 2, "written": 2, "rejected": 0, "unmappedColumns": ["COLOR"]}
+    rows = by_code(api, job[2])
+    assert "COLOR" not in rows["J1"]
+    assert rows["J1"]["NAME"] == "First" and rows["J1"]["AMOUNT"] == "1.10" and rows["J1"]["QTY"] == 3
+    assert rows["J2"]["ACTIVE"] is True and rows["J2"]["AMOUNT"] is None
+    assert not any(key.startswith("@odata") for row in rows.values() for key in row)
+
+
+def test_csv_with_an_unclosed_text_qualifier_names_the_line_it_opens_on(api):
+    job = api.import_job(TYPED, processOnArrival=True)
+    data = b'CODE,NAME,AMOUNT\r\nQ1,fine,1\r\nQ2,"never closed,2\r\nQ3,lost,3\r\n'
+    detail = run_file(api, job, data, "PreProcessingError")
+    assert "the text qualifier '\"' opened on line 3 is never closed" in detail["errorSummary"]
+    assert "values but the header has" not in detail["errorSummary"]
+    assert api.records(job[2], company="usmf") == []

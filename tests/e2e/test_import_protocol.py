@@ -7,6 +7,7 @@ import io
 import json
 import os
 import time
+import urllib.parse
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -213,9 +214,17 @@ def test_a_repeated_enqueue_returns_the_original_message(api):
     first = ris_enqueue(api, activity, app, data, name="same.csv").json()
     assert ris_enqueue(api, activity, app, data, name="same.csv").json() == first
     assert ris_enqueue(api, activity, app, data + b"2,b,Net30,1,No\r\n", name="same.csv").json() != first
-    assert ris_enqueue(api, activity, app, data, name="other.csv").json() != first
+    last = ris_enqueue(api, activity, app, data, name="other.csv").json()
+    assert last != first
     listed = api.ok("GET", f"/api/manage/jobs/{activity}/messages")["value"]
     assert len(listed) == 3
+    # Newest first (docs/openapi.yaml, list messages), across pages too.
+    assert listed[0]["messageId"] == last and listed[-1]["messageId"] == first
+    page = api.ok("GET", f"/api/manage/jobs/{activity}/messages", params={"top": 2})
+    assert [m["messageId"] for m in page["value"]] == [m["messageId"] for m in listed[:2]]
+    link = urllib.parse.urlsplit(page["nextLink"])
+    rest = api.admin("GET", f"{link.path}?{link.query}")
+    assert [m["messageId"] for m in rest.json()["value"]] == [listed[2]["messageId"]]
 
 
 # Outcomes ------------------------------------------------------------------------------------------

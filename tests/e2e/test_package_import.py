@@ -15,6 +15,7 @@ from decimal import Decimal
 import openpyxl
 
 from shared.formats.package_manifest import (
+    EntityFieldConversion,
     EntityMap,
     EntityTransform,
     ManifestEntity,
@@ -318,6 +319,24 @@ def test_without_fail_flags_a_rejected_record_stops_nothing(api):
     assert "AMOUNT" in detail["errorSummary"]
 
 
+def test_a_data_file_no_entity_reads_is_reported_not_silently_skipped(api):
+    """Issue 12: a package whose manifest forgets a data file ends ProcessedWithErrors, naming the file."""
+    activity, app, entity = package_job(api, simple_entity())
+    files = {"good.csv": b"CODE,NAME\nU1,Kept\n", "Sales lines.csv": b"CODE,NAME\nL1,Lost?\n"}
+    detail = run_package(
+        api, activity, app, build_package([csv_entity(entity, "good.csv")], files), "ProcessedWithErrors"
+    )
+    counts = detail["counts"]
+    assert counts[entity] == {"read": 1, "written": 1, "rejected": 0, "status": "Processed"}
+    assert counts["Sales lines.csv"]["status"] == "Error"
+    assert counts["Sales lines.csv"]["error"] == (
+        "the package holds 'Sales lines.csv', which Manifest.xml names for no entity, so its records were not "
+        "imported; add the entity to Manifest.xml (InputFilePath) or leave the file out"
+    )
+    assert "Sales lines.csv: the package holds 'Sales lines.csv'" in detail["errorSummary"]
+    assert [r["CODE"] for r in api.records(entity, company="usmf")] == ["U1"]
+
+
 def test_package_xslt_from_the_package_and_from_stored_transforms(api):
     """EntityTransformList: one XSLT carried in the package, one stored by name, applied in order."""
     rename = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
@@ -361,3 +380,62 @@ def test_package_job_rejects_nothing_at_enqueue_but_a_bad_zip_is_a_preprocessing
     activity, app, _ = package_job(api, simple_entity())
     detail = run_package(api, activity, app, b"this is not a zip at all", "PreProcessingError")
     assert "not a zip file" in detail["errorSummary"]
+
+
+# Value conversions in the manifest (issue 12) -------------------------------------------------------------
+def test_manifest_field_conversions_are_applied(api):
+    activity, app, entity = package_job(api, simple_entity())
+    entities = [
+        csv_entity(
+            entity,
+            "v.csv",
+            entity_maps=[
+                EntityMap(xml_field="CODE", entity_field="CODE"),
+                EntityMap(
+                    xml_field="Name",
+                    entity_field="NAME",
+                    entity_field_conversion_list=[
+                        EntityFieldConversion.of("W", "Wholesale"),
+                        EntityFieldConversion.of("", "(none)"),
+                    ],
+                ),
+                EntityMap(
+                    xml_field="Amount",
+                    entity_field="AMOUNT",
+                    entity_field_conversion_list=[EntityFieldConversion.of("n/a", "")],
+                ),
+            ],
+        )
+    ]
+    data = b"CODE,Name,Amount\r\nV1,W,n/a\r\nV2,,2.5\r\nV3,w,1\r\n"
+    detail = run_package(api, activity, app, build_package(entities, {"v.csv": data}), "Processed")
+    assert detail["counts"][entity]["written"] == 3
+    rows = {r["CODE"]: (r["NAME"], r.get("AMOUNT")) for r in api.records(entity, company="usmf")}
+    # "w" is not "W": conversions match case-sensitively, so it passes through unchanged.
+    assert rows == {"V1": ("Wholesale", None), "V2": ("(none)", "2.5"), "V3": ("w", "1")}
+
+
+def test_a_conversion_entry_that_cannot_be_read_fails_the_entity(api):
+    from shared.formats.package_manifest import EntityFieldConversion as Conv
+
+    activity, app, entity = package_job(api, simple_entity())
+    odd = Conv(values={"Left": "W", "Right": "Wholesale"})
+    entities = [
+        csv_entity(
+            entity,
+            "v.csv",
+            entity_maps=[
+                EntityMap(xml_field="CODE", entity_field="CODE"),
+                EntityMap(xml_field="Name", entity_field="NAME", entity_field_conversion_list=[odd]),
+            ],
+        )
+    ]
+    data = b"CODE,Name\r\nV1,W\r\n"
+    message_id = enqueue_package(api, activity, app, build_package(entities, {"v.csv": data}))
+    status = api.wait_terminal(app, message_id)
+    detail = api.message(message_id)
+    assert status != "Processed", detail
+    assert "EntityFieldConversionList entry #1 (Left, Right) has no SourceValue and TargetValue" in str(
+        detail
+    )
+    assert api.records(entity, company="usmf") == []

@@ -26,9 +26,10 @@ VERSION_READ = "table:get config-version"
 
 # (a) One one-row file on a process-on-arrival job, from enqueue to Processed and its run ended.
 ONE_ROW_ON_ARRIVAL = {
-    # enqueue: the file, the index row, the row (created dispatched), the work item
+    # enqueue: the file, the index rows (by message ID, and newest first per job for the messages grid), the row
+    # (created dispatched), the work item
     "blob:put inbound": 1,
-    "table:upsert messageindex": 1,
+    "table:upsert messageindex": 2,
     "table:insert messages": 1,
     "queue:send import-work": 1,
     # worker: the claim (a conditional MERGE with the item's ETag), the file, the batch, the terminal MERGE
@@ -49,7 +50,7 @@ SMALL_EXPORT = {
     "table:insert messages": 1,
     "table:merge runs": 3,
     "table:query ent*": 1,
-    "table:upsert messageindex": 1,
+    "table:upsert messageindex": 2,  # by message ID, and newest first per job
     "table:upsert runindex": 1,
     "table:upsert runs": 1,
 }

@@ -83,9 +83,10 @@ def test_patches_without_if_match_each_change_their_member_and_none_is_lost(app_
         {"enabled": False},
         {"processInOrder": True},
         {"processOnArrival": True},
-        {"preventUploadWhenZeroRecords": True},
-        {"incremental": True},
-        {"redeliveryMinutes": 45},
+        # An import job: its own options only (export-only ones are OptionNotApplicable).
+        {"mode": "package"},
+        {"monitoring": {"unit": "hours", "interval": 2}},
+        {"recurrence": {"unit": "days", "interval": 3}},
         {"company": "usmf"},
     ]
     admins = [_service() for _ in patches]
@@ -100,8 +101,8 @@ def test_patches_without_if_match_each_change_their_member_and_none_is_lost(app_
         True,
         True,
     )
-    assert final.prevent_upload_when_zero_records and final.incremental
-    assert (final.redelivery_minutes, final.company) == (45, "usmf")
+    assert final.mode == "package" and (final.monitoring.unit, final.monitoring.interval) == ("hours", 2)
+    assert (final.recurrence.unit, final.recurrence.interval, final.company) == ("days", 3, "usmf")
 
 
 class LosesReplies:

@@ -387,5 +387,5 @@ def connection_string(setting: str) -> str:
             return value
     raise AppLoadError(
         f"app setting {setting!r} (a storage connection string) is not set; "
-        "start Azurite (python -m tools.azurite) and set it in the environment or local.settings.json"
+        "start Azurite (.venv/bin/python -m tools.azurite) and set it in the environment or local.settings.json"
     )

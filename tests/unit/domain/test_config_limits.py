@@ -339,7 +339,8 @@ def test_every_maximum_is_accepted():
             "authorizationPolicy": [{"applicationId": GUID}] * limits.POLICY_ENTRIES_MAX,
         },
     )
-    assert j.company == "usmf_2-xxx" and j.redelivery_minutes == limits.REDELIVERY_MINUTES_MAX
+    assert (j.company, j.legal_entity) == ("USMF_2-xxx", "usmf_2-xxx")  # as written; the ID in lower case
+    assert j.redelivery_minutes == limits.REDELIVERY_MINUTES_MAX
     end = parse_job(
         GUID, job(recurrence={"start": "2099-12-31T18:00:00-05:00", "end": "2099-12-31T23:59:59Z"})
     )
@@ -390,10 +391,11 @@ def test_every_bytes_codec_is_refused(name):
     [("utf-8", "utf-8"), ("UTF8", "utf-8"), ("latin-1", "iso8859-1"), ("windows-1252", "cp1252"),
      ("UTF-16LE", "utf-16-le"), ("utf-8-sig", "utf-8-sig"), ("shift_jis", "shift_jis")],
 )  # fmt: skip
-def test_text_encodings_and_their_aliases_are_stored_canonical(name, canonical):
+def test_text_encodings_and_their_aliases_are_kept_as_written(name, canonical):
+    # Issue 12: a GET returns the encoding as the PUT sent it; readers and writers use the canonical codec.
     fmt = parse_format("F", {"encoding": name})
-    assert fmt.encoding == canonical
-    assert config.format_to_json(fmt)["encoding"] == canonical
+    assert fmt.encoding == name and fmt.codec == canonical
+    assert config.format_to_json(fmt)["encoding"] == name
 
 
 def test_every_text_encoding_is_accepted_and_every_other_codec_refused():
@@ -405,7 +407,7 @@ def test_every_text_encoding_is_accepted_and_every_other_codec_refused():
         except LookupError:
             continue
         if canonical in accepted:
-            assert parse_format("F", {"encoding": name}).encoding == canonical
+            assert parse_format("F", {"encoding": name}).codec == canonical
         else:
             refused(parse_format, "F", {"encoding": name})
 
@@ -452,6 +454,13 @@ def test_the_spec_states_the_same_limits(schemas):
         (prop("Format", "encoding"), "maxLength", limits.ENCODING_MAX_LENGTH),
         (prop("Format", "dateFormat"), "maxLength", limits.PATTERN_MAX_LENGTH),
         (prop("Format", "datetimeFormat"), "maxLength", limits.PATTERN_MAX_LENGTH),
+        (prop("Format", "trueValues"), "maxItems", limits.BOOL_WORDS_MAX),
+        (prop("Format", "trueValues")["items"], "maxLength", limits.BOOL_WORD_MAX_LENGTH),
+        (prop("Format", "falseValues"), "maxItems", limits.BOOL_WORDS_MAX),
+        (prop("Format", "falseValues")["items"], "maxLength", limits.BOOL_WORD_MAX_LENGTH),
+        (prop("MappingRule", "conversions"), "maxItems", limits.CONVERSIONS_MAX),
+        (prop("ValueConversion", "from"), "maxLength", limits.DEFAULT_MAX_LENGTH),
+        (prop("ValueConversion", "to"), "maxLength", limits.DEFAULT_MAX_LENGTH),
         (prop("MappingRule", "source"), "maxLength", limits.COLUMN_MAX_LENGTH),
         (prop("MappingRule", "target"), "maxLength", limits.FIELD_NAME_MAX_LENGTH),
         (prop("MappingRule", "default")["anyOf"][0], "maxLength", limits.DEFAULT_MAX_LENGTH),

@@ -134,8 +134,16 @@ def test_date_with_a_custom_format() -> None:
     field = Field("D", "date")
     assert convert(field, "31/01/2024", strptime_style) == dt.date(2024, 1, 31)
     assert convert(field, "31.01.2024", dotnet_style) == dt.date(2024, 1, 31)
-    assert convert(field, "2024-01-31", dotnet_style) == dt.date(2024, 1, 31)  # ISO still accepted
+    # A custom pattern means only that pattern: ISO is refused, with the pattern as written in the reason ...
+    assert reason(field, "2024-01-31", dotnet_style) == "D: '2024-01-31' is not a date (expected dd.MM.yyyy)"
     assert reason(field, "01-31-2024", dotnet_style) == "D: '01-31-2024' is not a date (expected dd.MM.yyyy)"
+    # ... unless the format asks for the ISO fallback (acceptIsoDates), which this test used to rely on.
+    with_iso = replace(dotnet_style, accept_iso_dates=True)
+    assert convert(field, "2024-01-31", with_iso) == dt.date(2024, 1, 31)
+    assert convert(field, "31.01.2024", with_iso) == dt.date(2024, 1, 31)
+    assert reason(field, "01-31-2024", with_iso) == (
+        "D: '01-31-2024' is not a date (expected dd.MM.yyyy or ISO 8601 (yyyy-MM-dd))"
+    )
 
 
 def test_datetime_is_aware_utc() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -95,8 +96,66 @@ def test_duplicate_header_column_is_a_format_error() -> None:
         rows(b"A,B,A\n1,2,3\n")
 
 
-def test_empty_header_cells_drop_their_column() -> None:
-    assert rows(b"A,,B\n1,x,2\n") == [(2, {"A": "1", "B": "2"})]
+def test_a_value_under_an_empty_header_cell_rejects_the_row() -> None:
+    # The column has no name, so nothing can map it: the row is rejected, not imported without it.
+    assert rows(b"A,,B,\n1,x,2,\n3,,4, \n") == [
+        (
+            2,
+            {
+                "A": "1",
+                "B": "2",
+                ERROR_KEY: "the row has a value in column(s) 2, whose header cell is empty: name the column in "
+                "the header row, or leave the value out",
+            },
+        ),
+        (3, {"A": "3", "B": "4"}),  # empty (or blank) under the unnamed columns: nothing is lost
+    ]
+
+
+# --- issue 12, class 7: an unclosed text qualifier is reported as such, with its line ---------------
+
+
+def test_unclosed_text_qualifier_names_the_line_it_opens_on() -> None:
+    data = b'A,B,C\n1,2,3\n4,"five,6\n7,8,9\n10,11,12\n'
+    reader = read_csv_rows(io.BytesIO(data), CSV)
+    assert next(reader) == (2, {"A": "1", "B": "2", "C": "3"})
+    with pytest.raises(FormatError) as info:
+        next(reader)
+    assert str(info.value) == (
+        "the text qualifier '\"' opened on line 3 is never closed: everything from there to the end of the "
+        "file (line 5) would be one value. Close the value with '\"', and write a '\"' inside a value as '\"\"'"
+    )
+
+
+def test_unclosed_qualifier_after_a_closed_multiline_value_in_the_same_record() -> None:
+    data = b'A,B,C\n"multi\nline",2,"open\n\nmore\n'
+    with pytest.raises(FormatError, match="the text qualifier '\"' opened on line 3 is never closed"):
+        rows(data)
+
+
+def test_unclosed_qualifier_on_the_last_line_without_a_line_end() -> None:
+    with pytest.raises(FormatError, match=r"opened on line 3 is never closed: .* \(line 3\)"):
+        rows(b'A,B\n1,2\n3,"4')
+    fmt = replace(CSV, delimiter=";", text_qualifier="'")
+    with pytest.raises(FormatError, match="the text qualifier ''' opened on line 2 is never closed"):
+        rows(b"A;B\n'x;y\n", fmt)
+
+
+def test_closed_values_at_the_end_of_the_file_are_fine() -> None:
+    assert rows(b'A,B\n1,"2\n2"') == [(2, {"A": "1", "B": "2\n2"})]
+    assert rows(b'A,B\n1,"say ""x"""') == [(2, {"A": "1", "B": 'say "x"'})]
+
+
+def test_a_header_in_one_column_holding_another_delimiter_is_named() -> None:
+    with pytest.raises(FormatError) as info:
+        rows(b"CODE;NAME;AMOUNT\nA;x;1\n")
+    assert str(info.value) == (
+        "the header row (line 1) is one column, 'CODE;NAME;AMOUNT': the file seems delimited by ';', but the "
+        "format's delimiter is ','; use a format with the file's delimiter"
+    )
+    with pytest.raises(FormatError, match="seems delimited by tab, but the format's delimiter is ';'"):
+        rows(b"CODE\tNAME\nA\tx\n", replace(CSV, delimiter=";"))
+    assert rows(b"CODE\nA\n") == [(2, {"CODE": "A"})]  # a real one-column file
 
 
 def test_utf8_bom_is_not_part_of_the_first_column_name() -> None:
@@ -172,8 +231,12 @@ def test_a_50_mb_line_fails_fast_without_reading_it_all() -> None:
 def test_a_huge_quoted_multiline_value_hits_the_record_limit() -> None:
     line = b"y" * 1000 + b"\n"
     data = b'A,B\n1,"' + line * 100 + b'"\n'
-    with pytest.raises(FormatError, match="record ending at line .* is longer than 50,000 characters"):
+    with pytest.raises(FormatError) as info:
         rows(data, max_record_chars=50_000)
+    assert str(info.value) == (
+        "the record ending at line 51 is longer than 50,000 characters (max_record_chars): the text qualifier "
+        "'\"' opened on line 2 is not closed within it; is its closing '\"' missing?"
+    )
 
 
 def test_a_field_over_the_field_limit_fails() -> None:
@@ -232,3 +295,18 @@ def test_utf8_file_read_with_csv_unicode_is_refused() -> None:
         "the format expects UTF-16LE text, but the file looks like UTF-8 or ANSI text "
         "(it has no NUL bytes); use the CSV format or add a BOM"
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'<?xml version="1.0"?>\n<Document><E A="1"/></Document>\n', "looks like XML, not delimited text"),
+        (b"<Document>\n<E><A>1</A></E>\n</Document>\n", "use the XML-Element or XML-Attribute format"),
+        (b'[{"A": 1}]\n', "looks like JSON, not delimited text: its first line starts with '[{\"A\": 1}]'"),
+        (b'{"A": 1}\n{"A": 2}\n', "use the JSON format"),
+    ],
+)
+def test_xml_or_json_sent_as_csv_is_named(data: bytes, expected: str) -> None:
+    # Otherwise every row is rejected for missing columns: the consequence, not the cause.
+    with pytest.raises(FormatError, match=re.escape(expected)):
+        rows(data)

@@ -54,6 +54,13 @@ def test_normalize_encoding() -> None:
 def test_nul_description_tells_utf16_from_binary() -> None:
     assert describe_nul_bytes("A,B\n1,2\n".encode("utf-16-le")) == UTF16_WITHOUT_BOM
     assert "NUL byte at byte offset 3" in describe_nul_bytes(b"abc\x00defghijklmnopqrstuvwxyz" * 1)
+    # A workbook or package sent with a text format is named, not reported by its NUL bytes (issue 12, class 7).
+    assert describe_nul_bytes(b"PK\x03\x04\x14\x00\x06\x00").startswith(
+        "the file is a zip file (an .xlsx workbook or a data package?), not text"
+    )
+    assert describe_nul_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00").startswith(
+        "the file is a legacy Office file"
+    )
 
 
 def _decode(data: bytes, declared: str | None = None, chunk_size: int = 4) -> str:

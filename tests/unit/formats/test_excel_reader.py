@@ -126,9 +126,61 @@ def test_cell_text(value: object, text: str | None) -> None:
 
 
 def test_second_sheet_by_name_and_first_sheet_by_default() -> None:
-    data = workbook_bytes(("First", [["A"], ["1"]]), ("Second", [["B"], ["2"]]))
-    assert rows(data) == [(2, {"A": "1"})]
+    data = workbook_bytes(("First", [["A"], ["1"]]), ("Second", [["B"], ["2"]]), ("Empty", []))
+    assert rows(data, sheet="first") == [(2, {"A": "1"})]
     assert rows(data, sheet="SECOND") == [(2, {"B": "2"})]
+    # Empty sheets do not count: the one sheet with data is read without a name.
+    assert rows(workbook_bytes(("Notes", []), ("Data", [["B"], ["2"]]), ("Sheet3", []))) == [(2, {"B": "2"})]
+    assert rows(workbook_bytes(("Data", [["B"], ["2"]]), ("Sheet2", []))) == [(2, {"B": "2"})]
+
+
+def test_data_on_another_sheet_without_a_sheet_name_fails_instead_of_being_dropped() -> None:
+    data = workbook_bytes(
+        ("Orders", [["A"], ["1"]]), ("Lines", [["B"], ["2"]]), ("Empty", []), ("More", [[None, "x"]])
+    )
+    with pytest.raises(FormatError) as info:
+        rows(data)
+    assert str(info.value) == (
+        "the Excel workbook has data on more than one sheet ('Orders', 'Lines', 'More') and no sheet is named, "
+        "so the rows of all but one would not be imported; name the sheet to read (the project entity's sheet, "
+        "or ExcelSheetName in a package manifest), or send one sheet per file"
+    )
+
+
+def test_a_value_under_an_empty_header_cell_rejects_the_row() -> None:
+    data = workbook_bytes(("S", [["A", None, "C"], [1, "lost?", 3], [4, None, 6]]))
+    first, second = rows(data)
+    assert first == (
+        2,
+        {
+            "A": "1",
+            "C": "3",
+            ERROR_KEY: "the row has a value in column(s) B, whose header cell is empty: name the column in the "
+            "header row, or leave the value out",
+        },
+    )
+    assert second == (3, {"A": "4", "C": "6"})
+
+
+def test_a_formula_without_a_calculated_value_rejects_the_row() -> None:
+    cells = (
+        b'<c r="A2" t="inlineStr"><is><t>K1</t></is></c><c r="B2"><f>1+1</f></c>'
+        b'<c r="C2" t="str"><f>""</f><v></v></c>'  # calculated, and empty: fine
+    )
+    ok = b'<row r="3"><c r="A3" t="inlineStr"><is><t>K2</t></is></c><c r="B3"><f>2+2</f><v>4</v></c></row>'
+    data = xlsx([row_xml(1, ["A", "B", "C"]), b'<row r="2">' + cells + b"</row>", ok])
+    bad, good = rows(data)
+    assert bad == (
+        2,
+        {
+            "A": "K1",
+            "B": None,
+            "C": None,
+            ERROR_KEY: "column(s) B hold a formula saved without its calculated value (the workbook was written "
+            "by a program that does not calculate); open and save it in Excel, or write the values",
+        },
+    )
+    assert good == (3, {"A": "K2", "B": "4", "C": None})
 
 
 def test_empty_rows_are_skipped_and_row_numbers_kept() -> None:

@@ -89,7 +89,7 @@ def test_syntax_error_reports_line_and_column() -> None:
         rows(b'[{"A": 1},\n {"A": 2,}]')
     assert str(info.value) == (
         "the JSON is malformed at line 2, column 10 (character 21): "
-        "Expecting property name enclosed in double quotes"
+        "a ',' before '}' (JSON allows no trailing comma) [Expecting property name enclosed in double quotes]"
     )
 
 
@@ -99,10 +99,18 @@ def test_json_lines_syntax_error_reports_its_line() -> None:
 
 
 def test_truncated_and_unclosed_arrays() -> None:
-    with pytest.raises(FormatError, match="ends before its top-level array is closed"):
+    with pytest.raises(FormatError) as info:
         rows(b'[{"A": 1}, {"A": 2}')
-    with pytest.raises(FormatError, match="malformed"):
-        rows(b'[{"A": 1}, {"A": ')
+    assert str(info.value) == (
+        "the JSON ends after record 2 before the array opened at line 1, column 1 (character 1) is closed "
+        "with ']'; the file looks truncated"
+    )
+    with pytest.raises(FormatError) as info:
+        rows(b'[{"A": 1},\n {"A": ')
+    assert str(info.value) == (
+        "the JSON ends before record 2, which starts at line 2, column 2 (character 13), is complete; "
+        "the file looks truncated"
+    )
     with pytest.raises(FormatError, match="expected ',' or ']' after record 1"):
         rows(b'[{"A": 1} {"A": 2}]')
 
@@ -115,6 +123,12 @@ def test_data_after_the_array_is_an_error() -> None:
 def test_top_level_scalar_is_an_error() -> None:
     with pytest.raises(FormatError, match="neither an array nor JSON Lines"):
         rows(b'"just a string"')
+    with pytest.raises(FormatError) as info:
+        rows(b"CODE,NAME\nA,x\n")
+    assert str(info.value) == (
+        "the JSON is neither an array nor JSON Lines: expected an object at line 1, column 1 (character 1), "
+        "where the text starts with 'CODE,NAME'"
+    )
 
 
 def test_records_crossing_chunk_boundaries() -> None:
@@ -235,3 +249,88 @@ def test_undecodable_byte_offset() -> None:
 
 def test_dispatch_through_read_rows() -> None:
     assert list(read_rows(io.BytesIO(b'[{"A": 1}]'), JSON)) == [(1, {"A": "1"})]
+
+
+# --- issue 12: the OData shape, annotations, nothing dropped; errors that name their cause ----------
+
+
+def test_odata_value_shape_with_annotations() -> None:
+    data = (
+        b'{"@odata.context": "https://usmf.example/data/$metadata#CustomerGroups",\n'
+        b' "@odata.count": 2,\n'
+        b' "value": [\n'
+        b'  {"@odata.etag": "W/\\"abc\\"", "CODE": "A", "NAME@odata.type": "#Edm.String", "NAME": "x"},\n'
+        b'  {"CODE": "B", "NAME": null}\n'
+        b" ],\n"
+        b' "@odata.nextLink": "https://usmf.example/data/CustomerGroups?$skip=2"}\n'
+    )
+    assert rows(data) == [(1, {"CODE": "A", "NAME": "x"}), (2, {"CODE": "B", "NAME": None})]
+    assert rows(b'{"value": []}') == []
+    assert rows(b' {\n "value" : [ {"A": 1} ] } ') == [(1, {"A": "1"})]
+
+
+def test_odata_value_shape_streams_across_chunks() -> None:
+    records = [{"I": i, "PAD": "y" * 300} for i in range(1000)]
+    data = json.dumps({"@odata.context": "c" * (CHUNK_SIZE + 10), "value": records}).encode()
+    assert len(data) > 4 * CHUNK_SIZE
+    result = rows(data)
+    assert [number for number, _ in result] == list(range(1, 1001))
+    assert result[-1][1] == {"I": "999", "PAD": "y" * 300}
+
+
+def test_a_record_with_a_value_field_is_still_json_lines() -> None:
+    # Only an array under "value" makes the OData shape: an entity may have a field called VALUE.
+    data = b'{"value": "10", "CODE": "A"}\n{"value": "20", "CODE": "B"}\n'
+    assert rows(data) == [(1, {"value": "10", "CODE": "A"}), (2, {"value": "20", "CODE": "B"})]
+    # A record with an annotation first is JSON Lines too; the annotation is dropped.
+    assert rows(b'{"@odata.etag": "x", "CODE": "A"}\n') == [(1, {"CODE": "A"})]
+
+
+def test_odata_shape_refuses_other_top_level_keys_instead_of_dropping_them() -> None:
+    with pytest.raises(FormatError) as info:
+        rows(b'{"value": [{"A": 1}], "lines": [{"B": 2}]}')
+    assert "has the key 'lines' at line 1, column 23" in str(info.value)
+    assert "only OData annotations" in str(info.value)
+    with pytest.raises(FormatError, match="must appear once and hold the array of records"):
+        rows(b'{"value": [{"A": 1}], "value": [{"A": 2}]}')
+    with pytest.raises(
+        FormatError, match=r"ends before the object opened at line 1, column 1 .* is closed with '\}'"
+    ):
+        rows(b'{"value": [{"A": 1}]')
+    with pytest.raises(FormatError, match="unexpected data after its top-level object"):
+        rows(b'{"value": [{"A": 1}]} {"value": []}')
+
+
+def test_a_repeated_key_rejects_the_record() -> None:
+    [(_, row)] = rows(b'[{"A": 1, "B": 2, "A": 3}]')
+    assert row[ERROR_KEY] == "field A appears more than once"
+
+
+def test_an_unclosed_string_names_where_it_starts() -> None:
+    with pytest.raises(FormatError) as info:
+        rows(b'[{"A": 1},\n {"A": "abc},\n {"A": 3}]\n')
+    assert str(info.value) == (
+        "the JSON is malformed at line 2, column 14 (character 25): the string that starts at line 2, column 8 "
+        "(character 19) is not closed on its line (its closing quote is missing; a line break inside a string "
+        "must be written \\n)"
+    )
+    # On one long line the record limit is reached first: the message still points at the string.
+    data = b'[{"A": 1}, {"A": "abc}, ' + b"{A: 3} " * 50 + b"]"
+    with pytest.raises(FormatError) as info:
+        rows(data, max_record_chars=200)
+    assert "the string that starts at line 1, column 18 (character 18) runs past the limit" in str(info.value)
+    # On one line the string usually ends at the next quote instead, and the error comes after it.
+    with pytest.raises(FormatError) as info:
+        rows(b'[{"A": "abc}, {"A": 3}]')
+    assert str(info.value) == (
+        "the JSON is malformed at line 1, column 17 (character 17): a string ends just before this point; "
+        'if it was meant to go on, a quote inside it must be written \\", or an earlier string lacks its '
+        "closing quote [Expecting ',' delimiter]"
+    )
+
+
+def test_trailing_comma_and_single_quotes_are_named() -> None:
+    with pytest.raises(FormatError, match=r"a ',' before '\]' \(JSON allows no trailing comma\)"):
+        rows(b'[{"A": 1},]')
+    with pytest.raises(FormatError, match="a single quote; JSON strings and names take double quotes"):
+        rows(b"[{'A': 1}]")

@@ -219,3 +219,18 @@ def test_csv_to_records_end_to_end() -> None:
         (4, None, ["PAYMENTTERMS: 'Net90' is not one of Net30, Net60"]),
         (5, None, ["row has 2 values but the header has 3 columns"]),
     ]
+
+
+def test_columns_that_feed_no_field_are_listed_not_lost_unseen() -> None:
+    """Issue 12: unmapped columns are not imported (as in D365) but the mapper lists them for the message."""
+    columns = ["CUSTOMERGROUPID", "NOTES", "description", "Extra"]
+    mapper = build_mapper(GROUPS, columns, [{"source": "Extra", "target": "CREDITLIMIT"}], CSV)
+    assert mapper.unmapped() == ["NOTES"]  # description maps by name, Extra explicitly
+    # Formats without a header (XML, JSON): every new row shape adds its unmapped keys, once.
+    free = build_mapper(GROUPS, None, None, CSV)
+    for row in ({"CUSTOMERGROUPID": "1", "A": "x"}, {"CUSTOMERGROUPID": "2", "B": "y", "A": "z"}):
+        assert free.map_row(row).ok
+    free.map_row({"CUSTOMERGROUPID": "3", "C": "w", ERROR_KEY: "bad row"})  # a rejected row adds nothing
+    assert free.unmapped() == ["A", "B"] and not free.unmapped_more
+    many = build_mapper(GROUPS, ["CUSTOMERGROUPID", *(f"X{i}" for i in range(30))], None, CSV)
+    assert many.unmapped() == [f"X{i}" for i in range(20)] and many.unmapped_more

@@ -72,7 +72,8 @@ def test_nested_and_repeated_fields_mark_the_row() -> None:
     data = b"<Document><E><A><B>1</B></A><C>x</C><C>y</C></E><E><A>ok</A></E></Document>"
     bad, good = element_rows(data)
     assert bad[1][ERROR_KEY] == (
-        "field A contains nested elements; only simple values are supported; field C appears more than once"
+        "field A (line 1) contains the nested element(s) <B>; only simple values are supported; "
+        "field C appears more than once"
     )
     assert good == (1, {"A": "ok"})
 
@@ -95,10 +96,44 @@ def test_truncated_xml_is_a_format_error_after_the_good_records() -> None:
 
 
 def test_not_xml_at_all() -> None:
-    with pytest.raises(FormatError, match="not well-formed"):
+    with pytest.raises(
+        FormatError, match=r"\(line 1, column 1\): the file does not start with an XML element"
+    ):
         element_rows(b"A,B\n1,2\n")
-    with pytest.raises(FormatError, match="not well-formed"):
+    with pytest.raises(FormatError, match=r"^the XML file is empty \(it has no root element\)$"):
         element_rows(b"")
+
+
+# Messages name the cause and where it is, not the consequence libxml2 reports (issue 12, class 7).
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            b"<Document>\n<E><A>1</A></E>\n<E><A>2",
+            "(line 3, column 8): the file ends before the element <A> opened on line 3 is closed; "
+            "it looks truncated",
+        ),
+        (
+            b"<Document>\n<E><A>Fish & chips</A></E></Document>",
+            "(line 2, column 13): a '&' that does not start",
+        ),
+        # libxml2 says only "no element found", with no position, for an undefined entity.
+        (
+            b"<Document>\n<E><A>&nbsp;</A></E></Document>",
+            "(line 2, column 13): the entity &nbsp; is not defined",
+        ),
+        (b"<Document>\n<E><A>1</B></E></Document>", "the element <A> opened on line 2 is closed by </B>"),
+        (
+            b"<Document><E/></Document>\n<Document/>",
+            "(line 2, column 1): more content after the root element",
+        ),
+    ],
+)
+def test_syntax_errors_name_their_cause_and_line(data: bytes, expected: str) -> None:
+    with pytest.raises(FormatError) as info:
+        element_rows(data)
+    assert str(info.value).startswith("the XML is not well-formed ")
+    assert expected in str(info.value)
 
 
 def test_invalid_utf8_is_a_format_error_with_a_line() -> None:
@@ -227,3 +262,103 @@ def test_attributes_are_checked_when_the_record_starts() -> None:
     big = b'<Document><E A="' + b"q" * 3000 + b'"/></Document>'
     with pytest.raises(FormatError, match=r"field A is 3,000 characters long; the limit is 2,000"):
         attribute_rows(big, max_field_chars=2000)
+
+
+# --- issue 12: nothing in a record is dropped silently -----------------------------------------
+
+HEADER_WITH_LINES = b"""<Document>
+  <SALESORDER ORDERID="SO1" CUSTOMER="C1">
+    <LINE ITEM="A" QTY="1"/>
+    <LINE ITEM="B" QTY="2"/>
+  </SALESORDER>
+  <SALESORDER ORDERID="SO2" CUSTOMER="C2"/>
+</Document>"""
+
+
+def test_xml_attribute_record_with_nested_lines_is_rejected_naming_them() -> None:
+    bad, good = attribute_rows(HEADER_WITH_LINES)
+    assert bad[0] == 2
+    assert bad[1]["ORDERID"] == "SO1"  # the values stay visible in the error file
+    reason = bad[1][ERROR_KEY]
+    assert "the record has the child element(s) <LINE> (first at line 3)" in reason
+    assert "XML-Attribute does not import" in reason
+    assert good == (6, {"ORDERID": "SO2", "CUSTOMER": "C2"})
+
+
+def test_xml_attribute_record_with_text_is_rejected() -> None:
+    [(_, row)] = attribute_rows(b'<Document><E A="1">stray words</E></Document>')
+    assert row[ERROR_KEY].startswith("the record holds the text 'stray words'")
+
+
+def test_xml_attribute_markup_namespaces_are_skipped_and_other_namespaces_are_fields() -> None:
+    data = (
+        b'<Document xmlns:x="urn:x" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        b'<E A="1" x:B="2" xsi:type="t" xml:lang="en"/></Document>'
+    )
+    assert attribute_rows(data) == [(1, {"A": "1", "B": "2"})]
+    [(_, row)] = attribute_rows(b'<Document xmlns:x="urn:x"><E A="1" x:A="2"/></Document>')
+    assert row[ERROR_KEY] == "field A appears more than once (in two namespaces)"
+
+
+def test_xml_element_record_attributes_are_fields() -> None:
+    data = b'<Document><E CODE="1"><NAME>n</NAME></E><E CODE="2"><CODE>2</CODE></E></Document>'
+    first, second = element_rows(data)
+    assert first == (1, {"CODE": "1", "NAME": "n"})
+    assert second[1][ERROR_KEY] == "field CODE appears more than once"
+
+
+def test_xml_element_field_with_attributes_is_rejected_not_half_imported() -> None:
+    data = (
+        b'<Document xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        b'<E><AMOUNT currency="EUR">10</AMOUNT></E><E><AMOUNT xsi:nil="true"/></E></Document>'
+    )
+    bad, nil = element_rows(data)
+    assert bad[1][ERROR_KEY] == (
+        "field AMOUNT (line 1) has the attribute(s) currency, which are not imported; "
+        "XML-Element fields are plain elements"
+    )
+    assert nil == (1, {"AMOUNT": None})
+
+
+def test_xml_element_text_between_fields_is_rejected() -> None:
+    [(_, row)] = element_rows(b"<Document><E><A>1</A>loose text<B>2</B></E></Document>")
+    assert (
+        row[ERROR_KEY] == "the record holds the text 'loose text' outside its fields, which is not imported"
+    )
+
+
+@pytest.mark.parametrize("attributes", [False, True])
+def test_text_outside_any_record_fails_the_file(attributes: bool) -> None:
+    read = attribute_rows if attributes else element_rows
+    record = b'<E A="1"/>' if attributes else b"<E><A>1</A></E>"
+    for data, where in (
+        (b"<Document>junk\n" + record + b"</Document>", "before the record at line 2"),
+        (
+            b"<Document>" + record + b"\n<!-- c -->junk " + record + b"</Document>",
+            "before the record at line 2",
+        ),
+        (b"<Document>\n" + record + b"\njunk\n</Document>", "after the record at line 2"),
+    ):
+        with pytest.raises(FormatError) as info:
+            read(data)
+        assert str(info.value) == (
+            f"the XML has text 'junk' directly in the root element <Document>, {where}: "
+            "the root may hold only records (one element each)"
+        )
+
+
+def test_text_after_the_last_record_or_in_a_root_without_records_fails_the_file() -> None:
+    with pytest.raises(
+        FormatError, match="text 'junk' directly in the root element <D>, after the record at line 1"
+    ):
+        element_rows(b"<D><E><A>1</A></E><!-- c -->junk</D>")
+    with pytest.raises(
+        FormatError, match=r"text 'just text' directly in the root element <D> \(line 1\) and no"
+    ):
+        element_rows(b"<D>just text</D>")
+    assert element_rows(b"<D>\n  <!-- nothing -->\n</D>") == []
+
+
+def test_indentation_and_comments_are_not_data() -> None:
+    data = b"<Document>\n  <!-- exported -->\n  <E>\n    <A>1</A>\n  </E>\n  <E><A>2</A></E>\n</Document>\n"
+    assert element_rows(data) == [(3, {"A": "1"}), (6, {"A": "2"})]

@@ -382,3 +382,59 @@ def test_billion_laughs_is_refused_not_expanded() -> None:
 def test_writer_rejects_characters_xml_cannot_carry() -> None:
     with pytest.raises(ValueError, match="control character"):
         write_package_header(PackageHeader(description="bell\x07"))
+
+
+# Value conversions (issue 12) ------------------------------------------------------------------------------
+
+
+def test_field_conversions_are_written_and_read_back_as_pairs() -> None:
+    conversions = [EntityFieldConversion.of("Ja", "Yes"), EntityFieldConversion.of("", "No")]
+    m = Manifest(
+        definition_group_name="G",
+        entities=[
+            ManifestEntity(
+                entity_name="E",
+                entity_maps=[
+                    EntityMap(
+                        xml_field="Aktiv", entity_field="ACTIVE", entity_field_conversion_list=conversions
+                    )
+                ],
+            )
+        ],
+    )
+    data = write_manifest(m)
+    text = data[2:].decode("utf-16-le")
+    assert (
+        "<EntityFieldConversionList><EntityFieldConversion><SourceValue>Ja</SourceValue>"
+        "<TargetValue>Yes</TargetValue></EntityFieldConversion>"
+    ) in text
+    assert "<SourceValue />" in text  # an empty value is an empty element, not nil
+    back = parse_manifest(data).entities[0].entity_maps[0]
+    assert back.conversions("E") == [("Ja", "Yes"), ("", "No")]
+
+
+def test_field_conversions_read_other_spellings_and_refuse_unknown_entries() -> None:
+    def manifest(entry: str) -> bytes:
+        return (
+            f'<DataManagementPackageManifest xmlns="{DM_NS}" xmlns:i="{XSI_NS}"><PackageEntityList>'
+            "<DataManagementPackageEntityData><EntityName>E</EntityName><EntityMapList><EntityMap>"
+            "<EntityField>ACTIVE</EntityField><XMLField>Aktiv</XMLField>"
+            f"<EntityFieldConversionList>{entry}</EntityFieldConversionList>"
+            "</EntityMap></EntityMapList></DataManagementPackageEntityData></PackageEntityList>"
+            "</DataManagementPackageManifest>"
+        ).encode()
+
+    spelled = "<Conv><FromValue>J</FromValue><ToValue i:nil='true'/></Conv>"
+    assert parse_manifest(manifest(spelled)).entities[0].entity_maps[0].conversions("E") == [("J", "")]
+    odd = parse_manifest(manifest("<Conv><Left>J</Left><Right>Yes</Right></Conv>")).entities[0].entity_maps[0]
+    with pytest.raises(
+        FormatError, match=r"E: EntityFieldConversionList entry #1 \(Left, Right\) has no SourceValue"
+    ):
+        odd.conversions("E")
+
+
+def test_real_manifests_carry_no_conversions(d365: Path) -> None:
+    # What D365 publishes: every EntityFieldConversionList is i:nil (see CONVERSION_SOURCE).
+    for folder in (V1, V2):
+        manifest = parse_manifest(_read(d365, folder, "Manifest.xml"))
+        assert all(m.conversions("x") == [] for e in manifest.entities for m in e.entity_maps)

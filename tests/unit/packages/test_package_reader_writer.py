@@ -350,3 +350,30 @@ def test_writer_refuses_duplicates_and_a_manifest_naming_unwritten_files() -> No
         writer.add_entity_file("A.CSV", b"2")
     with pytest.raises(ValueError, match="b.csv"):
         writer.close(_manifest(ManifestEntity("B", input_file_path="b.csv")), PackageHeader())
+
+
+def test_data_files_no_entity_reads_are_listed() -> None:
+    """Issue 12, class 4: a data file the manifest does not name is reported, not silently skipped."""
+    xslt = EntityTransform(sequence_number=1, xslt_file_name="shape.xslt")
+    buf = _valid(
+        {
+            "Vendors.csv": b"V\n1\n",  # no entity reads it
+            "extra.JSON": b"[]",
+            "Sales lines.xlsx": b"PK",
+            "readme.md": b"# notes",  # not a data file
+            "shape.xslt": b"<xsl:stylesheet/>",
+            "Resources/Customers/data.csv": b"x",  # an attachment, in a folder
+            "Docs/old.csv": b"x",  # only root files are data files
+        },
+        ManifestEntity("Customers", input_file_path="customers.CSV"),  # matched case-insensitively
+    )
+    with open_package(buf) as pkg:
+        assert pkg.unreferenced_data_files() == ["Vendors.csv", "extra.JSON", "Sales lines.xlsx"]
+    # Root .xml files are left alone when a package XSLT might read them with document().
+    transformed = ManifestEntity("Customers", input_file_path="Customers.csv", transforms=[xslt])
+    with open_package(
+        _valid({"lookup.xml": b"<a/>", "shape.xslt": b"<x/>", "x.csv": b"1"}, transformed)
+    ) as pkg:
+        assert pkg.unreferenced_data_files() == ["x.csv"]
+    with open_package(_valid({"lookup.xml": b"<a/>"})) as pkg:
+        assert pkg.unreferenced_data_files() == ["lookup.xml"]

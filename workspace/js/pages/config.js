@@ -7,7 +7,7 @@ import { announce, clear, emptyState, errorBox, field, h, link, num, table, yesN
 
 const KINDS = {
   entities: { label: "Entities", one: "entity", help: "The data entities that imports write to and exports read: fields, types and keys." },
-  formats: { label: "Source data formats", one: "format", help: "How files are read and written: CSV delimiter, encoding, header row, dates and decimals." },
+  formats: { label: "Source data formats", one: "format", help: "How files are read and written: CSV delimiter, encoding, header row, dates, decimals and yes/no words." },
   transforms: { label: "XSLT transforms", one: "transform", help: "XSLT 1.0 documents applied to inbound XML before it is read." },
   projects: { label: "Data projects", one: "data project", help: "Which entities a job imports or exports, in which sequence, with which format, mapping and transforms." },
 };
@@ -149,7 +149,7 @@ function view(kind, doc) {
         num(e.sequence), link(`/workspace/config/entities/${enc(e.entity)}`, e.entity), e.format,
         (e.transforms || []).join(" → ") || "—",
         e.mapping && e.mapping.length
-          ? h("ul", { class: "plain" }, e.mapping.map((m) => h("li", {}, `${m.source || "(default)"} → ${m.target}${m.default !== null && m.default !== undefined ? ` (default ${m.default})` : ""}`)))
+          ? h("ul", { class: "plain" }, e.mapping.map((m) => h("li", {}, `${m.source || "(default)"} → ${m.target}${m.default !== null && m.default !== undefined ? ` (default ${m.default})` : ""}${m.conversions && m.conversions.length ? ` (${m.conversions.length} value conversion${m.conversions.length === 1 ? "" : "s"})` : ""}`)))
           : "automatic, by name",
       ]),
     }));

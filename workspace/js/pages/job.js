@@ -122,7 +122,7 @@ function buildForm(job, projects) {
   const mon = j.monitoring;
   const projectSelect = h("select", { name: "project", "data-field": "project", required: true },
     job ? null : h("option", { value: "", text: "Choose a data project" }),
-    projects.map((p) => h("option", { value: p.name, selected: job && p.name.toLowerCase() === String(j.project).toLowerCase(), text: `${p.name} (${p.operation})` })));
+    projects.map((p) => h("option", { value: p.name, "data-operation": p.operation, selected: job && p.name.toLowerCase() === String(j.project).toLowerCase(), text: `${p.name} (${p.operation})` })));
 
   const recOn = checkbox("recurrence.on", Boolean(rec));
   const monOn = checkbox("monitoring.on", Boolean(mon));
@@ -235,6 +235,9 @@ function readForm(form) {
     })),
   };
   if (body.redeliveryMinutes === null) delete body.redeliveryMinutes;
+  // An export job always produces a data package; the server refuses mode "file" on one (OptionNotApplicable).
+  const chosen = value(form, "project").selectedOptions[0];
+  if (chosen && chosen.dataset.operation === "export") body.mode = "package";
   if (value(form, "recurrence.on").checked) {
     body.recurrence = {
       unit: value(form, "recurrence.unit").value,
