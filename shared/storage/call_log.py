@@ -38,7 +38,7 @@ def log_path() -> str | None:
     return path
 
 
-def transport_kwargs(service: str, account: str | None) -> dict:
+def transport_kwargs(service: str, account: str | None, *, options: dict | None = None) -> dict:
     """Client keyword arguments that count `service`'s requests ("blob", "queue" or "table"); {} when off."""
     path = log_path()
     if path is None:
@@ -52,7 +52,7 @@ def transport_kwargs(service: str, account: str | None) -> dict:
             _append(path, f"{os.getpid()} {operation(service, request, account)}\n")
             return super().send(request, **kwargs)
 
-    return {"transport": CountingTransport()}
+    return {"transport": CountingTransport(**(options or {}))}
 
 
 def _append(path: str, line: str) -> None:

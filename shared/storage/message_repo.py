@@ -22,6 +22,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.errors import ConflictError, NotFoundError
 from shared.storage.concurrency import replace_if_unchanged, update_if_unchanged
 from shared.storage.retry import retry_call
+from shared.storage.together import run_together
 
 _JSON_PROPS = ("Transitions", "Counts")
 # Where a message lives (job, row key) never changes, so each process remembers the latest ones it met: a status
@@ -108,16 +109,33 @@ class MessageRepository:
                 self._locations.popitem(last=False)
 
     # Create and look up -----------------------------------------------------------------------
-    def create_message(self, job_id: str, message_id: str, fields: dict[str, Any]) -> dict:
+    def create_message(
+        self,
+        job_id: str,
+        message_id: str,
+        fields: dict[str, Any],
+        *,
+        before: Callable[[], Any] | None = None,
+    ) -> dict:
+        """Create a message's index rows and then its row; the row as stored (with its ETag).
+
+        `before`: another write that must be stored before the row (enqueue's file), sent at the same time as the
+        index rows (shared/storage/together.py); the row is created only once all of them succeeded."""
         row_key = ordered_row_key(message_id)
         at = now_utc()
         status = fields.get("Status")
         # Index first: a lookup that finds an index row without its message answers "not found"
-        # (the client was never told the ID), never a half-written message.
-        self._index.upsert_entity(
-            {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+        # (the client was never told the ID), never a half-written message. The two index rows (and `before`)
+        # do not depend on each other, so they are sent at once.
+        run_together(
+            lambda: self._index.upsert_entity(
+                {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+            ),
+            lambda: retry_call(
+                lambda: self._index.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message"
+            ),
+            *([before] if before is not None else []),
         )
-        retry_call(lambda: self._index.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message")
         row = {
             "PartitionKey": job_id,
             "RowKey": row_key,

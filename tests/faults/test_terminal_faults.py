@@ -374,9 +374,15 @@ def test_work_failing_on_every_delivery_ends_terminal_with_its_reason(world):
 
     def done() -> bool:
         runs = [services.run_repo().get_run(r) for r in export_runs]
-        return _all_ended(services, all_imports) and all(r["Status"] in TERMINAL_RUN for r in runs)
+        # An import run ends after its last message's terminal write (a write of its own), so it is waited for too.
+        imports = [r for each in (job, ordered) for r in _runs(services, each)]
+        return (
+            _all_ended(services, all_imports)
+            and all(r["Status"] in TERMINAL_RUN for r in runs)
+            and all(r["Status"] in TERMINAL_RUN for r in imports)
+        )
 
-    world.workers.wait_for(done, "every message and export run ended")
+    world.workers.wait_for(done, "every message, export run and import run ended")
 
     messages = _messages(services, all_imports)
     last = f"last allowed queue delivery {MAX_DELIVERIES} of {MAX_DELIVERIES}"
