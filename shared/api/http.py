@@ -154,7 +154,7 @@ def require_partner(principal) -> None:
 
     if principal.is_admin(settings.admin_role(), settings.admin_apps()):
         return
-    if not any(job.allows(principal.app_id) for job in config_service().list_jobs()):
+    if not any(job.allows(principal.app_id) for job in config_service().cached_jobs()):
         raise ForbiddenError(
             f"application {principal.app_id} is not on the authorization policy of any job: an "
             "administrator adds it, enabled, to the policy of the jobs it works with",

@@ -33,6 +33,7 @@ KIND_VERSION_TOKEN = "versiontoken"
 MAX_TRANSFORM_BYTES = 2 * 1024 * 1024
 # Records counted before refusing an entity change: enough to say "at least", never a scan of a big table.
 RECORDS_COUNT_CAP = 10_000
+_ALL_JOBS = ("jobs", "*")  # the cache key of cached_jobs
 _WRITE_ATTEMPTS = 10  # a write that keeps meeting newer versions gives up with 409 ConcurrentChange
 
 
@@ -169,6 +170,8 @@ class ConfigService:
                 continue  # judged again, preconditions included, against the version that won
             finally:
                 self._cache.invalidate(kind, key)
+                if kind == KIND_JOB:
+                    self._cache.invalidate(*_ALL_JOBS)
             return Saved(value, current is None, etag)
         raise ConflictError(
             f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
@@ -193,6 +196,8 @@ class ConfigService:
                 continue
             finally:
                 self._cache.invalidate(kind, key)
+                if kind == KIND_JOB:
+                    self._cache.invalidate(*_ALL_JOBS)
             return current
         raise ConflictError(
             f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
@@ -979,6 +984,13 @@ class ConfigService:
 
     def list_jobs(self) -> list[cfg.Job]:
         return [cfg.parse_job(d["activityId"], d) for d in self._repo.list(KIND_JOB)]
+
+    def cached_jobs(self) -> list[cfg.Job]:
+        """Every job, cached like single documents (valid while the configuration's version is unchanged, so
+        current within CONFIG_CHECK_SECONDS): for the checks every partner request makes (http.require_partner,
+        execution_access.may_see), which would otherwise query the whole job list each time. Not for writes'
+        consistency checks, which use list_jobs."""
+        return self._cached(_ALL_JOBS[0], _ALL_JOBS[1], self.list_jobs)
 
     def delete_job(self, activity_id: str, *, if_match: str | None = None) -> bool:
         return self._delete(KIND_JOB, activity_id, Preconditions.of(if_match), lambda: None) is not None

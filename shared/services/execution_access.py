@@ -67,5 +67,5 @@ def may_see(principal: Principal, *, job_id: str | None, starter: str | None, co
     project = job.project.casefold()
     return any(
         j.enabled and j.allows(app) and j.project.casefold() == project and _covers(j, job)
-        for j in config.list_jobs()
+        for j in config.cached_jobs()
     )
