@@ -5,12 +5,16 @@ import azure.functions as func
 from shared.api import (
     connector,
     connector_export,
+    dmf_actions,
     export_workers,
     manage_access,
     manage_config,
     manage_messages,
     manage_monitoring,
     odata_actions,
+    odata_entity_sets,
+    odata_groups,
+    odata_service,
     package_api,
     poison_sweep,
     root,
@@ -41,5 +45,9 @@ for blueprint in (
     poison_sweep.bp,
     manage_monitoring.bp,
     workspace.bp,
+    odata_service.bp,
+    odata_groups.bp,
+    dmf_actions.bp,
+    odata_entity_sets.bp,
 ):
     app.register_functions(blueprint)

@@ -62,11 +62,10 @@ def raw_ceiling(conn: str, rows: int) -> float:
     from shared.domain.schema import BUILTIN_FORMATS
     from shared.formats.conversion import convert
     from shared.storage.entity_repo import encode_record
+    from shared.storage.retry import retry_call
 
     entity = parse_entity("BenchRaw", ENTITY)
     fmt = BUILTIN_FORMATS["CSV"]
-    service = TableServiceClient.from_connection_string(conn)
-    table = service.create_table(f"raw{uuid.uuid4().hex[:10]}")
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
@@ -80,11 +79,19 @@ def raw_ceiling(conn: str, rows: int) -> float:
     for row in encoded:
         by_partition.setdefault(row["PartitionKey"], []).append(row)
     batches = [items[i : i + 100] for items in by_partition.values() for i in range(0, len(items), 100)]
+    # The table (and its client's connection) after the rows are encoded: under load the encoding can outlast
+    # Azurite's 5-second keep-alive, and the first batch (a POST, not retried) met a reset connection.
+    service = TableServiceClient.from_connection_string(conn)
+    table = service.create_table(f"raw{uuid.uuid4().hex[:10]}")
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         list(
             pool.map(
-                lambda b: table.submit_transaction([("upsert", r, {"mode": UpdateMode.REPLACE}) for r in b]),
+                # Retried as the app retries its batches (an upsert batch is idempotent): under load Azurite may
+                # close a pooled connection (its keep-alive is 5 s), and the SDK does not retry a POST.
+                lambda b: retry_call(
+                    lambda: table.submit_transaction([("upsert", r, {"mode": UpdateMode.REPLACE}) for r in b])
+                ),
                 batches,
             )
         )

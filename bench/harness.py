@@ -31,6 +31,32 @@ class LocalApp:
     azurite: Any
     work: Path
     app_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[Any] = field(default_factory=list)  # queue-function hosts (split mode)
+
+    def start_workers(self, count: int) -> None:
+        """Start `count` more host processes running only the queue functions (`--functions queues`), as Flex
+        Consumption scales queue functions on instances of their own; returns once each has started."""
+        from tests.devhost.hostproc import HostProcess
+
+        started = [
+            HostProcess(
+                REPO,
+                self.env,
+                self.work / "logs",
+                "--functions",
+                "queues",
+                name=f"worker{len(self.workers) + i}",
+            )
+            for i in range(count)
+        ]
+        self.workers.extend(started)
+        for host in started:
+            host.wait_started(60)
+
+    def stop_workers(self) -> None:
+        while self.workers:
+            self.workers.pop().stop()
 
     def token(self, app_id: str | None = None, *, admin: bool = False, minutes: int = 240) -> str:
         from tools.devtoken import make_token
@@ -84,9 +110,13 @@ def local_app(
     extra_env: dict[str, str] | None = None,
     storage: Callable[[Any, Path], str] | None = None,
     name: str = "bench",
+    workers: int | None = None,
 ) -> Iterator[LocalApp]:
     """Azurite in memory and the app under `python -m tools.devhost`. `storage(azurite, work_dir)` may give
-    the connection string the app uses instead (for example through fault proxies)."""
+    the connection string the app uses instead (for example through fault proxies).
+
+    `workers`: None runs every function in one process; a number runs the app split as Flex Consumption does, one
+    process with `--functions http` and that many with `--functions queues` (more: LocalApp.start_workers)."""
     from shared.auth.keys import ensure_local_keys
     from tests.devhost.hostproc import HostProcess, clean_env
     from tools.azurite import start_azurite
@@ -107,10 +137,14 @@ def local_app(
         )
         if storage is not None:
             env["AzureWebJobsStorage"] = storage(azurite, work)
-        app = LocalApp(base="", keys=keys, azurite=azurite, work=work)
-        host = HostProcess(REPO, env, work / "logs", name=name)
+        app = LocalApp(base="", keys=keys, azurite=azurite, work=work, env=env)
+        split = ("--functions", "http") if workers is not None else ()
+        host = HostProcess(REPO, env, work / "logs", *split, name=name)
         try:
             app.base = host.wait_started(60)
+            if workers:
+                app.start_workers(workers)
             yield app
         finally:
+            app.stop_workers()
             host.stop()

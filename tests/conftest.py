@@ -83,6 +83,8 @@ def app_env(azurite, key_dir, tmp_path_factory) -> dict[str, str]:
         "POISON_SWEEP_SCHEDULE": "0 0 0 1 1 *",
         "MAX_ENQUEUE_BYTES": str(8 * 1024 * 1024),
         "DEV_FAULT_FAIL_ONCE_DIR": str(fault_dir),
+        # Every storage request of the app, one line each (shared/storage/call_log.py; tests/e2e/test_storage_calls.py).
+        "DEV_STORAGE_CALL_LOG": str(tmp_path_factory.mktemp("calls") / "storage-calls.log"),
         # Exact incremental windows in tests; test_export_service checks the margin itself.
         "EXPORT_INCREMENTAL_OVERLAP_SECONDS": "0",
     }

@@ -359,8 +359,12 @@ def read_deployment(deployment: Deployment) -> dict[tuple[str, str], Resource]:
 
 
 def _without_name(kind: str, document: dict) -> dict:
-    # `warnings` is read-only (what a stored document holds that does nothing), never part of a PUT body.
-    return {k: v for k, v in document.items() if k not in (_key(kind), "warnings")}
+    """The document without its name and without what the app adds to a reply (`warnings`), which no
+    configuration holds."""
+    from shared.domain.config import READ_ONLY_FIELDS
+
+    dropped = {_key(kind), *READ_ONLY_FIELDS}
+    return {k: v for k, v in document.items() if k not in dropped}
 
 
 # The folder --------------------------------------------------------------------------------------------

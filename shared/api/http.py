@@ -157,7 +157,7 @@ def require_partner(principal) -> None:
         return
     if app_access.registered(principal):
         return
-    if not any(job.allows(principal.app_id) for job in config_service().list_jobs()):
+    if not any(job.allows(principal.app_id) for job in config_service().cached_jobs()):
         raise ForbiddenError(
             f"application {principal.app_id} is not on the authorization policy of any job: an "
             "administrator adds it, enabled, to the policy of the jobs it works with",

@@ -78,6 +78,12 @@ def _if_match(req: func.HttpRequest) -> str | None:
     return req.headers.get("If-Match")
 
 
+def _operation(req: func.HttpRequest) -> str | None:
+    """`?operation=import|export`: which project a name means when an import and an export project share it
+    (projects are keyed by name and operation, as D365's definition groups); optional otherwise."""
+    return req.params.get("operation") or None
+
+
 def _read_patch(req: func.HttpRequest):
     """The merge patch: a JSON body sent as application/merge-patch+json or application/json (no
     Content-Type: read as JSON). 415 UnsupportedMediaType for anything else."""
@@ -229,7 +235,9 @@ def list_projects(req: func.HttpRequest, principal) -> func.HttpResponse:
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def put_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 
-    saved = _svc().upsert_project(req.route_params["name"], read_json(req), **_conditions(req))
+    saved = _svc().upsert_project(
+        req.route_params["name"], read_json(req), operation=_operation(req), **_conditions(req)
+    )
     return _saved(_project_body(saved.value), saved)
 
 
@@ -237,7 +245,9 @@ def put_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 @endpoint(auth="admin", max_body=CONFIG_BODY_BYTES)
 def patch_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 
-    saved = _svc().patch_project(req.route_params["name"], _read_patch(req), if_match=_if_match(req))
+    saved = _svc().patch_project(
+        req.route_params["name"], _read_patch(req), operation=_operation(req), if_match=_if_match(req)
+    )
     return _saved(_project_body(saved.value), saved)
 
 
@@ -245,14 +255,16 @@ def patch_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 @endpoint(auth="admin")
 def get_project(req: func.HttpRequest, principal) -> func.HttpResponse:
 
-    versioned = _svc().get_project_versioned(req.route_params["name"])
+    versioned = _svc().get_project_versioned(req.route_params["name"], _operation(req))
     return _versioned(_project_body(versioned.value), versioned)
 
 
 @bp.route(route="api/manage/projects/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def delete_project(req: func.HttpRequest, principal) -> func.HttpResponse:
-    return _deleted(_svc().delete_project(req.route_params["name"], if_match=_if_match(req)))
+    return _deleted(
+        _svc().delete_project(req.route_params["name"], operation=_operation(req), if_match=_if_match(req))
+    )
 
 
 # Jobs ----------------------------------------------------------------------------------------------

@@ -12,6 +12,17 @@ bp = func.Blueprint()
 MAX_COMPANY_PARAM = 64  # legal entity IDs are at most 10 characters (shared.domain.limits); generous
 
 
+def _job_id(req) -> str:
+    """A job's activity ID (a GUID), or a definition group's group job ID (`group~export~name~usmf`, whose runs
+    and messages GetExecutionSummaryPageUrl points to; shared/services/definition_groups.py)."""
+    from shared.services.definition_groups import group_job_from_id
+
+    raw = (req.route_params.get("activityId") or "").strip().lower()
+    if group_job_from_id(raw) is not None:
+        return raw
+    return parse_guid(req.route_params["activityId"], "activity ID")
+
+
 @bp.route(route="api/manage/jobs/{activityId}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint(auth="admin")
 def list_job_messages(req: func.HttpRequest, principal) -> func.HttpResponse:
@@ -19,7 +30,7 @@ def list_job_messages(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.message_views import message_summary
     from shared.services.registry import config_service, message_repo
 
-    job = config_service().get_job(parse_guid(req.route_params["activityId"], "activity ID"))
+    job = config_service().get_job(_job_id(req))
     wanted = [s.strip() for s in (req.params.get("status") or "").split(",") if s.strip()]
     by_lower = {s.lower(): s for s in MESSAGE_STATUSES}
     for s in wanted:
@@ -42,7 +53,7 @@ def list_job_runs(req: func.HttpRequest, principal) -> func.HttpResponse:
     from shared.services.message_views import run_summary
     from shared.services.registry import config_service, run_repo
 
-    job = config_service().get_job(parse_guid(req.route_params["activityId"], "activity ID"))
+    job = config_service().get_job(_job_id(req))
     page, token = run_repo().list_runs(
         job.activity_id,
         page_size=int_param(req, "top", 50),

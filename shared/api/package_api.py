@@ -76,6 +76,7 @@ def export_to_package(req: func.HttpRequest, principal) -> func.HttpResponse:
         package_name=body.get("packagename"),
         execution_id=body.get("executionid"),
         legal_entity_id=body.get("legalentityid"),
+        re_execute=body.get("reexecute"),
     )
     return odata_value(req, execution_id)
 

@@ -183,7 +183,7 @@ def parse_guid(value: Any, path: str) -> str:
 def parse_entity(name: str, body: Any) -> Entity:
     check_name(name, "entity")
     body = _obj(body, "entity")
-    _unknown(body, {"label", "fields", "keys", "companySpecific"}, "")
+    _unknown(body, {"label", "fields", "keys", "companySpecific", "publicCollectionName"}, "")
     raw_fields = _list(body, "fields", "", max_items=limits.FIELDS_MAX, required=True)
     fields: list[Field] = []
     seen: set[str] = set()
@@ -269,8 +269,30 @@ def parse_entity(name: str, body: Any) -> Entity:
         fields=tuple(fields),
         keys=tuple(canonical_keys),
         company_specific=_bool(body, "companySpecific", "", True),
+        public_collection_name=_collection_name(body),
         written=written,
     )
+
+
+COLLECTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# /data routes these to the definition-group endpoints (shared/api/odata_entity_sets.py), never to an entity.
+RESERVED_COLLECTION_PREFIX = "datamanagementdefinitiongroup"
+
+
+def _collection_name(body: dict) -> str | None:
+    """`publicCollectionName`: an OData identifier (letters, digits, '_'; not starting with a digit), at most
+    128 characters, not one of the definition-group sets. Unique across entities (the configuration
+    service checks that)."""
+    value = _str(body, "publicCollectionName", "")
+    if value is None or value == "":
+        return None
+    if not COLLECTION_NAME_RE.match(value) or value.lower().startswith(RESERVED_COLLECTION_PREFIX):
+        raise ValidationError(
+            f"publicCollectionName {preview(value)} is not valid: an OData identifier of 1-128 letters, digits "
+            "and '_', not starting with a digit, and not starting with DataManagementDefinitionGroup",
+            code="InvalidCollectionName",
+        )
+    return value
 
 
 def entity_to_json(entity: Entity) -> dict:
@@ -293,7 +315,7 @@ def entity_to_json(entity: Entity) -> dict:
         "companySpecific": entity.company_specific,
         "keys": list(entity.written.get("keys", entity.keys)),
         "fields": fields,
-    }
+    } | ({"publicCollectionName": entity.public_collection_name} if entity.public_collection_name else {})
 
 
 # Source data formats ---------------------------------------------------------------------------
@@ -348,6 +370,7 @@ FORMAT_FIELDS = {
     "acceptIsoDates",
     "decimalSeparator",
     "thousandsSeparator",
+    *READ_ONLY_FIELDS,  # a GET's reply may be PUT back
     "trueValues",
     "falseValues",
 }
@@ -575,7 +598,10 @@ def parse_project(name: str, body: Any) -> Project:
     operation = _str(body, "operation", "", required=True)
     if operation not in OPERATIONS:
         raise ValidationError(f"operation {preview(operation)} must be 'import' or 'export'")
-    raw_entities = _list(body, "entities", "", max_items=limits.PROJECT_ENTITIES_MAX, required=True)
+    if body.get("entities") is None:
+        # Empty is allowed: a definition group made over OData gets its entities one by one (issue 13).
+        raise ValidationError("entities must be a list (empty for a project without entities yet)")
+    raw_entities = _list(body, "entities", "", max_items=limits.PROJECT_ENTITIES_MAX)
     entities = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_entities):

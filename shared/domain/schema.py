@@ -26,6 +26,9 @@ class Entity:
     fields: tuple[Field, ...]
     keys: tuple[str, ...]
     company_specific: bool = True
+    # The entity set name under /data (D365's "public collection name"); None: derived from the name
+    # (shared/odata/names.collection_name).
+    public_collection_name: str | None = None
     # What the user wrote where the parsed entity differs (keys spelled as sent, `required` as sent for
     # key fields, which are always required here): GET returns it. Not part of the entity's identity.
     written: dict = field(default_factory=dict, compare=False, hash=False)

@@ -219,9 +219,10 @@ _LITERAL_NAMES = {
 
 
 class _Parser:
-    def __init__(self, text: str, entity: Entity) -> None:
+    def __init__(self, text: str, entity: Entity, company_names: tuple[str, ...] = (COMPANY_FIELD,)) -> None:
         self.text = text
         self.entity = entity
+        self.company_names = {n.casefold() for n in company_names}
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
@@ -370,11 +371,11 @@ class _Parser:
         f = self.fields.get(tok.text.casefold())
         if f is not None:
             return f.name, f.type, f
-        if self.entity.company_specific and tok.text.casefold() == COMPANY_FIELD:
+        if self.entity.company_specific and tok.text.casefold() in self.company_names:
             return COMPANY_FIELD, "string", None
         names = [f.name for f in self.entity.fields]
         if self.entity.company_specific:
-            names.append(COMPANY_FIELD)
+            names.append(COMPANY_FIELD if COMPANY_FIELD in self.company_names else "dataAreaId")
         raise FilterError(f"unknown field '{tok.text}'; the entity has {', '.join(names)}")
 
     def typed_comparison(self, field_tok: _Tok, op: str, lit: _Tok) -> Comparison:
@@ -469,8 +470,12 @@ def _parse_datetime(text: str, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def parse_filter(text: str, entity: Entity) -> FilterExpr:
-    """Parse and type-check a filter against the entity; raise FilterError with a clear reason."""
+def parse_filter(
+    text: str, entity: Entity, *, company_names: tuple[str, ...] = (COMPANY_FIELD,)
+) -> FilterExpr:
+    """Parse and type-check a filter against the entity; raise FilterError with a clear reason.
+    `company_names`: what the company of a company-specific entity is called in the text (the OData entity
+    sets also accept D365's `dataAreaId`); the tree names it COMPANY_FIELD whatever it was called."""
     if len(text) > MAX_FILTER_LENGTH:
         raise FilterError(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
     if len(quote(text, safe="", errors="replace")) > MAX_FILTER_URL_LENGTH:
@@ -480,7 +485,7 @@ def parse_filter(text: str, entity: Entity) -> FilterExpr:
         )
     if not text.strip():
         raise FilterError("the filter is empty")
-    return _Parser(text, entity).parse()
+    return _Parser(text, entity, company_names).parse()
 
 
 # --------------------------------------------------------------------------------------------
@@ -807,6 +812,7 @@ def compile_filter(
     *,
     company_property: str = COMPANY_PROPERTY,
     param_prefix: str = "p",
+    max_comparisons: int = MAX_TABLE_COMPARISONS,
 ) -> tuple[str, dict[str, object]]:
     """Compile to an Azure Table `$filter` with `@pN` placeholders and its parameters.
 
@@ -815,11 +821,11 @@ def compile_filter(
     The text only ever contains property names from the schema, operators, `and`/`or`,
     parentheses and placeholders; every value travels in `params`. Placeholders are separated by
     spaces, as azure-data-tables requires, so the text can be wrapped as `( ... )` and combined
-    with other conditions.
+    with other conditions; `max_comparisons` leaves room for theirs within Azure's 15.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", param_prefix):
         raise ValueError(f"'{param_prefix}' is not a usable parameter prefix")
-    q = _fit(_to_query(_nnf(expr), company_property), MAX_TABLE_COMPARISONS)
+    q = _fit(_to_query(_nnf(expr), company_property), max_comparisons)
     if isinstance(q, _True):
         return "", {}
     params: dict[str, object] = {}

@@ -29,10 +29,12 @@ KIND_FORMAT = "format"
 KIND_TRANSFORM = "transform"
 KIND_PROJECT = "project"
 KIND_JOB = "job"
+KIND_VERSION_TOKEN = "versiontoken"
 
 MAX_TRANSFORM_BYTES = 2 * 1024 * 1024
 # Records counted before refusing an entity change: enough to say "at least", never a scan of a big table.
 RECORDS_COUNT_CAP = 10_000
+_ALL_JOBS = ("jobs", "*")  # the cache key of cached_jobs
 _WRITE_ATTEMPTS = 10  # a write that keeps meeting newer versions gives up with 409 ConcurrentChange
 
 
@@ -169,6 +171,8 @@ class ConfigService(AccessConfigMixin):
                 continue  # judged again, preconditions included, against the version that won
             finally:
                 self._cache.invalidate(kind, key)
+                if kind == KIND_JOB:
+                    self._cache.invalidate(*_ALL_JOBS)
             return Saved(value, current is None, etag)
         raise ConflictError(
             f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
@@ -193,6 +197,8 @@ class ConfigService(AccessConfigMixin):
                 continue
             finally:
                 self._cache.invalidate(kind, key)
+                if kind == KIND_JOB:
+                    self._cache.invalidate(*_ALL_JOBS)
             return current
         raise ConflictError(
             f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
@@ -215,6 +221,7 @@ class ConfigService(AccessConfigMixin):
 
         def build(current: Stored | None) -> tuple[Entity, dict]:
             self._check_records_fit(current, entity, force)
+            self._check_collection_name(entity)
             return entity, cfg.entity_to_json(entity)
 
         return self._save(KIND_ENTITY, name, Preconditions.of(if_match, if_none_match), build)
@@ -229,9 +236,31 @@ class ConfigService(AccessConfigMixin):
         def build(current: Stored | None) -> tuple[Entity, dict]:
             entity = cfg.parse_entity(name, merge_patch(_without_name(current.doc), patch))
             self._check_records_fit(current, entity, force)
+            self._check_collection_name(entity)
             return entity, cfg.entity_to_json(entity)
 
         return self._save(KIND_ENTITY, name, Preconditions.of(if_match), build, must_exist=True)
+
+    def _check_collection_name(self, entity: Entity) -> None:
+        """400 DuplicateCollectionName when another entity is served under the same /data entity set name
+        (its publicCollectionName, or the one derived from its name), ignoring case."""
+        from shared.odata.names import collection_name
+
+        wanted = collection_name(entity).lower()
+        for other in self.list_entities():
+            if other.name.lower() != entity.name.lower() and collection_name(other).lower() == wanted:
+                raise ValidationError(
+                    f"entity {other.name} is already served as the entity set {collection_name(other)} under "
+                    f"/data; give entity {entity.name} another publicCollectionName",
+                    code="DuplicateCollectionName",
+                )
+
+    def find_by_collection(self, collection: str) -> Entity | None:
+        """The entity served as the /data entity set `collection` (ignoring case), or None."""
+        from shared.odata.names import collection_name
+
+        wanted = collection.lower()
+        return next((e for e in self.list_entities() if collection_name(e).lower() == wanted), None)
 
     def _check_records_fit(self, current: Stored | None, entity: Entity, force: bool) -> None:
         """409 EntityHasRecords when the change breaks stored records (record_breaking_changes) and the
@@ -476,31 +505,247 @@ class ConfigService(AccessConfigMixin):
         return deleted is not None
 
     # Projects ------------------------------------------------------------------------------------
-    def upsert_project(
-        self, name: str, body: Any, *, if_match: str | None = None, if_none_match: str | None = None
+    # A project (D365's definition group) is keyed by its name AND its operation, as in D365: an import and
+    # an export project may share a name. Rows are `project/<name>|<operation>`; a row stored before this
+    # (`project/<name>`) is read as the project of its document's operation and moved to its new key by the
+    # next write of that project. Jobs name a project by name only, so a name that jobs use names one project:
+    # a second project of that name is refused (409 ProjectNameUsedByJob) and a job cannot name a shared one.
+    def _project_rows(self, name: str) -> dict[str, tuple[str, Stored]]:
+        """The stored projects named `name` (any case), by operation: (row key, stored version)."""
+        found: dict[str, tuple[str, Stored]] = {}
+        for operation in cfg.OPERATIONS:
+            stored = self._repo.get_stored(KIND_PROJECT, project_key(name, operation))
+            if stored is not None:
+                found[operation] = (project_key(name, operation), stored)
+        legacy = self._repo.get_stored(KIND_PROJECT, name)
+        if legacy is not None:
+            operation = legacy.doc.get("operation")
+            if operation in cfg.OPERATIONS and operation not in found:
+                found[operation] = (name, legacy)
+        return found
+
+    @staticmethod
+    def _operation_selector(operation: str | None) -> str | None:
+        if operation is None or operation == "":
+            return None
+        value = str(operation).strip().lower()
+        if value not in cfg.OPERATIONS:
+            raise ValidationError(
+                f"operation {cfg.preview(operation)} must be 'import' or 'export'", code="InvalidOperation"
+            )
+        return value
+
+    def _select_project(
+        self, found: dict[str, tuple[str, Stored]], name: str, operation: str | None
+    ) -> tuple[str, tuple[str, Stored]]:
+        """The one project of `found` that `operation` (None: the only one) names; 404 ProjectNotFound,
+        409 AmbiguousProject when the name is shared and no operation says which."""
+        if operation is not None:
+            if operation not in found:
+                raise NotFoundError(
+                    f"project {name!r} with operation {operation!r} does not exist", code="ProjectNotFound"
+                )
+            return operation, found[operation]
+        if not found:
+            raise NotFoundError(f"project {name!r} does not exist", code="ProjectNotFound")
+        if len(found) > 1:
+            raise ConflictError(
+                f"an import and an export project are both named {name!r}; say which with "
+                "operation=import or operation=export",
+                code="AmbiguousProject",
+            )
+        return next(iter(found.items()))
+
+    def _invalidate_project(self, name: str) -> None:
+        for key in (name, project_key(name, ""), *(project_key(name, op) for op in cfg.OPERATIONS)):
+            self._cache.invalidate(KIND_PROJECT, key)
+
+    def _save_project(
+        self,
+        name: str,
+        pick: Callable[[dict[str, tuple[str, Stored]]], str | None],
+        pre: Preconditions,
+        build: Callable[[Stored | None], cfg.Project],
     ) -> Saved:
-        """PUT: Saved.value is the Project, its entities named as the entities are. 400 naming the field
-        for a missing entity, format, mapping target or transform, or a filter that does not parse."""
-        project = self._validate_project(cfg.parse_project(name, body))
-        return self._save(
-            KIND_PROJECT,
-            name,
-            Preconditions.of(if_match, if_none_match),
-            lambda current: (project, cfg.project_to_json(project)),
+        """Read the projects named `name`; `pick(found)` names the operation of the one this write replaces
+        (None: it creates); check `pre` against it; `build(current)` the new project; store it under its key
+        (moving it when its operation changed or its row is a legacy one); start again when another writer
+        got there first."""
+        what = f"{KIND_PROJECT} {name!r}"
+        for _ in range(_WRITE_ATTEMPTS):
+            found = self._project_rows(name)
+            picked = pick(found)
+            old_key, current = found[picked] if picked is not None else (None, None)
+            pre.check(current, what)
+            project = build(current)
+            new_key = project_key(name, project.operation)
+            if project.operation != picked and project.operation in found:
+                raise ConflictError(
+                    f"an {project.operation} project named {name!r} already exists",
+                    code="ProjectExists",
+                )
+            if picked is None and found:
+                self._check_name_free_of_jobs(name)
+            doc = cfg.project_to_json(project)
+            try:
+                moving = old_key is not None and old_key.lower() != new_key.lower()
+                etag = self._repo.write(KIND_PROJECT, new_key, doc, None if moving else current)
+                if moving:
+                    try:
+                        self._repo.remove(KIND_PROJECT, old_key, current)
+                    except ConfigChanged:
+                        pass  # changed meanwhile: the newer write wins, the moved copy stays
+            except ConfigChanged:
+                continue
+            finally:
+                self._invalidate_project(name)
+            return Saved(project, current is None, etag)
+        raise ConflictError(
+            f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
+            code="ConcurrentChange",
         )
 
-    def patch_project(self, name: str, patch: Any, *, if_match: str | None = None) -> Saved:
+    def _check_name_free_of_jobs(self, name: str) -> None:
+        users = [j.name for j in self.list_jobs() if j.project.lower() == name.lower()]
+        if users:
+            raise ConflictError(
+                f"a project named {name!r} exists and job(s) {', '.join(users)} use that name; a second "
+                "project of the same name (the other operation) would leave them ambiguous: choose another name",
+                code="ProjectNameUsedByJob",
+            )
+
+    def upsert_project(
+        self,
+        name: str,
+        body: Any,
+        *,
+        operation: str | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> Saved:
+        """PUT: Saved.value is the Project, its entities named as the entities are. 400 naming the field
+        for a missing entity, format, mapping target or transform, or a filter that does not parse.
+
+        It replaces the project of `operation` (the selector), else the only project of that name (its
+        operation may change, as before projects were keyed by operation), else the one of the body's
+        operation; it creates one otherwise."""
+        selector = self._operation_selector(operation)
+        project = self._validate_project(cfg.parse_project(name, body))
+        if selector is not None and project.operation != selector:
+            raise ValidationError(
+                f"operation: the body says {project.operation!r} but the request selects the "
+                f"{selector} project; send operation={project.operation} or change the body",
+                code="OperationMismatch",
+            )
+
+        def pick(found: dict) -> str | None:
+            if selector is not None:
+                return selector if selector in found else None
+            if len(found) == 1:
+                return next(iter(found))
+            return project.operation if project.operation in found else None
+
+        return self._save_project(
+            name, pick, Preconditions.of(if_match, if_none_match), lambda current: project
+        )
+
+    def create_project(self, project_body: Any, name: str) -> Saved:
+        """Create only (the OData POST): 409 ProjectExists when a project of that name and operation exists."""
+        project = self._validate_project(cfg.parse_project(name, project_body))
+
+        def pick(found: dict) -> str | None:
+            if project.operation in found:
+                raise ConflictError(
+                    f"an {project.operation} project named {name!r} already exists", code="ProjectExists"
+                )
+            return None
+
+        return self._save_project(name, pick, Preconditions(), lambda current: project)
+
+    def patch_project(
+        self, name: str, patch: Any, *, operation: str | None = None, if_match: str | None = None
+    ) -> Saved:
         """PATCH (RFC 7396) on the stored project, then validated exactly as upsert_project; 404.
         `entities` is an array: a patch replaces it whole."""
         patch = patch_object(patch, "project")
+        selector = self._operation_selector(operation)
 
-        def build(current: Stored | None) -> tuple[cfg.Project, dict]:
+        def build(current: Stored | None) -> cfg.Project:
             project = cfg.parse_project(name, merge_patch(_without_name(current.doc), patch))
             # A new operation judges every option against it; otherwise only what the patch changes.
-            project = self._validate_project(project, None if "operation" in patch else set(patch))
-            return project, cfg.project_to_json(project)
+            return self._validate_project(project, None if "operation" in patch else set(patch))
 
-        return self._save(KIND_PROJECT, name, Preconditions.of(if_match), build, must_exist=True)
+        return self._save_project(
+            name,
+            lambda found: self._select_project(found, name, selector)[0],
+            Preconditions.of(if_match),
+            build,
+        )
+
+    def get_project(self, name: str, operation: str | None = None) -> cfg.Project:
+        """The project named `name` of `operation` (None: the only one of that name). 404 ProjectNotFound;
+        409 AmbiguousProject when the name is shared and `operation` is None."""
+        selector = self._operation_selector(operation)
+
+        def load() -> cfg.Project:
+            _, (_, stored) = self._select_project(self._project_rows(name), name, selector)
+            return _project_from_doc(stored.doc)
+
+        return self._cached(KIND_PROJECT, project_key(name, selector or ""), load)
+
+    def find_project(self, name: str, operation: str | None = None) -> cfg.Project | None:
+        try:
+            return self.get_project(name, operation)
+        except NotFoundError:
+            return None
+
+    def get_project_versioned(self, name: str, operation: str | None = None) -> Versioned:
+        _, (_, stored) = self._select_project(
+            self._project_rows(name), name, self._operation_selector(operation)
+        )
+        return Versioned(_project_from_doc(stored.doc), stored.etag)
+
+    def list_projects(self) -> list[cfg.Project]:
+        """Every project once (a legacy row beside its moved copy counts once, the moved copy wins)."""
+        out: dict[tuple[str, str], cfg.Project] = {}
+        for doc in self._repo.list(KIND_PROJECT):
+            project = _project_from_doc(doc)
+            key = (project.name.lower(), project.operation)
+            out.setdefault(key, project)
+        return sorted(out.values(), key=lambda p: (p.name.lower(), p.operation))
+
+    def delete_project(self, name: str, *, operation: str | None = None, if_match: str | None = None) -> bool:
+        """True when it existed. 409 ProjectInUse while a job uses it, AmbiguousProject when the name is
+        shared and `operation` is None; 412 PreconditionFailed."""
+        selector = self._operation_selector(operation)
+        pre = Preconditions.of(if_match)
+        what = f"{KIND_PROJECT} {name!r}"
+        for _ in range(_WRITE_ATTEMPTS):
+            found = self._project_rows(name)
+            if selector is not None and selector not in found or not found:
+                pre.check(None, what)
+                return False
+            _, (key, current) = self._select_project(found, name, selector)
+            pre.check(current, what)
+            users = [j.name for j in self.list_jobs() if j.project.lower() == name.lower()]
+            if users and len(found) == 1:
+                raise ConflictError(
+                    f"project {name!r} is used by job(s) {', '.join(users)}", code="ProjectInUse"
+                )
+            try:
+                self._repo.remove(KIND_PROJECT, key, current)
+                legacy = self._repo.get_stored(KIND_PROJECT, name)
+                if legacy is not None and legacy.doc.get("operation") == current.doc.get("operation"):
+                    self._repo.remove(KIND_PROJECT, name, legacy)
+            except ConfigChanged:
+                continue
+            finally:
+                self._invalidate_project(name)
+            return True
+        raise ConflictError(
+            f"{what} kept changing while this request ran ({_WRITE_ATTEMPTS} attempts); send it again",
+            code="ConcurrentChange",
+        )
 
     def _validate_project(self, project: cfg.Project, judged: set[str] | None = None) -> cfg.Project:
         """The project with its entities named as the entities are. `judged`: the top-level members whose
@@ -585,7 +830,7 @@ class ConfigService(AccessConfigMixin):
         raises, so a job whose project is gone still reads."""
         try:
             project = self.get_project(job.project)
-        except (NotFoundError, ValidationError):
+        except (NotFoundError, ValidationError, ConflictError):
             return [f"project {job.project!r} does not exist"]
         return [f"{name} does not apply: {why}" for name, why in self._job_problems(job, project)]
 
@@ -615,29 +860,27 @@ class ConfigService(AccessConfigMixin):
         except FilterError as exc:
             raise ValidationError(f"filter: {exc} (entity {entity.name})", code=exc.code) from exc
 
-    def get_project(self, name: str) -> cfg.Project:
-        def load() -> cfg.Project:
-            doc = self._repo.get(KIND_PROJECT, name)
-            return _project_from_doc(doc)
+    # Version tokens (ResetVersionToken) --------------------------------------------------------------
+    def reset_version_token(self, project_name: str, entity_name: str) -> None:
+        """The next incremental export of this entity in this project exports it in full (D365's
+        ResetVersionToken resets the change-tracking version of an entity in a definition group)."""
+        from datetime import UTC, datetime
 
-        return self._cached(KIND_PROJECT, name, load)
+        key = f"{project_name.lower()}|{entity_name.lower()}"
+        self._repo.upsert(KIND_VERSION_TOKEN, key, {"resetAt": datetime.now(UTC).isoformat()})
+        self._cache.invalidate(KIND_VERSION_TOKEN, key)
 
-    def get_project_versioned(self, name: str) -> Versioned:
-        stored = self._stored(KIND_PROJECT, name)
-        return Versioned(_project_from_doc(stored.doc), stored.etag)
+    def version_token_reset_at(self, project_name: str, entity_name: str):
+        """When the entity's watermark in the project was last reset (a UTC datetime), or None."""
+        from datetime import datetime
 
-    def list_projects(self) -> list[cfg.Project]:
-        return [_project_from_doc(d) for d in self._repo.list(KIND_PROJECT)]
+        key = f"{project_name.lower()}|{entity_name.lower()}"
 
-    def delete_project(self, name: str, *, if_match: str | None = None) -> bool:
-        def check_users() -> None:
-            users = [j.name for j in self.list_jobs() if j.project.lower() == name.lower()]
-            if users:
-                raise ConflictError(
-                    f"project {name!r} is used by job(s) {', '.join(users)}", code="ProjectInUse"
-                )
+        def load():
+            doc = self._repo.find(KIND_VERSION_TOKEN, key)
+            return datetime.fromisoformat(doc["resetAt"]) if doc and doc.get("resetAt") else None
 
-        return self._delete(KIND_PROJECT, name, Preconditions.of(if_match), check_users) is not None
+        return self._cached(KIND_VERSION_TOKEN, key, load)
 
     # Jobs ------------------------------------------------------------------------------------------
     def _validate_job(self, job: cfg.Job, stated: set[str], judged: set[str] | None = None) -> cfg.Job:
@@ -650,6 +893,12 @@ class ConfigService(AccessConfigMixin):
         except NotFoundError as exc:
             raise ValidationError(
                 f"project: project {job.project!r} does not exist", code="UnknownProject"
+            ) from exc
+        except ConflictError as exc:
+            raise ValidationError(
+                f"project: an import and an export project are both named {job.project!r}; a job needs a "
+                "project whose name is its own (rename one of them)",
+                code="AmbiguousProject",
             ) from exc
         if project.operation == "export" and "mode" not in stated:
             job = _replace(job, mode="package")
@@ -727,7 +976,19 @@ class ConfigService(AccessConfigMixin):
 
         return self._save(KIND_JOB, activity_id, Preconditions.of(if_match), build, must_exist=True)
 
+    def project_of(self, job: cfg.Job) -> cfg.Project:
+        """The project a job runs: by name, and by operation too for a definition group's group job."""
+        from shared.services.definition_groups import job_operation
+
+        return self.get_project(job.project, job_operation(job))
+
     def get_job(self, activity_id: str, *, fresh: bool = False) -> cfg.Job:
+        from shared.services.definition_groups import group_job_from_id
+
+        group_job = group_job_from_id(activity_id)
+        if group_job is not None:
+            return group_job  # not stored: the ID says what it is (definition_groups)
+
         def load() -> cfg.Job:
             doc = self._repo.get(KIND_JOB, activity_id)
             return cfg.parse_job(doc["activityId"], doc)
@@ -748,6 +1009,13 @@ class ConfigService(AccessConfigMixin):
 
     def list_jobs(self) -> list[cfg.Job]:
         return [cfg.parse_job(d["activityId"], d) for d in self._repo.list(KIND_JOB)]
+
+    def cached_jobs(self) -> list[cfg.Job]:
+        """Every job, cached like single documents (valid while the configuration's version is unchanged, so
+        current within CONFIG_CHECK_SECONDS): for the checks every partner request makes (http.require_partner,
+        execution_access.may_see), which would otherwise query the whole job list each time. Not for writes'
+        consistency checks, which use list_jobs."""
+        return self._cached(_ALL_JOBS[0], _ALL_JOBS[1], self.list_jobs)
 
     def delete_job(self, activity_id: str, *, if_match: str | None = None) -> bool:
         return self._delete(KIND_JOB, activity_id, Preconditions.of(if_match), lambda: None) is not None
@@ -803,6 +1071,11 @@ def _entity_from_doc(doc: dict) -> Entity:
 
 def _format_from_doc(doc: dict) -> SourceFormat:
     return cfg.parse_format(doc["name"], _without_name(doc))
+
+
+def project_key(name: str, operation: str) -> str:
+    """The row key of a project: its name and operation (`|` is in no name, NAME_RE)."""
+    return f"{name}|{operation}"
 
 
 def _project_from_doc(doc: dict) -> cfg.Project:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from shared.domain import statuses
 from shared.domain.config import Job
@@ -12,6 +12,8 @@ from shared.storage.retry import retry_call
 
 # A dispatched message that no worker has claimed after this long is dispatched again.
 REDISPATCH_AFTER = timedelta(minutes=10)
+# "Never dispatched" for a row that was marked (a Table MERGE cannot remove a property): long past the cutoff.
+NOT_DISPATCHED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Dispatcher:
@@ -47,6 +49,40 @@ class Dispatcher:
         # second claim of the message finds it no longer Enqueued).
         retry_call(lambda: self._queue.send_message(item), what="queueing an import")
         return True
+
+    def dispatch_created(self, job: Job, message: dict, trigger: str) -> None:
+        """Queue a message that enqueue has just created already marked `DispatchedAt` (a process-on-arrival
+        job that is not in order): no read and no compare-and-swap, as nobody else can have seen it yet.
+
+        The item carries the row as created and its ETag, so the worker claims it with one conditional MERGE
+        instead of a read and a MERGE; when anything changed the row since, that MERGE fails and the worker
+        reads it. When the send fails, `DispatchedAt` is cleared (best effort) so that the scheduler's next
+        tick queues the message, and the error is raised."""
+        item = work_items.encode(
+            kind=work_items.KIND_MESSAGE,
+            jobId=job.activity_id,
+            messageId=message["MessageId"],
+            rowKey=message["RowKey"],
+            trigger=trigger,
+            etag=message.get("_etag"),
+            row=work_items.snapshot(message) if message.get("_etag") else None,
+        )
+        try:
+            retry_call(lambda: self._queue.send_message(item), what="queueing an import")
+        except Exception:
+            try:
+                self._messages.update_message(
+                    job.activity_id,
+                    message["RowKey"],
+                    lambda current: (
+                        {"DispatchedAt": NOT_DISPATCHED}
+                        if current.get("Status") == statuses.ENQUEUED
+                        else None
+                    ),
+                )
+            except Exception:  # the scheduler re-dispatches it after REDISPATCH_AFTER anyway
+                pass
+            raise
 
     def dispatch_drain(self, job: Job, trigger: str) -> None:
         item = work_items.encode(kind=work_items.KIND_DRAIN, jobId=job.activity_id, trigger=trigger)

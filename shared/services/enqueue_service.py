@@ -16,8 +16,11 @@ from shared.errors import AppError, ForbiddenError, TooLargeError, ValidationErr
 from shared.services import app_access, execution_access
 from shared.services.config_service import ConfigService
 from shared.services.dispatch import Dispatcher
-from shared.storage.message_repo import MessageRepository
+from shared.storage.message_repo import MessageRepository, now_utc
 
+# A file up to this size is uploaded at the same time as its message's index rows (one put, milliseconds); a
+# larger one before them (shared/storage/together.py).
+UPLOAD_ALONGSIDE_BYTES = 4 * 1024 * 1024
 UPLOAD_PATH_HINT = (
     "POST /data/DataManagementDefinitionGroups/Microsoft.Dynamics.DataEntities.GetAzureWriteUrl, "
     "PUT the file to the returned BlobUrl, then call ImportFromPackage"
@@ -72,7 +75,7 @@ class EnqueueService:
         import job used to answer 204 ("nothing ready"), which tells a client nothing is wrong. PROTOCOL.md
         does not record what D365 answers here; §1's rule is a clear error, and enqueue already answered
         400 NotAnImportJob, so both directions answer alike (RIS logs a non-2xx reply and stops that run)."""
-        project = self._config.get_project(job.project)
+        project = self._config.project_of(job)
         if project.operation == operation:
             return project
         if operation == "import":
@@ -164,9 +167,21 @@ class EnqueueService:
             )
             if earlier and self._messages.find_by_id(earlier) is not None:
                 return earlier
+        # A process-on-arrival message that is not in order is created already marked dispatched and queued
+        # without reading it back: enqueue costs the floor (the file and the two index rows at once, then the
+        # row, then the queue item).
+        dispatch_now = job.process_on_arrival and not job.process_in_order
         try:
             blob = inbound_blob_name(job.activity_id, message_id)
-            self._inbound.upload_blob(blob, body, overwrite=True, max_concurrency=4)
+
+            def upload() -> None:
+                self._inbound.upload_blob(blob, body, overwrite=True, max_concurrency=4)
+
+            # The row key (the enqueue order) is taken when the index rows are written. A small file is stored at
+            # the same time; a large one first, so that its place in the order is where its upload ended, as before.
+            alongside = len(body) <= UPLOAD_ALONGSIDE_BYTES
+            if not alongside:
+                upload()
             message = self._messages.create_message(
                 job.activity_id,
                 message_id,
@@ -181,7 +196,10 @@ class EnqueueService:
                     "ContentSha256": content_hash,
                     "Mode": job.mode,
                     execution_access.REQUESTED_BY: execution_access.requested_by(principal),
+                    **({"DispatchedAt": now_utc()} if dispatch_now else {}),
                 },
+                # The file is stored before the row that names it.
+                before=upload if alongside else None,
             )
         except Exception:
             if dedup_key:
@@ -189,7 +207,10 @@ class EnqueueService:
             raise
         if job.process_on_arrival:
             try:
-                self._dispatcher.dispatch_message(job, message, statuses.TRIGGER_ON_ARRIVAL)
+                if dispatch_now:
+                    self._dispatcher.dispatch_created(job, message, statuses.TRIGGER_ON_ARRIVAL)
+                else:
+                    self._dispatcher.dispatch_message(job, message, statuses.TRIGGER_ON_ARRIVAL)
             except Exception:  # the file is stored; the scheduler will dispatch it
                 import logging
 

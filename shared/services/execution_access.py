@@ -72,12 +72,14 @@ def may_see(
         return True
     if not starter or starter.lower() != app:
         return False
+    if getattr(job, "operation", None) is not None:
+        return True  # a definition group's group job (no policy): its executions are their starter's
     if _registered_starter_may(principal, job, legal_entity, config):
         return True
     project = job.project.casefold()
     return any(
         j.enabled and j.allows(app) and j.project.casefold() == project and _covers(j, job)
-        for j in config.list_jobs()
+        for j in config.cached_jobs()
     )
 
 
@@ -88,7 +90,7 @@ def _registered_starter_may(principal: Principal, job: Job, legal_entity: str | 
     if not app_access.registered(principal):
         return False
     try:
-        operation = config.get_project(job.project).operation
+        operation = config.project_of(job).operation
     except NotFoundError:
         return False
     capability = app_access.EXPORT if operation == "export" else app_access.IMPORT

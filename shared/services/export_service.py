@@ -104,6 +104,7 @@ class EntityPlan:
     # are written as stored: a conversion reads source values, it does not say how to write them.
     conversions: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     misfits: Any = None  # entity_repo.Misfits: stored values that no longer fit their field's type
+    limit: int | None = None  # ExportToPackagePreview: at most this many records
 
 
 @dataclass
@@ -210,11 +211,18 @@ class ExportService:
         run_id: str | None = None,
         offer: bool = True,
         legal_entity: str | None = None,
+        incremental: bool = False,
+        preview_count: int | None = None,
+        entities: list[str] | None = None,
     ) -> str:
-        """Record a Waiting run and queue its work item; returns the run (execution) ID.
+        """Record a Waiting run and queue its work item; returns the run (execution) ID. A run ID that exists
+        already (ExportToPackage with reExecute) is the same run, back to Waiting.
 
         `offer=False` (package API exports) uploads the package without creating an outbound message.
         `legal_entity`: the legal entity exported (ExportToPackage's legalEntityId); else the job's company.
+        `incremental` (ExportToPackageDelta): only what changed since the job's last successful export.
+        `preview_count` (ExportToPackagePreview): at most that many records per entity. `entities`: only
+        these of the project (names or labels).
         """
         run_id = run_id or str(uuid.uuid4())
         legal = (legal_entity or job.legal_entity or "").lower() or None
@@ -233,6 +241,9 @@ class ExportService:
             trigger=trigger,
             offer=None if offer else False,
             company=(legal_entity or "").lower() or None,  # the run's Company holds the job's too
+            incremental=True if incremental else None,
+            previewCount=preview_count,
+            entities=entities or None,
         )
         try:
             # Retried only when the send surely had no effect: a duplicate item would run the export twice.
@@ -304,8 +315,18 @@ class ExportService:
             )
             return ExportResult(run_id, statuses.RUN_ERROR, error="job deleted")
         legal = item.get("company") or run.get("Company")
+        if item.get("incremental"):
+            from dataclasses import replace
+
+            job = replace(job, incremental=True)
         return self.run_export(
-            job, run_id, offer=item.get("offer", True) is not False, run=run, legal_entity=legal
+            job,
+            run_id,
+            offer=item.get("offer", True) is not False,
+            run=run,
+            legal_entity=legal,
+            preview_count=item.get("previewCount"),
+            entities=item.get("entities"),
         )
 
     def handle_poison(self, item: dict) -> None:
@@ -348,6 +369,8 @@ class ExportService:
         offer: bool = True,
         run: dict | None = None,
         legal_entity: str | None = None,
+        preview_count: int | None = None,
+        entities: list[str] | None = None,
     ) -> ExportResult:
         """Export now, in this thread. Configuration problems end the run in Error; anything else (storage
         trouble) is recorded on the run and raised, so the queue retries and finally the poison handler ends it.
@@ -370,7 +393,7 @@ class ExportService:
         )
         try:
             fault_points.hit("export", run_id)
-            project = self._config.get_project(job.project)
+            project = self._config.project_of(job)
             if project.operation != "export":
                 raise ExportError(
                     f"the project {project.name!r} of job {job.name!r} is not an export project"
@@ -379,7 +402,9 @@ class ExportService:
             if problem:
                 raise ExportError(problem, code="LegalEntityRequired")
             since = self._since(job, run_id, started) if job.incremental else None
-            plans = self._plans(job, project, since)
+            plans = self._plans(job, project, since, entities=entities)
+            for plan in plans:
+                plan.limit = preview_count
             return self._export(job, project, run_id, plans, since, offer)
         except (ExportError, FormatError) as exc:
             reason = getattr(exc, "message", None) or str(exc)
@@ -440,16 +465,31 @@ class ExportService:
                 break
         return None
 
-    def _plans(self, job: Job, project: Project, since: datetime | None) -> list[EntityPlan]:
+    def _plans(
+        self, job: Job, project: Project, since_run: datetime | None, *, entities: list[str] | None = None
+    ) -> list[EntityPlan]:
         from shared.services.records import build_query
         from shared.storage.entity_repo import COMPANY, MODIFIED
 
         plans: list[EntityPlan] = []
         used_names: set[str] = set()
+        wanted = {e.casefold() for e in entities or ()}
         for index, pe in enumerate(project.ordered_entities()):
             entity = self._config.find_entity(pe.entity)
             if entity is None:
                 raise ExportError(f"entity {pe.entity!r} of project {project.name!r} no longer exists")
+            if wanted and not wanted & {
+                pe.entity.casefold(),
+                entity.name.casefold(),
+                entity.label.casefold(),
+            }:
+                continue
+            since = since_run
+            if since is not None:
+                # ResetVersionToken: an entity whose watermark was reset after the last run exports in full.
+                reset = self._config.version_token_reset_at(project.name, entity.name)
+                if reset is not None and reset >= since:
+                    since = None
             try:
                 fmt = self._config.get_format(pe.format)
             except NotFoundError as exc:
@@ -655,8 +695,12 @@ class ExportService:
             # After an entity change made with ?force=true, stored values may not fit their field's type:
             # written empty and reported, never a writer's crash.
             page = [conform_row(plan.entity, row, plan.misfits) for row in page]
+            if plan.limit is not None:
+                page = page[: max(plan.limit - plan.count, 0)]
             plan.count += len(page)
             yield page
+            if plan.limit is not None and plan.count >= plan.limit:
+                return
 
     def _write_entity_file(self, writer, plan: EntityPlan) -> None:
         """The plan's rows, in its format, as one entry of the package."""

@@ -25,6 +25,10 @@ LEASE = timedelta(minutes=5)
 # grows while a big file is written without multiplying storage calls per chunk.
 PROGRESS_SECONDS = 5.0
 NOT_TERMINAL = [statuses.ENQUEUED, statuses.PREPROCESSING, statuses.PROCESSING]
+# A process-on-arrival message up to this size is imported with the fewest storage writes: its Processing
+# transition (with its time) is written with its terminal status, and its folded run (run_repo) only when it
+# ends. Bigger ones show Processing and their run while they are written.
+SMALL_FILE_BYTES = 256 * 1024
 
 
 class ImportWorker:
@@ -84,9 +88,11 @@ class ImportWorker:
             )
 
     def _handle(self, item: dict, claim_token: str) -> None:
-        self._config.refresh()  # see every configuration change made before this item (other instances)
+        # See every configuration change made before this item (other instances): every write changes the
+        # version this reads, so a job cached under the same version is current and is not read again.
+        self._config.refresh()
         try:
-            job = self._config.get_job(item["jobId"], fresh=True)
+            job = self._config.get_job(item["jobId"])
         except NotFoundError:
             log.warning("work item for a deleted job %s", item["jobId"])
             self._fail_orphans(item, "the job was deleted before the message was processed")
@@ -95,17 +101,55 @@ class ImportWorker:
         if item["kind"] == work_items.KIND_DRAIN:
             self.drain(job, claim_token=claim_token, trigger=trigger)
         elif item["kind"] == work_items.KIND_MESSAGE:
-            message = self._claim(job, item["rowKey"], claim_token, any_active=False)
+            # A process-on-arrival item (not a retry in a run of its own) runs in a folded run: its ID is the
+            # message's, and it has no index row (shared/storage/run_repo.py).
+            fold = (
+                item.get("messageId")
+                if trigger == statuses.TRIGGER_ON_ARRIVAL and not item.get("runId")
+                else None
+            )
+            message = self._claim(
+                job, item["rowKey"], claim_token, any_active=False, known=_known_row(item), fold_run=fold
+            )
             if message is None:
                 # Ended already (or another item has it): a redelivery after a death between the message's
                 # outcome and its run's end still ends the run.
                 self._end_run_of_ended_message(job.activity_id, item["rowKey"])
                 return
             fault_points.hit("claimed", message.get("MessageId"))
+            if fold and message.get("RunId") == fold:
+                self._process_folded(job, message, trigger)
+                return
             run_id = self._start_run(job, trigger, item.get("runId"))
             self.process_message(job, message, run_id)
             fault_points.hit("ended", message.get("MessageId"))
             self._end_run(run_id)
+
+    def _process_folded(self, job: Job, message: dict, trigger: str) -> None:
+        """Import a claimed message in its folded run: the run's row is written once, at the end, from the
+        message's outcome as this attempt wrote it (also at the start for a file above SMALL_FILE_BYTES)."""
+        from shared.services.run_outcome import run_outcome
+        from shared.storage.message_repo import now_utc
+        from shared.storage.run_repo import folded_base
+
+        run_id = message["MessageId"]
+        small = int(message.get("Size") or 0) <= SMALL_FILE_BYTES
+        base = folded_base(run_id, message, trigger)
+        if not small:
+            self._runs.write_folded(job.activity_id, message["RowKey"], run_id, base)
+        ended: dict = {}
+        self.process_message(job, message, run_id, folded=True, defer_processing=small, ended=ended)
+        fault_points.hit("ended", message.get("MessageId"))
+        if not ended:  # the terminal write found the message changed by someone else: read what it is
+            self._end_run(run_id)
+            return
+        status, fields = run_outcome(run_id, [ended], None)
+        self._runs.write_folded(
+            job.activity_id,
+            message["RowKey"],
+            run_id,
+            {**base, "Status": status, "EndedAt": now_utc(), **fields},
+        )
 
     def drain(self, job: Job, *, claim_token: str, trigger: str) -> None:
         while True:
@@ -183,7 +227,22 @@ class ImportWorker:
                 return message
         return None
 
-    def _claim(self, job: Job, row_key: str, claim_token: str, *, any_active: bool) -> dict | None:
+    def _claim(
+        self,
+        job: Job,
+        row_key: str,
+        claim_token: str,
+        *,
+        any_active: bool,
+        known: dict | None = None,
+        fold_run: str | None = None,
+    ) -> dict | None:
+        """Preprocessing, claimed by `claim_token` (compare-and-swap); None when the message is not ours to
+        take. `known`: the row as the work item carries it (one conditional MERGE, no read, when unchanged).
+        `fold_run`: the folded run's ID, recorded as the message's RunId on its first claim (or again by the
+        same item)."""
+        from shared.storage.run_repo import FOLDED_RUN
+
         def change(current: dict) -> dict | None:
             status = current.get("Status")
             if status == statuses.ENQUEUED:
@@ -194,13 +253,14 @@ class ImportWorker:
                 pass  # a retry after a crash: start the message again
             else:
                 return None
-            return {
-                "Status": statuses.PREPROCESSING,
-                "ClaimToken": claim_token,
-                "Attempts": int(current.get("Attempts") or 0) + 1,
-            }
+            attempts = int(current.get("Attempts") or 0)
+            fields = {"Status": statuses.PREPROCESSING, "ClaimToken": claim_token, "Attempts": attempts + 1}
+            if fold_run and (attempts == 0 or current.get("RunId") == fold_run):
+                fields["RunId"] = fold_run
+                fields[FOLDED_RUN] = True
+            return fields
 
-        return self._messages.update_message(job.activity_id, row_key, change)
+        return self._messages.update_message(job.activity_id, row_key, change, known=known)
 
     def _start_run(self, job: Job, trigger: str, run_id: str | None) -> str:
         run_id = run_id or str(uuid.uuid4())
@@ -221,17 +281,36 @@ class ImportWorker:
             fields["Errors"] = [*(str(e) for e in run.get("Errors") or []), *fields["Errors"]]
         self._runs.end_run(run_id, status, **fields)
 
-    def process_message(self, job: Job, message: dict, run_id: str) -> str:
+    def process_message(
+        self,
+        job: Job,
+        message: dict,
+        run_id: str,
+        *,
+        folded: bool = False,
+        defer_processing: bool = False,
+        ended: dict | None = None,
+    ) -> str:
         """Import a claimed message in run `run_id` (its stages: shared/services/message_import.py); returns
-        the terminal status written. Raises what failed, after recording it on the message."""
+        the terminal status written. Raises what failed, after recording it on the message.
+
+        `folded`: the run is the message's folded run (its RunId is set by the claim, and the run lists only
+        it). `defer_processing`: write the Processing transition with the terminal status (a small file).
+        `ended`: filled with the message row as the terminal write left it."""
         from shared.services import import_checkpoint
         from shared.services.message_import import MessageImport
 
-        self._messages.update_message(job.activity_id, message["RowKey"], lambda _: {"RunId": run_id})
-        previous_run = message.get("RunId")
-        if previous_run and previous_run != run_id:
-            self._end_abandoned_run(previous_run, message["MessageId"], run_id)
-        self._runs.add_message(run_id, message["MessageId"])
+        if not folded:
+            previous_run = message.get("RunId")
+            message = (
+                self._messages.update_message(
+                    job.activity_id, message["RowKey"], lambda _: {"RunId": run_id}, known=message
+                )
+                or message
+            )
+            if previous_run and previous_run != run_id:
+                self._end_abandoned_run(previous_run, message["MessageId"], run_id)
+            self._runs.add_message(run_id, message["MessageId"])
         return MessageImport(
             job=job,
             message=message,
@@ -243,6 +322,8 @@ class ImportWorker:
             checkpoints=self._checkpoints(),
             checkpoint_min_bytes=import_checkpoint.min_bytes(),
             checkpoint_rows=import_checkpoint.every_rows(),
+            defer_processing=defer_processing,
+            ended=ended,
         ).execute()
 
     def _checkpoints(self):
@@ -354,6 +435,14 @@ class ImportWorker:
             allowed_from=set(NOT_TERMINAL),
             ErrorSummary=reason,
         )
+
+
+def _known_row(item: dict) -> dict | None:
+    """The message row a work item carries (Dispatcher.dispatch_created), with its ETag; None without one."""
+    row, etag = item.get("row"), item.get("etag")
+    if not isinstance(row, dict) or not etag or row.get("RowKey") != item.get("rowKey"):
+        return None
+    return {**row, "PartitionKey": item["jobId"], "_etag": etag}
 
 
 def _describe(exc: BaseException) -> str:

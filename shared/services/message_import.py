@@ -30,11 +30,12 @@ from typing import BinaryIO
 
 from shared.domain import statuses
 from shared.domain.config import Job
-from shared.errors import FormatError
+from shared.errors import AppError, FormatError, NotFoundError
 from shared.services import fault_points
 from shared.services.import_checkpoint import Checkpoint, CheckpointStore, EntityCheckpoint
 from shared.services.import_pipeline import EntityInput, EntityOutcome, ErrorFile, modified_now
 from shared.services.import_plan import ImportPlan, StagedEntity
+from shared.storage.message_repo import EARLIER_TRANSITIONS, STATUS_AT, iso, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,13 @@ class MessageImport:
         checkpoints: CheckpointStore | None,
         checkpoint_min_bytes: int,
         checkpoint_rows: int,
+        defer_processing: bool = False,
+        ended: dict | None = None,
     ) -> None:
+        """`message`: the claimed row, with its `_etag` (the first write tries it instead of a read).
+        `defer_processing`: a small file; its Processing transition (and time) is written with the terminal
+        status, unless it is still writing after PROGRESS_SECONDS or fails. `ended`: filled with the message
+        row as the terminal write left it (the worker's folded run is written from it)."""
         self._job = job
         self._message = message
         self._config = config
@@ -78,6 +85,11 @@ class MessageImport:
         self._progress = _Progress(messages, self._job_id, self._row_key)
         self._checkpoint: Checkpoint | None = None  # the one this attempt resumed from or saved
         self._has_checkpoint = bool(message.get("Checkpointed"))
+        self._known: dict | None = (
+            message  # the row as this attempt last wrote it, for a write without a read
+        )
+        self._defer = defer_processing
+        self._ended = ended
 
     def execute(self) -> str:
         """Run the stages; returns the terminal status written. Raises what failed (after recording it)."""
@@ -177,13 +189,38 @@ class MessageImport:
 
     def _open(self, resources: contextlib.ExitStack) -> list[EntityInput]:
         """The message's entity inputs. FormatError when the file cannot be used at all."""
-        project = self._config.get_project(self._job.project)
+        from shared.services.definition_groups import DefinitionGroups, is_group_job_id
+
+        new_group = False
+        try:
+            project = self._config.project_of(self._job)
+        except NotFoundError:
+            # ImportFromPackage into a definition group that does not exist: as D365, the project comes
+            # from the package's manifest (definition_groups.create_from_manifest).
+            if not (self._package and is_group_job_id(self._job.activity_id)):
+                raise
+            project, new_group = None, True
         if self._package:
             # The package (spooled to a temporary file) stays open on `resources` while it is read.
             from shared.services.package_import import package_inputs
 
+            def create_group(manifest) -> None:
+                try:
+                    name = self._message.get("DefinitionGroup") or self._job.project
+                    if name.lower() != self._job.project.lower():
+                        name = self._job.project
+                    DefinitionGroups(self._config).create_from_manifest(name, manifest)
+                except AppError as exc:  # the import goes on from the manifest alone
+                    log.warning(
+                        "definition group %s not created from the manifest: %s", self._job.project, exc
+                    )
+
             return package_inputs(
-                config=self._config, project=project, open_blob=self._open_file, resources=resources
+                config=self._config,
+                project=project,
+                open_blob=self._open_file,
+                resources=resources,
+                on_manifest=create_group if new_group else None,
             )
         wanted = (self._message.get("Entity") or "").lower()
         for pe in project.ordered_entities():
@@ -267,7 +304,13 @@ class MessageImport:
                     f"attempt {self._message.get('Attempts')} resumed from the checkpoint of attempt "
                     f"{self._checkpoint.staged_attempt}: preprocessing skipped, {written} record(s) already written"
                 )
-        self._messages.transition(self._job_id, self._row_key, statuses.PROCESSING, **fields)
+        if self._defer and self._checkpoint is None and not self._has_checkpoint:
+            # Written with the terminal status (or by the first progress write, or on a failure), at its time.
+            self._progress.pending = (iso(now_utc()), fields)
+            return
+        self._known = self._messages.transition(
+            self._job_id, self._row_key, statuses.PROCESSING, known=self._known, **fields
+        )
 
     def _write(self, plan: ImportPlan, errors: ErrorFile) -> None:
         from shared.services.import_pipeline import process
@@ -363,9 +406,24 @@ class MessageImport:
             fields["ErrorFile"] = name
             fields["ErrorCount"] = errors.count
         fault_points.hit("terminal", self._message_id)
-        self._messages.transition(
-            self._job_id, self._row_key, status, allowed_from=set(statuses.IMPORT_ACTIVE), **fields
+        pending = self._progress.pending
+        if pending is not None:
+            at, processing = pending
+            fields = {
+                **processing,
+                **fields,
+                EARLIER_TRANSITIONS: [{"status": statuses.PROCESSING, "at": at}],
+            }
+        ended = self._messages.transition(
+            self._job_id,
+            self._row_key,
+            status,
+            allowed_from=set(statuses.IMPORT_ACTIVE),
+            known=self._known if self._progress.flushes == 0 else None,
+            **fields,
         )
+        if ended is not None and self._ended is not None:
+            self._ended.update(ended)
         if self._has_checkpoint and self._checkpoints is not None:
             self._checkpoints.delete(self._job_id, self._row_key)
         return status
@@ -426,9 +484,11 @@ class _Progress:
         self._flushed_at = time.monotonic()
         self.counts: Callable[[], dict] | None = None
         self.last_transient: str | None = None
+        # A deferred Processing transition: (when, its fields), not written yet (MessageImport._start_processing).
+        self.pending: tuple[str, dict] | None = None
+        self.flushes = 0  # writes made here, after which the row's ETag the import holds is stale
 
     def on_retry(self, attempt: int, error: BaseException) -> None:
-        from shared.storage.message_repo import iso, now_utc
         from shared.storage.retry import describe
 
         self.last_transient = f"{iso(now_utc())} (try {attempt}): {describe(error)}"
@@ -448,6 +508,13 @@ class _Progress:
             fields["LastTransientError"] = self.last_transient
         return fields
 
+    def _with_pending(self, current: dict, fields: dict) -> dict:
+        """`fields`, preceded by the deferred Processing transition while the row is still in Preprocessing."""
+        if self.pending is None or current.get("Status") != statuses.PREPROCESSING:
+            return dict(fields)
+        at, processing = self.pending
+        return {**processing, **fields, "Status": statuses.PROCESSING, STATUS_AT: at}
+
     def flush(self) -> None:
         fields = self._fields()
         self._flushed_at = time.monotonic()
@@ -455,14 +522,20 @@ class _Progress:
             return
 
         def change(current: dict) -> dict | None:
-            return dict(fields) if current.get("Status") == statuses.PROCESSING else None
+            if current.get("Status") == statuses.PROCESSING:
+                return dict(fields)
+            return self._with_pending(current, fields) if self.pending is not None else None
 
         try:
-            self._messages.update_message(self._job_id, self._row_key, change)
+            self.flushes += 1
+            if self._messages.update_message(self._job_id, self._row_key, change) is not None:
+                self.pending = None
         except Exception:  # progress is informative: a failed write must not fail the import
             log.warning("writing the progress of message %s failed", self._row_key, exc_info=True)
 
     def record_failure(self, last_error: str) -> None:
         """The attempt failed: its last error, and the records written so far (for the failure's reason)."""
         fields = {"LastError": last_error, **self._fields()}
-        self._messages.update_message(self._job_id, self._row_key, lambda _: dict(fields))
+        self.flushes += 1
+        self._messages.update_message(self._job_id, self._row_key, lambda c: self._with_pending(c, fields))
+        self.pending = None

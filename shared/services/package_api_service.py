@@ -189,37 +189,91 @@ class PackageApiService:
         return jobs
 
     def _pick_job(
-        self, principal: Principal, project_name: str, operation: str, legal_entity: str | None
+        self,
+        principal: Principal,
+        project_name: str,
+        operation: str,
+        legal_entity: str | None,
+        *,
+        create_group: bool = False,
     ) -> Job:
+        """The job that runs a package API import or export of the project.
+
+        A project that recurring jobs use is governed by them (PROTOCOL §8.4): the caller must be on the
+        policy of one of its enabled jobs (admins need none), and that job runs it. A project no job uses (a
+        definition group made over OData) runs on its group job (definition_groups), for callers app_access
+        allows. `create_group` (ImportFromPackage): a group that does not exist is made from the package's
+        manifest by the import, as D365 does."""
+        from shared.services import app_access
+        from shared.services.definition_groups import group_job
+
         admin = self._is_admin(principal)
+        capability = app_access.IMPORT if operation == "import" else app_access.EXPORT
         denied = ForbiddenError(
             f"application {principal.app_id} is not mapped to an enabled job of the data project "
             f"{project_name!r}: add it, enabled, to the authorization policy of one of its jobs",
             code="ApplicationNotAuthorized",
         )
-        try:
-            if not NAME_RE.match(project_name):
-                raise NotFoundError("not a project name")
-            project = self._config.get_project(project_name)
-        except NotFoundError:
+        if legal_entity:
+            from shared.domain.config import check_company
+
+            check_company(legal_entity.lower(), "legalEntityId")
+        if not NAME_RE.match(project_name):
+            if create_group:
+                app_access.require(principal, capability, legal_entity)
+                raise ValidationError(
+                    f"definitionGroupId {project_name[:80]!r} is not a valid name: 1-64 letters, digits, '_' "
+                    "or '-', starting with a letter",
+                    code="InvalidDefinitionGroupId",
+                )
             if not admin:
-                raise denied from None
+                raise denied
             raise NotFoundError(
                 f"the data project (definitionGroupId) {project_name!r} does not exist", code="UnknownProject"
-            ) from None
-        jobs = self._enabled_jobs(project.name)
+            )
+        project = self._config.find_project(project_name, operation)
+        if project is None:
+            other = self._config.find_project(project_name)
+            if other is not None:
+                all_jobs = [
+                    j for j in self._config.list_jobs() if j.project.casefold() == other.name.casefold()
+                ]
+                if (
+                    all_jobs
+                    and not admin
+                    and not app_access.registered(principal)
+                    and not any(j.enabled and j.allows(principal.app_id) for j in all_jobs)
+                ):
+                    raise denied
+                if create_group and not all_jobs:
+                    # D365 keys groups by name and operation: an import group beside an export group of the
+                    # same name (a name jobs use stays one project's: ProjectNameUsedByJob).
+                    app_access.require(principal, capability, legal_entity)
+                    return group_job(operation, project_name, legal_entity)
+                raise ValidationError(
+                    f"the data project {other.name!r} is an {other.operation} project; "
+                    f"{'ImportFromPackage' if operation == 'import' else 'ExportToPackage'} needs an "
+                    f"{operation} project",
+                    code="WrongProjectOperation",
+                )
+            if create_group:
+                app_access.require(principal, capability, legal_entity)
+                return group_job(operation, project_name, legal_entity)
+            if not admin:
+                app_access.require(principal, capability, legal_entity)
+            raise NotFoundError(
+                f"the data project (definitionGroupId) {project_name!r} does not exist", code="UnknownProject"
+            )
+        all_jobs = [j for j in self._config.list_jobs() if j.project.casefold() == project.name.casefold()]
+        if not all_jobs:
+            app_access.require(principal, capability, legal_entity)
+            return group_job(operation, project.name, legal_entity)
+        jobs = [j for j in all_jobs if j.enabled]
         # A registered application is authorized by its registration (app_access), not by job policies.
         if not admin and not app_access.registered(principal):
             jobs = [j for j in jobs if j.allows(principal.app_id)]
             if not jobs:
                 raise denied
-        if project.operation != operation:
-            raise ValidationError(
-                f"the data project {project.name!r} is an {project.operation} project; "
-                f"{'ImportFromPackage' if operation == 'import' else 'ExportToPackage'} needs an "
-                f"{operation} project",
-                code="WrongProjectOperation",
-            )
         if not jobs:
             raise ValidationError(
                 f"no enabled job uses the data project {project.name!r}; create or enable one",
@@ -355,7 +409,11 @@ class PackageApiService:
         legal = execution_id_text(legal_entity_id) or None
         app_access.require(principal, app_access.IMPORT, legal, what="legalEntityId")
         job = self._pick_job(
-            principal, _text_param(definition_group_id, "definitionGroupId"), "import", legal
+            principal,
+            _text_param(definition_group_id, "definitionGroupId"),
+            "import",
+            legal,
+            create_group=True,
         )
         self._check_requester(principal, blob)
         company = job.resolve_company(legal, "legalEntityId")
@@ -408,6 +466,9 @@ class PackageApiService:
                     "RunId": exec_id,
                     "Trigger": statuses.TRIGGER_PACKAGE_API,
                     execution_access.REQUESTED_BY: execution_access.requested_by(principal),
+                    # The definitionGroupId as sent: a group made from the manifest keeps its spelling (the
+                    # group job's ID holds the name in lower case).
+                    "DefinitionGroup": _text_param(definition_group_id, "definitionGroupId"),
                 },
             )
         except Exception:
@@ -457,7 +518,14 @@ class PackageApiService:
         package_name=None,
         execution_id=None,
         legal_entity_id=None,
+        re_execute=False,
+        delta: bool = False,
+        preview_count=None,
+        entity_list=None,
     ) -> str:
+        """ExportToPackage and its variants. `re_execute` with an execution ID used before runs that
+        execution again (once it has ended; a running one is left to finish). `delta`: ExportToPackageDelta.
+        `preview_count`: ExportToPackagePreview's record cap. `entity_list`: a comma-separated subset."""
         legal = execution_id_text(legal_entity_id) or None
         app_access.require(principal, app_access.EXPORT, legal, what="legalEntityId")
         job = self._pick_job(
@@ -465,15 +533,36 @@ class PackageApiService:
         )
         legal = (legal or job.company or "").lower() or None
         self._require_legal_entity(principal, app_access.EXPORT, job, legal)
+        entities = [e.strip() for e in str(entity_list or "").split(",") if e.strip()] or None
+        limit = None
+        if preview_count not in (None, ""):
+            try:
+                limit = int(preview_count)
+            except (TypeError, ValueError):
+                limit = -1
+            if isinstance(preview_count, bool) or limit < 0:
+                raise ValidationError(
+                    "exportPreviewCount must be a whole number of at least 0", code="InvalidPreviewCount"
+                )
         exec_id = new_execution_id(execution_id)
         existing = self._runs.find_run(exec_id)
         if existing is not None:
-            if existing.get("Operation") == "export" and existing.get("PartitionKey") == job.activity_id:
+            if existing.get("Operation") != "export" or existing.get("PartitionKey") != job.activity_id:
+                raise execution_id_in_use(exec_id)
+            if not _truthy(re_execute) or existing.get("Status") not in _ENDED_RUN:
                 return exec_id  # a retried call: the same execution
+        elif self._messages.find_by_id(package_message_id(exec_id)) is not None:
             raise execution_id_in_use(exec_id)
-        if self._messages.find_by_id(package_message_id(exec_id)) is not None:
-            raise execution_id_in_use(exec_id)
-        self._export.start(job, statuses.TRIGGER_PACKAGE_API, run_id=exec_id, offer=False, legal_entity=legal)
+        self._export.start(
+            job,
+            statuses.TRIGGER_PACKAGE_API,
+            run_id=exec_id,
+            offer=False,
+            legal_entity=legal,
+            incremental=delta,
+            preview_count=limit,
+            entities=entities,
+        )
         # Recorded just after the run exists; until then the job's partners (the caller is one) see it.
         fields = {execution_access.REQUESTED_BY: execution_access.requested_by(principal)}
         name = execution_id_text(package_name)
@@ -625,6 +714,100 @@ class PackageApiService:
             return f"{base_url}/api/manage/messages/{ex.messages[0]['MessageId']}"
         return f"{base_url}/api/manage/jobs/{ex.job_id}/runs"
 
+    # Per-entity status, staging errors, version tokens, entity sequence ------------------------------
+    def entity_status_list(self, principal: Principal, execution_id) -> list[dict]:
+        """GetEntityExecutionSummaryStatusList: each entity of the execution with its status and counts."""
+        ex = self.execution_for(principal, execution_id)
+        out: list[dict] = []
+        if ex.operation == "export" and ex.run is not None:
+            status = summary_of(ex)
+            for name, count in (ex.run.get("Counts") or {}).items():
+                entity = self._config.find_entity(name)
+                out.append(
+                    _entity_status(
+                        entity.label if entity else name,
+                        status,
+                        int(count or 0),
+                        int(count or 0),
+                        0,
+                        ex.run.get("StartedAt"),
+                        ex.run.get("EndedAt"),
+                    )
+                )
+            return out
+        for m in ex.messages:
+            message_status = statuses.EXECUTION_SUMMARY.get(m.get("Status"), "Executing")
+            for key, counts in (m.get("Counts") or {}).items():
+                counts = counts or {}
+                read, written, rejected = (int(counts.get(k) or 0) for k in ("read", "written", "rejected"))
+                if message_status in ("NotRun", "Executing"):
+                    status = message_status
+                elif counts.get("error") and not written:
+                    status = "Failed"
+                elif rejected:
+                    status = "PartiallySucceeded" if written else "Failed"
+                else:
+                    status = "Failed" if message_status == "Failed" else "Succeeded"
+                name = counts.get("entity") or key
+                entity = self._config.find_entity(str(name))
+                out.append(
+                    _entity_status(
+                        entity.label if entity else key,
+                        status,
+                        read,
+                        written,
+                        rejected,
+                        m.get("EnqueuedAt"),
+                        m.get("UpdatedAt") if message_status not in ("NotRun", "Executing") else None,
+                    )
+                )
+        return out
+
+    def staging_error_file_url(self, principal: Principal, execution_id, entity_name) -> str:
+        """GetImportStagingErrorFileUrl: a read SAS URL of the entity's rejected records with the reason of
+        each (the same file as GetImportTargetErrorKeysFileUrl: records are staged and written in one pass
+        here, so every rejection is both a staging and a target error); "" when there are none."""
+        return self.error_keys_file_url(principal, execution_id, entity_name)
+
+    def reset_version_token(
+        self, principal: Principal, definition_group_id, entity_name, source_name=None
+    ) -> bool:
+        """ResetVersionToken: the entity's next incremental export (ExportToPackageDelta, or an incremental
+        job of the project) exports it in full. True when reset."""
+        from shared.services import app_access
+
+        group = _text_param(definition_group_id, "definitionGroupId")
+        name = _text_param(entity_name, "entityName")
+        app_access.require(principal, app_access.EXPORT)
+        project = self._config.find_project(group, "export") if NAME_RE.match(group) else None
+        if project is None:
+            raise NotFoundError(f"there is no export definition group {group[:80]!r}", code="UnknownProject")
+        entity = self._config.find_project_entity(project, name)
+        if entity is None:
+            raise ValidationError(
+                f"the definition group {project.name!r} has no entity {name[:80]!r}", code="UnknownEntity"
+            )
+        self._config.reset_version_token(project.name, entity.name)
+        return True
+
+    def entity_sequence(self, principal: Principal, list_of_data_entities) -> str:
+        """GetEntitySequence: the entities, comma-separated, in the order to import them. This app keeps no
+        dependency graph between entities (D365 derives one from table relations), so the order is the one
+        given; names are answered as their labels, and an unknown entity is a 400."""
+        from shared.services import app_access
+
+        app_access.require(principal, app_access.IMPORT)
+        names = [n.strip() for n in str(list_of_data_entities or "").split(",") if n.strip()]
+        if not names:
+            raise ValidationError("the body needs listOfDataEntities", code="MissingParameter")
+        out = []
+        for n in names:
+            entity = self._config.find_entity(n) if len(n) <= 128 else None
+            if entity is None:
+                raise ValidationError(f"there is no data entity {n[:80]!r}", code="UnknownEntity")
+            out.append(entity.label)
+        return ",".join(dict.fromkeys(out))
+
     # Error keys files --------------------------------------------------------------------------
     def _entity_errors(self, ex: Execution, entity_name) -> list[tuple[dict, str]]:
         """(message, Counts key) of each entity of the execution that rejected records, per `entity_name`."""
@@ -748,6 +931,31 @@ class PackageApiService:
 
 
 _FAILED_MESSAGE = frozenset({statuses.PREPROCESSING_ERROR, statuses.POSTPROCESSING_FAILED})
+_ENDED_RUN = frozenset({statuses.RUN_ENDED, statuses.RUN_ERROR, statuses.RUN_CANCELED})
+
+
+def _truthy(value) -> bool:
+    """A JSON boolean as clients send it: true, "true", 1."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _entity_status(name, status, total, success, errors, started, ended) -> dict:
+    """One DMFEntityExecutionSummaryStatus (GetEntityExecutionSummaryStatusList)."""
+
+    def iso(value):
+        return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
+
+    return {
+        "EntityName": name,
+        "Status": status,
+        "TotalRecords": total,
+        "SuccessRecords": success,
+        "ErrorRecords": errors,
+        "ExecutionStartDateTime": iso(started),
+        "ExecutionEndDateTime": iso(ended),
+    }
 
 
 def summary_of(ex: Execution) -> str:

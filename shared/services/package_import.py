@@ -132,16 +132,20 @@ def package_inputs(
     project: Project | None,
     open_blob: Callable[[], BinaryIO],
     resources: contextlib.ExitStack,
+    on_manifest: Callable[[object], None] | None = None,
 ) -> list[PackageEntityInput]:
     """The manifest's entities as inputs, in execution order; FormatError when the package is unusable.
 
     The spooled package and the open zip are registered on `resources`: keep it open until every
-    input has been read.
+    input has been read. `on_manifest(manifest)` is called once the manifest is read (a definition group
+    made from the package).
     """
     from shared.formats.package_reader import open_package
 
     spool = resources.enter_context(spool_to_tempfile(open_blob()))
     package = resources.enter_context(open_package(spool))
+    if on_manifest is not None:
+        on_manifest(package.manifest)
     ordered = package.entities()
     if not ordered:
         raise FormatError("Manifest.xml lists no entities (PackageEntityList is empty)")
@@ -336,6 +340,11 @@ class _Resolver:
             except AppError:  # NotFoundError included
                 continue
         return None
+
+
+def manifest_mapping(me: ManifestEntity, entity: Entity) -> list[dict]:
+    """The manifest entity's field mapping onto `entity`, as project mapping rules (a group made from a package)."""
+    return _mapping(me, None, entity)
 
 
 def _mapping(me: ManifestEntity, pe: ProjectEntity | None, entity: Entity) -> list[dict]:

@@ -50,7 +50,9 @@ def run_repo():
     def build(clients):
         from shared.storage.run_repo import RunRepository
 
-        return RunRepository(clients.table(names.TABLE_RUNS), clients.table(names.TABLE_RUN_INDEX))
+        return RunRepository(
+            clients.table(names.TABLE_RUNS), clients.table(names.TABLE_RUN_INDEX), messages=message_repo()
+        )
 
     return _get("runs", build)
 

@@ -57,7 +57,7 @@ class Scheduler:
 
     def run_job(self, job: Job, trigger: str) -> int:
         """Process (import) or run (export) a job now; returns the number of work items queued."""
-        project = self._config.get_project(job.project)
+        project = self._config.project_of(job)
         if project.operation == "export":
             if self._export_starter is None:
                 return 0

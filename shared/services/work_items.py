@@ -14,6 +14,19 @@ def encode(**item: Any) -> str:
     return json.dumps({k: v for k, v in item.items() if v is not None}, separators=(",", ":"))
 
 
+def snapshot(row: dict) -> dict:
+    """A message row for a work item (the fields the worker needs to claim and import it without reading it):
+    dates as ISO strings, no private keys (`_etag`), no empty values."""
+    from datetime import datetime
+
+    out = {}
+    for key, value in row.items():
+        if key.startswith("_") or value is None:
+            continue
+        out[key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
 def decode(body: bytes | str) -> dict:
     data = json.loads(body)
     if not isinstance(data, dict) or "kind" not in data or "jobId" not in data:

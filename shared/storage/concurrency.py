@@ -38,22 +38,33 @@ def conditional_update(table: TableClient, row: dict, etag: str, *, mode: Update
     """Writes `row` (stamped with a new WriteId) if its ETag still matches. True when written; False when
     another writer got there first (412). Transient failures are retried after checking whether the lost
     attempt landed; anything else is raised."""
+    return update_if_unchanged(table, row, etag, mode=mode)[0]
+
+
+def update_if_unchanged(
+    table: TableClient, row: dict, etag: str, *, mode: UpdateMode
+) -> tuple[bool, str | None]:
+    """conditional_update, with the row's new ETag: (written, new ETag). The ETag is None when it is unknown
+    (a write found to have landed after its reply was lost); the caller then reads the row before writing
+    it again."""
     row = {**row, WRITE_ID: new_write_id()}
     for attempt in range(1, DEFAULT_ATTEMPTS + 1):
         try:
-            table.update_entity(row, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified)
-            return True
+            reply = table.update_entity(
+                row, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+            return True, (reply or {}).get("etag")
         except HttpResponseError as exc:
             if exc.status_code == 412:
                 # Another writer, or the SDK's retry of our own attempt that had landed.
-                return write_landed(table, row["PartitionKey"], row["RowKey"], row[WRITE_ID])
+                return write_landed(table, row["PartitionKey"], row["RowKey"], row[WRITE_ID]), None
             if not is_transient(exc) or attempt == DEFAULT_ATTEMPTS:
                 raise
         except Exception as exc:
             if not is_transient(exc) or attempt == DEFAULT_ATTEMPTS:
                 raise
         if write_landed(table, row["PartitionKey"], row["RowKey"], row[WRITE_ID]):
-            return True
+            return True, None
         time.sleep(random.uniform(0, DEFAULT_BASE_DELAY * 2**attempt))
     raise AssertionError("unreachable")
 

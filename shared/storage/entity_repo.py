@@ -341,6 +341,10 @@ class EntityRepository:
     def table(self, entity: Entity) -> TableClient:
         return self._clients.table(entity_table_name(entity.name))
 
+    def partitions(self, company: str | None) -> list[str]:
+        """Every partition that holds records of `company` (None: of a shared entity), in order."""
+        return [f"{(company or '_').lower()}-{b:02d}" for b in range(max(self._buckets, 1))]
+
     def encode(self, entity: Entity, record: dict, company: str | None, modified: datetime) -> dict:
         return encode_record(entity, record, company, self._buckets, modified)
 
@@ -439,3 +443,46 @@ class EntityRepository:
             pager = table.list_entities(results_per_page=top)
         pages = pager.by_page(continuation_token=continuation)
         return list(next(pages, [])), pages.continuation_token
+
+    def iter_pages(
+        self,
+        entity: Entity,
+        query: str | None,
+        parameters: dict | None,
+        *,
+        page_size: int = 1000,
+        continuation: Any = None,
+        select: list[str] | None = None,
+    ) -> Iterator[tuple[Any, list[dict], Any]]:
+        """The Table pages of a query from `continuation` on, one at a time, as (the continuation that starts
+        the page, its rows, the continuation of the next page or None): a reader can stop in the middle of a
+        page and resume at its start. Nothing when the table does not exist yet."""
+        table = self.table(entity)
+        if query:
+            pager = table.query_entities(
+                query, parameters=parameters, results_per_page=page_size, select=select
+            )
+        else:
+            pager = table.list_entities(results_per_page=page_size, select=select)
+        pages = pager.by_page(continuation_token=continuation)
+        start = continuation
+        try:
+            for page in pages:
+                rows = list(page)
+                following = pages.continuation_token
+                yield start, rows, following
+                if not following:
+                    return
+                start = following
+        except ResourceNotFoundError:
+            return
+
+    def get_row(self, entity: Entity, company: str | None, record: dict) -> dict | None:
+        """The stored row of the record whose key values `record` holds, in `company` (None for a shared
+        entity), by a point read; None when there is none."""
+        row_key = row_key_for(entity, record)
+        partition = partition_for(company if entity.company_specific else None, row_key, self._buckets)
+        try:
+            return self.table(entity).get_entity(partition, row_key)
+        except ResourceNotFoundError:
+            return None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +20,19 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
-from shared.storage.concurrency import conditional_update, replace_if_unchanged
+from shared.storage.concurrency import replace_if_unchanged, update_if_unchanged
 from shared.storage.retry import retry_call
+from shared.storage.together import run_together
 
 _JSON_PROPS = ("Transitions", "Counts")
+# Where a message lives (job, row key) never changes, so each process remembers the latest ones it met: a status
+# poll is then one point read (the message) instead of two (its index row, then the message).
+LOCATIONS_CACHED = 10_000
+# A key of update_message's `change` result: transitions that happened before the new status, with their times,
+# written in the same MERGE (a worker folds Processing into the terminal write of a small file).
+EARLIER_TRANSITIONS = "_earlier_transitions"
+# Another: when the new status was reached (an ISO time), if earlier than the write (a deferred transition).
+STATUS_AT = "_status_at"
 
 
 def now_utc() -> datetime:
@@ -87,18 +98,44 @@ class MessageRepository:
     def __init__(self, messages: TableClient, index: TableClient) -> None:
         self._messages = messages
         self._index = index
+        self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._locations_lock = threading.Lock()
+
+    def _remember(self, message_id: str, job_id: str, row_key: str) -> None:
+        with self._locations_lock:
+            self._locations[message_id] = (job_id, row_key)
+            self._locations.move_to_end(message_id)
+            while len(self._locations) > LOCATIONS_CACHED:
+                self._locations.popitem(last=False)
 
     # Create and look up -----------------------------------------------------------------------
-    def create_message(self, job_id: str, message_id: str, fields: dict[str, Any]) -> dict:
+    def create_message(
+        self,
+        job_id: str,
+        message_id: str,
+        fields: dict[str, Any],
+        *,
+        before: Callable[[], Any] | None = None,
+    ) -> dict:
+        """Create a message's index rows and then its row; the row as stored (with its ETag).
+
+        `before`: another write that must be stored before the row (enqueue's file), sent at the same time as the
+        index rows (shared/storage/together.py); the row is created only once all of them succeeded."""
         row_key = ordered_row_key(message_id)
         at = now_utc()
         status = fields.get("Status")
         # Index first: a lookup that finds an index row without its message answers "not found"
-        # (the client was never told the ID), never a half-written message.
-        self._index.upsert_entity(
-            {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+        # (the client was never told the ID), never a half-written message. The two index rows (and `before`)
+        # do not depend on each other, so they are sent at once.
+        run_together(
+            lambda: self._index.upsert_entity(
+                {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+            ),
+            lambda: retry_call(
+                lambda: self._index.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message"
+            ),
+            *([before] if before is not None else []),
         )
-        retry_call(lambda: self._index.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message")
         row = {
             "PartitionKey": job_id,
             "RowKey": row_key,
@@ -109,22 +146,34 @@ class MessageRepository:
             **fields,
         }
 
+        reply: dict = {}
+
         def create() -> None:
             try:
-                self._messages.create_entity(_encode(row))
+                reply.update(self._messages.create_entity(_encode(row)) or {})
             except ResourceExistsError:
                 # An earlier attempt whose reply was lost (a reset after the request) created it.
                 if self._messages.get_entity(job_id, row_key).get("MessageId") != message_id:
                     raise
 
         retry_call(create, what="creating a message")  # an insert is a POST: the SDK does not retry it
-        return self.get_message(job_id, row_key)
+        self._remember(message_id, job_id, row_key)
+        if not reply.get("etag"):
+            return self.get_message(job_id, row_key)
+        # The row as stored, without reading it back: what was written, with the ETag of the insert's reply.
+        return {**row, "_etag": reply["etag"]}
 
     def locate(self, message_id: str) -> tuple[str, str] | None:
+        """(job ID, row key) of a message, or None. Remembered per process once found (it never changes)."""
+        with self._locations_lock:
+            known = self._locations.get(message_id)
+        if known is not None:
+            return known
         try:
             idx = self._index.get_entity(message_id, "")
         except ResourceNotFoundError:
             return None
+        self._remember(message_id, idx["JobId"], idx["MessageRowKey"])
         return idx["JobId"], idx["MessageRowKey"]
 
     def get_message(self, job_id: str, row_key: str) -> dict:
@@ -279,23 +328,37 @@ class MessageRepository:
         change: Callable[[dict], dict | None],
         *,
         attempts: int = 10,
+        known: dict | None = None,
     ) -> dict | None:
         """Read, let `change` compute new fields (or None to leave the row alone), write only if the row is
-        unchanged since the read; retried on a lost race. Returns the updated row, or None."""
+        unchanged since the read; retried on a lost race. Returns the updated row (its `_etag` the new one, or
+        None when unknown), or None.
+
+        `known`: the row as the caller last wrote or read it (with its `_etag`), used for the first try instead
+        of a read; when someone changed the row since, the write fails its precondition and the row is read.
+        A change may give EARLIER_TRANSITIONS, [{"status", "at"}] to record before the new status, and STATUS_AT,
+        the time the new status was reached when that was before this write."""
         for _ in range(attempts):
-            current = self.get_message(job_id, row_key)
+            if known is not None and known.get("_etag"):
+                current, known = known, None
+            else:
+                current, known = self.get_message(job_id, row_key), None
             fields = change(current)
             if fields is None:
                 return None
+            fields = dict(fields)
+            earlier = fields.pop(EARLIER_TRANSITIONS, None) or []
+            status_at = fields.pop(STATUS_AT, None)
             at = now_utc()
             new_status = fields.get("Status")
             if new_status and new_status != current.get("Status"):
                 fields["Transitions"] = [
                     *current.get("Transitions", []),
-                    {"status": new_status, "at": iso(at)},
+                    *earlier,
+                    {"status": new_status, "at": status_at or iso(at)},
                 ]
             fields["UpdatedAt"] = at
-            written = conditional_update(
+            written, etag = update_if_unchanged(
                 self._messages,
                 {"PartitionKey": job_id, "RowKey": row_key, **_encode(fields)},
                 current["_etag"],
@@ -303,7 +366,7 @@ class MessageRepository:
             )
             if not written:
                 continue  # lost the race: read again and let `change` decide
-            return {**current, **fields}
+            return {**current, **fields, "_etag": etag}
         raise ConflictError("the message is being changed by someone else; try again", code="Busy")
 
     def transition(
@@ -313,14 +376,17 @@ class MessageRepository:
         to_status: str,
         *,
         allowed_from: set[str] | None = None,
+        known: dict | None = None,
         **fields: Any,
     ) -> dict | None:
+        """update_message to `to_status` (with `fields`) if the status is in `allowed_from` (any when None)."""
+
         def change(current: dict) -> dict | None:
             if allowed_from is not None and current.get("Status") not in allowed_from:
                 return None
             return {"Status": to_status, **fields}
 
-        return self.update_message(job_id, row_key, change)
+        return self.update_message(job_id, row_key, change, known=known)
 
     # Idempotent enqueue ------------------------------------------------------------------------
     def claim_dedup(

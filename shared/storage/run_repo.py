@@ -1,4 +1,10 @@
-"""Run records ("batch jobs"): a partition per job, newest first, plus an index by execution ID."""
+"""Run records ("batch jobs"): a partition per job, newest first, plus an index by execution ID.
+
+A *folded* run is the run of one process-on-arrival message (shared/services/import_worker.py): its execution
+ID is the message ID and it has no index row. It is found through the message index (the message's `RunId` is
+the run's ID), its row key is derived from the message's, and its row is written once when it ends (also when it
+starts, for a bigger file). Until that row exists, find_run answers it from the message, `Executing`.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,40 @@ def _newest_first_key(run_id: str) -> str:
     return f"{_MAX - time.time_ns() // 1000:020d}-{run_id}"
 
 
+# The message property that says its first attempt ran in a folded run (the worker's claim sets it).
+FOLDED_RUN = "FoldedRun"
+
+
+def folded_row_key(message_row_key: str, run_id: str) -> str:
+    """The row key of a folded run: newest first by its message's enqueue time (message_repo.ordered_row_key)."""
+    micros = int(message_row_key.split("-", 1)[0])
+    return f"{_MAX - micros:020d}-{run_id}"
+
+
+def folded_base(run_id: str, message: dict, trigger: str = statuses.TRIGGER_ON_ARRIVAL) -> dict:
+    """The fields of a folded run that its message tells: started when the message was last claimed."""
+    from datetime import datetime
+
+    claims = [
+        t.get("at")
+        for t in message.get("Transitions") or []
+        if isinstance(t, dict) and t.get("status") == statuses.PREPROCESSING
+    ]
+    started = (
+        datetime.fromisoformat(claims[-1].replace("Z", "+00:00")) if claims and claims[-1] else now_utc()
+    )
+    return {
+        "RunId": run_id,
+        "Trigger": trigger,
+        "Operation": "import",
+        "Status": statuses.RUN_EXECUTING,
+        "CreatedAt": started,
+        "StartedAt": started,
+        "Messages": [message.get("MessageId")],
+        "Folded": True,
+    }
+
+
 def _decode(row: dict) -> dict:
     out = dict(row)
     for key in _JSON_PROPS:
@@ -38,9 +78,11 @@ def _encode(fields: dict) -> dict:
 
 
 class RunRepository:
-    def __init__(self, runs: TableClient, index: TableClient) -> None:
+    def __init__(self, runs: TableClient, index: TableClient, messages=None) -> None:
+        """`messages`: the MessageRepository, which finds folded runs (module doc); without it there are none."""
         self._runs = runs
         self._index = index
+        self._messages = messages
 
     def create_run(
         self,
@@ -53,7 +95,7 @@ class RunRepository:
         **fields: Any,
     ) -> dict:
         at = now_utc()
-        where = self.locate(run_id)
+        where = self._indexed(run_id)
         if where is not None and where[0] == job_id:
             # The same execution started again (a retried package import keeps its ID): one row, not an
             # orphan left Executing beside a new one.
@@ -86,21 +128,45 @@ class RunRepository:
         self._runs.upsert_entity(_encode({k: v for k, v in row.items() if v is not None}))
         return row
 
-    def locate(self, run_id: str) -> tuple[str, str] | None:
+    def _indexed(self, run_id: str) -> tuple[str, str] | None:
         try:
             idx = self._index.get_entity(run_id, "")
         except ResourceNotFoundError:
             return None
         return idx["JobId"], idx["RunRowKey"]
 
-    def find_run(self, run_id: str) -> dict | None:
-        where = self.locate(run_id)
-        if where is None:
+    def _folded(self, run_id: str) -> tuple[str, str, dict] | None:
+        """(job ID, row key, message) of a folded run, or None."""
+        if self._messages is None:
             return None
+        message = self._messages.find_by_id(run_id)
+        if message is None or not message.get(FOLDED_RUN):
+            return None
+        return message["PartitionKey"], folded_row_key(message["RowKey"], run_id), message
+
+    def locate(self, run_id: str) -> tuple[str, str] | None:
+        where = self._indexed(run_id)
+        if where is None:
+            folded = self._folded(run_id)
+            where = folded[:2] if folded else None
+        return where
+
+    def find_run(self, run_id: str) -> dict | None:
+        where = self._indexed(run_id)
+        folded = None
+        if where is None:
+            folded = self._folded(run_id)
+            if folded is None:
+                return None
+            where = folded[:2]
         try:
             return _decode(self._runs.get_entity(*where))
         except ResourceNotFoundError:
-            return None
+            if folded is None:
+                return None
+            # A folded run whose row is not written yet: executing, as its message tells.
+            job_id, row_key, message = folded
+            return {"PartitionKey": job_id, "RowKey": row_key, **folded_base(run_id, message)}
 
     def get_run(self, run_id: str) -> dict:
         run = self.find_run(run_id)
@@ -109,16 +175,32 @@ class RunRepository:
         return run
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        where = self.locate(run_id)
+        where = self._indexed(run_id)
+        base: dict = {}
         if where is None:
-            raise NotFoundError(f"execution {run_id} does not exist", code="ExecutionNotFound")
+            folded = self._folded(run_id)
+            if folded is None:
+                raise NotFoundError(f"execution {run_id} does not exist", code="ExecutionNotFound")
+            where, message = folded[:2], folded[2]
+            base = folded_base(run_id, message)
+        keys = {"PartitionKey": where[0], "RowKey": where[1]}
+
+        def write() -> None:
+            try:
+                self._runs.update_entity({**keys, **_encode(fields)}, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                if not base:
+                    raise
+                # A folded run whose row was never written (its worker stopped): written whole.
+                self._runs.upsert_entity({**keys, **_encode({**base, **fields})}, mode=UpdateMode.MERGE)
+
         # A MERGE (PATCH) of the same values is idempotent, and the SDK does not retry a PATCH after a reset.
-        retry_call(
-            lambda: self._runs.update_entity(
-                {"PartitionKey": where[0], "RowKey": where[1], **_encode(fields)}, mode=UpdateMode.MERGE
-            ),
-            what="updating a run",
-        )
+        retry_call(write, what="updating a run")
+
+    def write_folded(self, job_id: str, message_row_key: str, run_id: str, fields: dict[str, Any]) -> None:
+        """Write a folded run's row (module doc) with `fields` (folded_base's and more): one upsert."""
+        row = {"PartitionKey": job_id, "RowKey": folded_row_key(message_row_key, run_id), **_encode(fields)}
+        retry_call(lambda: self._runs.upsert_entity(row, mode=UpdateMode.MERGE), what="writing a run")
 
     def add_message(self, run_id: str, message_id: str) -> None:
         run = self.get_run(run_id)

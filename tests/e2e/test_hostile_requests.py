@@ -45,6 +45,8 @@ def kind_of(path: str) -> str:
         return "raw"
     if path.startswith("/api/connector/ack/") or path.startswith(ODATA):
         return "lenient"
+    if path.startswith("/data/DataManagementDefinitionGroup"):  # the entity sets (issue 13): PSI's quotes too
+        return "lenient"
     if path.startswith("/api/manage/transforms/"):
         return "xml"
     if path.startswith("/api/manage/"):
@@ -114,22 +116,53 @@ EXPECTED: dict[str, dict[str, tuple[int, str]]] = {
 
 
 class World:
-    """An entity, an import project, a job whose policy lists `app`, and an application on no job."""
+    """An entity, an import project, a job whose policy lists `app`, an export job on the same entity for the
+    export side of the connector (its ack answers NotAnExportJob on an import job, before reading a body),
+    and an application on no job."""
 
     def __init__(self, api) -> None:
         self.api = api
         self.activity, self.app, self.entity = api.import_job(simple_entity(), mode="package")
         self.partner = api.make_token(self.app)
         self.stranger = api.make_token(str(uuid.uuid4()))
+        project = api.unique("HostileExp")
+        api.ok(
+            "PUT",
+            f"/api/manage/projects/{project}",
+            json={"operation": "export", "entities": [{"entity": self.entity}]},
+        )
+        self.export_activity = api.ok(
+            "POST",
+            "/api/manage/jobs",
+            json={
+                "name": project,
+                "project": project,
+                "company": "usmf",
+                "authorizationPolicy": [{"applicationId": self.app, "enabled": True}],
+            },
+        )["activityId"]
 
     def url_path(self, path: str, method: str = "GET") -> str:
         values = {
             # PUT a new job, never ours; everything else works on our job.
-            "activityId": str(uuid.uuid4()) if (method, path) == ("PUT", JOB_PATH) else self.activity,
+            "activityId": (
+                str(uuid.uuid4())
+                if (method, path) == ("PUT", JOB_PATH)
+                else self.export_activity
+                if path.startswith(
+                    ("/api/connector/ack/", "/api/connector/dequeue/", "/api/connector/download/")
+                )
+                else self.activity
+            ),
             "name": self.entity if path.endswith("/records") else f"Hostile{uuid.uuid4().hex[:8]}",
             "messageId": str(uuid.uuid4()),
             "applicationId": str(uuid.uuid4()),
             "id": "h" + uuid.uuid4().hex[:3],  # a legal entity ID (DataAreaId)
+            # The entity's OData entity set (shared/odata/names.collection_name: its name without other characters).
+            "collection": "".join(c for c in self.entity if c.isalnum() or c == "_"),
+            "key": f"Name='Hostile{uuid.uuid4().hex[:8]}'"
+            if "DefinitionGroups(" in path
+            else f"DefinitionGroupId='Hostile{uuid.uuid4().hex[:8]}',EntityName='x'",
         }
         for key, value in values.items():
             path = path.replace("{" + key + "}", value)

@@ -132,6 +132,10 @@ class World:
                 "projects": self.project,
             }[path.split("/")[3]]
             params["name"] = pick(params["name"], real)
+        if "collection" in params:  # /data/{collection}: the entity's set, or one record of it by key
+            generated = params["collection"]
+            real = f"{self.entity}(dataAreaId='usmf',CODE='A1')" if "(" in str(generated) else self.entity
+            params["collection"] = pick(generated, real)
         if isinstance(case.body, dict):
             for key in ("messageId", "_messageId", "executionId"):
                 if key in case.body:

@@ -113,8 +113,12 @@ class Workers:
 
 
 @pytest.fixture
-def world(app_env, storage, tmp_path, monkeypatch):
-    """Services of this process on the module's Azurite, a fault plan, and the app's processes."""
+def world(app_env, storage, tmp_path, monkeypatch, request):
+    """Services of this process on the module's Azurite, a fault plan, and the app's processes.
+
+    Parametrized indirectly with {"checkpoints": False}, imports are not checkpointed (small files then take
+    the fewest writes: their Processing transition is written with the terminal status)."""
+    checkpoints = getattr(request, "param", {}).get("checkpoints", True)
     from shared.queue_limits import OVERRIDE_SETTING
 
     monkeypatch.setenv("AzureWebJobsStorage", storage.connection_string)
@@ -141,7 +145,7 @@ def world(app_env, storage, tmp_path, monkeypatch):
             "POISON_SWEEP_SCHEDULE": "* * * * * *",  # every second
             # Every import is checkpointed (shared/services/import_checkpoint.py), every 100 rows: killed
             # workers resume from checkpoints in every test here.
-            "IMPORT_CHECKPOINT_MIN_BYTES": "0",
+            "IMPORT_CHECKPOINT_MIN_BYTES": "0" if checkpoints else str(1 << 30),
             "IMPORT_CHECKPOINT_ROWS": "100",
         }
     )
@@ -176,7 +180,7 @@ def world(app_env, storage, tmp_path, monkeypatch):
         World.workers.stop()
 
 
-def _import_job(services, *, in_order: bool = False):
+def _import_job(services, *, in_order: bool = False, on_arrival: bool = False):
     config = services.config_service()
     entity = f"Ft{uuid.uuid4().hex[:8]}"
     config.upsert_entity(entity, {"keys": ["K"], "fields": [{"name": "K"}, {"name": "V", "type": "int"}]})
@@ -188,6 +192,7 @@ def _import_job(services, *, in_order: bool = False):
             "project": entity,
             "company": "usmf",
             "processInOrder": in_order,
+            "processOnArrival": on_arrival,
             "authorizationPolicy": [{"applicationId": app}],
         }
     ).value
@@ -271,6 +276,51 @@ def test_a_worker_killed_at_each_step_resumes_and_imports_every_row_once(world):
     assert all("the worker stopped during this run" in r["Errors"][0] for r in runs if r["Status"] == "Error")
 
 
+@pytest.mark.parametrize("world", [{"checkpoints": False}], indirect=True)
+def test_on_arrival_work_killed_at_each_step_ends_in_its_folded_run(world):
+    """Process-on-arrival messages take the fewest storage calls (issue 14): claimed with the work item's
+    ETag, Processing written with the terminal status, a folded run (its ID the message's) written when it
+    ends. Killed at each step, every message is imported once and its one run ends, with every transition."""
+    services = world.services
+    job, principal, entity = _import_job(services, on_arrival=True)
+    world.workers.host.stop()  # nothing is claimed before every fault point is armed
+    steps = ["claimed", "preprocessing", "processing", "terminal", "ended"]
+    ids = {step: _enqueue(services, job, principal, entity, step) for step in steps}
+    for step, message_id in ids.items():
+        world.arm(step, message_id, "kill", times=1)
+    started = world.workers.started
+    world.workers.start()
+
+    def done() -> bool:
+        runs = _runs(services, job)
+        return _all_ended(services, list(ids.values())) and (
+            len(runs) == len(steps) and all(r["Status"] in TERMINAL_RUN for r in runs)
+        )
+
+    world.workers.wait_for(done, "every message and its run ended")
+
+    assert world.fired() == Counter({(step, ids[step], "kill"): 1 for step in steps})
+    assert world.workers.started - started - 1 == len(steps)
+    for step, message in zip(steps, _messages(services, [ids[step] for step in steps]).values(), strict=True):
+        assert message["Status"] == statuses.PROCESSED, (step, message.get("ErrorSummary"))
+        assert message["Attempts"] == (1 if step == "ended" else 2), step
+        assert message["Counts"] == {entity: {"read": ROWS, "written": ROWS, "rejected": 0}}, step
+        assert message["RunId"] == message["MessageId"], step
+        trail = [t["status"] for t in message["Transitions"]]
+        assert trail[0] == statuses.ENQUEUED and trail[-2:] == [statuses.PROCESSING, statuses.PROCESSED], (
+            trail
+        )
+        assert all(t["at"] for t in message["Transitions"])
+    rows = list(services.entity_repo().iter_rows(services.config_service().get_entity(entity)))
+    assert len(rows) == len(steps) * ROWS
+    runs = {r["RunId"]: r for r in _runs(services, job)}
+    assert set(runs) == set(ids.values())
+    for run in runs.values():
+        assert run["Status"] == statuses.RUN_ENDED and run["Messages"] == [run["RunId"]], run
+        assert run["Counts"]["written"] == ROWS and run["Trigger"] == statuses.TRIGGER_ON_ARRIVAL, run
+        assert services.run_repo().get_run(run["RunId"])["Status"] == statuses.RUN_ENDED
+
+
 def test_a_worker_killed_after_a_checkpoint_resumes_there(world):
     """SIGKILL right after the checkpoint at 200 rows (the staged rows are the first checkpoint): the next
     delivery does not preprocess the file again, writes the rest, and the counts and rows are exact."""
@@ -327,9 +377,15 @@ def test_work_failing_on_every_delivery_ends_terminal_with_its_reason(world):
 
     def done() -> bool:
         runs = [services.run_repo().get_run(r) for r in export_runs]
-        return _all_ended(services, all_imports) and all(r["Status"] in TERMINAL_RUN for r in runs)
+        # An import run ends after its last message's terminal write (a write of its own), so it is waited for too.
+        imports = [r for each in (job, ordered) for r in _runs(services, each)]
+        return (
+            _all_ended(services, all_imports)
+            and all(r["Status"] in TERMINAL_RUN for r in runs)
+            and all(r["Status"] in TERMINAL_RUN for r in imports)
+        )
 
-    world.workers.wait_for(done, "every message and export run ended")
+    world.workers.wait_for(done, "every message, export run and import run ended")
 
     messages = _messages(services, all_imports)
     last = f"last allowed queue delivery {MAX_DELIVERIES} of {MAX_DELIVERIES}"

@@ -13,7 +13,7 @@ import pytest
 
 from shared.domain import statuses
 from shared.queue_limits import Delivery
-from shared.services import work_items
+from tests.support.work import enqueue_message, message_item
 
 ROWS = 1000
 EVERY = 100  # IMPORT_CHECKPOINT_ROWS here (its minimum)
@@ -57,22 +57,6 @@ def _csv(rows: int, bad: set[int] = frozenset()) -> bytes:
     return ("K,V\n" + "".join(lines)).encode()
 
 
-def _enqueue(services, job, principal, body: bytes, entity: str | None) -> dict:
-    message_id = services.enqueue_service().enqueue(
-        job.activity_id, principal, body, entity=entity, company=None, external_id=None
-    )
-    return services.message_repo().get_by_id(message_id)
-
-
-def _item(job, message: dict) -> dict:
-    return {
-        "kind": work_items.KIND_MESSAGE,
-        "jobId": job.activity_id,
-        "messageId": message["MessageId"],
-        "rowKey": message["RowKey"],
-    }
-
-
 def _fail_after_checkpoints(plan_dir, message: dict, saved: int) -> None:
     """The attempt raises right after its `saved`-th checkpoint was written (the staged one is the first)."""
     (plan_dir / f"checkpoint.{message['MessageId']}").write_text(f"raise 1 {saved - 1}", encoding="utf-8")
@@ -93,18 +77,18 @@ def _rows(services, entity: str) -> list[dict]:
 
 def test_a_failed_attempt_resumes_from_its_last_checkpoint(services, make_import_job, checkpoints, spies):
     job, principal, entity = make_import_job("Rs")
-    message = _enqueue(services, job, principal, _csv(ROWS, bad={5, 950}), entity)
+    message = enqueue_message(services, job, principal, _csv(ROWS, bad={5, 950}), entity)
     _fail_after_checkpoints(checkpoints, message, saved=4)  # staged, then 100, 200 and 300 rows
     worker = services.import_worker()
     with pytest.raises(RuntimeError, match="injected fault at checkpoint"):
-        worker.handle(_item(job, message), claim_token="q-resume", delivery=Delivery(1, 3))
+        worker.handle(message_item(job, message), claim_token="q-resume", delivery=Delivery(1, 3))
     failed = services.message_repo().get_by_id(message["MessageId"])
     assert failed["Status"] == statuses.PROCESSING
     # Checkpoints count staged rows (row 5 was rejected when staged, so it is not among them).
     assert failed["Counts"][entity]["written"] == 3 * EVERY
     assert spies == {"staged": 1, "upserted": 3 * EVERY}
 
-    worker.handle(_item(job, message), claim_token="q-resume", delivery=Delivery(2, 3))
+    worker.handle(message_item(job, message), claim_token="q-resume", delivery=Delivery(2, 3))
     final = services.message_repo().get_by_id(message["MessageId"])
     assert final["Status"] == statuses.PROCESSED_WITH_ERRORS, final.get("ErrorSummary")
     assert final["Counts"][entity] == {"read": ROWS, "written": ROWS - 2, "rejected": 2}
@@ -125,18 +109,18 @@ def test_a_failed_attempt_resumes_from_its_last_checkpoint(services, make_import
 
 def test_a_configuration_change_stages_the_file_again(services, make_import_job, checkpoints, spies):
     job, principal, entity = make_import_job("Rc")
-    message = _enqueue(services, job, principal, _csv(300), entity)
+    message = enqueue_message(services, job, principal, _csv(300), entity)
     _fail_after_checkpoints(checkpoints, message, saved=2)  # staged, then 100 rows written
     worker = services.import_worker()
     with pytest.raises(RuntimeError):
-        worker.handle(_item(job, message), claim_token="q-changed", delivery=Delivery(1, 3))
+        worker.handle(message_item(job, message), claim_token="q-changed", delivery=Delivery(1, 3))
     assert _staging_blobs(services, job, message)
     # An administrator's change (any configuration write) between the attempts: the rows may differ now.
     config = services.config_service()
     config.upsert_entity(
         entity, {"keys": ["K"], "fields": [{"name": "K"}, {"name": "V", "type": "int"}], "label": "Renamed"}
     )
-    worker.handle(_item(job, message), claim_token="q-changed", delivery=Delivery(2, 3))
+    worker.handle(message_item(job, message), claim_token="q-changed", delivery=Delivery(2, 3))
     final = services.message_repo().get_by_id(message["MessageId"])
     assert final["Status"] == statuses.PROCESSED
     assert final["Counts"][entity] == {"read": 300, "written": 300, "rejected": 0}
@@ -149,8 +133,8 @@ def test_a_configuration_change_stages_the_file_again(services, make_import_job,
 def test_a_small_file_is_not_checkpointed(services, make_import_job, monkeypatch, spies):
     monkeypatch.setenv("IMPORT_CHECKPOINT_MIN_BYTES", str(1024 * 1024))
     job, principal, entity = make_import_job("Rn")
-    message = _enqueue(services, job, principal, _csv(50), entity)
-    services.import_worker().handle(_item(job, message), claim_token="q-small")
+    message = enqueue_message(services, job, principal, _csv(50), entity)
+    services.import_worker().handle(message_item(job, message), claim_token="q-small")
     final = services.message_repo().get_by_id(message["MessageId"])
     assert final["Status"] == statuses.PROCESSED and not final.get("Checkpointed")
     assert _staging_blobs(services, job, message) == []
@@ -169,14 +153,14 @@ def test_a_package_resumes_after_its_finished_entities(services, make_import_job
         ManifestEntity(entity_name=second, input_file_path="b.csv", source_format="CSV", sequence_in_level=2),
     ]
     package = build_package(entities, {"a.csv": _csv(150), "b.csv": _csv(250)})
-    message = _enqueue(services, job, principal, package, None)
+    message = enqueue_message(services, job, principal, package, None)
     # Checkpoints: staged, first at 100 rows, first done; the attempt fails then.
     _fail_after_checkpoints(checkpoints, message, saved=3)
     worker = services.import_worker()
     with pytest.raises(RuntimeError):
-        worker.handle(_item(job, message), claim_token="q-package", delivery=Delivery(1, 3))
+        worker.handle(message_item(job, message), claim_token="q-package", delivery=Delivery(1, 3))
     assert spies == {"staged": 2, "upserted": 150}
-    worker.handle(_item(job, message), claim_token="q-package", delivery=Delivery(2, 3))
+    worker.handle(message_item(job, message), claim_token="q-package", delivery=Delivery(2, 3))
     final = services.message_repo().get_by_id(message["MessageId"])
     assert final["Status"] == statuses.PROCESSED, final.get("ErrorSummary")
     assert final["Counts"][first] == {"read": 150, "written": 150, "rejected": 0, "status": "Processed"}

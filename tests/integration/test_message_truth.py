@@ -9,7 +9,7 @@ from azure.core.exceptions import ServiceResponseError
 
 from shared.domain import statuses
 from shared.queue_limits import Delivery
-from shared.services import work_items
+from tests.support.work import enqueue_message, message_item
 
 ROWS = 2000  # about 125 rows in each of the 16 partitions: batches of 100 fill up before the end
 
@@ -30,22 +30,6 @@ def small_chunks(monkeypatch):
 
 def _csv(rows: int = ROWS) -> bytes:
     return ("K,V\n" + "".join(f"k{i},{i}\n" for i in range(rows))).encode()
-
-
-def _enqueue(services, job, principal, entity, body: bytes) -> dict:
-    message_id = services.enqueue_service().enqueue(
-        job.activity_id, principal, body, entity=entity, company=None, external_id=None
-    )
-    return services.message_repo().get_by_id(message_id)
-
-
-def _item(job, message: dict) -> dict:
-    return {
-        "kind": work_items.KIND_MESSAGE,
-        "jobId": job.activity_id,
-        "messageId": message["MessageId"],
-        "rowKey": message["RowKey"],
-    }
 
 
 def _written(message: dict) -> int:
@@ -69,7 +53,7 @@ class _SpyEntities:
 
 def test_written_grows_while_the_message_is_processing(services, job, small_chunks):
     created, principal, entity = job
-    message = _enqueue(services, created, principal, entity, _csv())
+    message = enqueue_message(services, created, principal, _csv(), entity)
     repo = services.message_repo()
     seen: list[tuple[str, int]] = []
     worker = services.import_worker()
@@ -81,7 +65,7 @@ def test_written_grows_while_the_message_is_processing(services, job, small_chun
         ),
     )
     try:
-        worker.handle(_item(created, message), claim_token="q-progress")
+        worker.handle(message_item(created, message), claim_token="q-progress")
     finally:
         worker._entities = real
     final = repo.get_by_id(message["MessageId"])
@@ -115,11 +99,11 @@ def test_the_message_shows_its_attempts_and_the_last_transient_error(services, j
     from shared.storage.entity_repo import EntityRepository
 
     created, principal, entity = job
-    message = _enqueue(services, created, principal, entity, _csv(300))
+    message = enqueue_message(services, created, principal, _csv(300), entity)
     state = {"reset": False}
     real_table = EntityRepository.table
     monkeypatch.setattr(EntityRepository, "table", lambda self, e: _ResetOnce(real_table(self, e), state))
-    services.import_worker().handle(_item(created, message), claim_token="q-transient")
+    services.import_worker().handle(message_item(created, message), claim_token="q-transient")
     detail = message_detail(services.message_repo().get_by_id(message["MessageId"]))
     assert state["reset"]
     assert detail["status"] == statuses.PROCESSED and detail["records"]["written"] == 300
@@ -137,12 +121,12 @@ def test_a_failed_import_says_how_many_records_were_written(
 
     monkeypatch.setenv("DEV_FAULT_PLAN_DIR", str(tmp_path))
     created, principal, entity = job
-    message = _enqueue(services, created, principal, entity, _csv())
+    message = enqueue_message(services, created, principal, _csv(), entity)
     (tmp_path / f"processing.{message['MessageId']}").write_text("raise 2", encoding="utf-8")
     worker = services.import_worker()
     with pytest.raises(RuntimeError):
-        worker.handle(_item(created, message), claim_token="q-partial", delivery=Delivery(1, 2))
-    worker.handle(_item(created, message), claim_token="q-partial", delivery=Delivery(2, 2))
+        worker.handle(message_item(created, message), claim_token="q-partial", delivery=Delivery(1, 2))
+    worker.handle(message_item(created, message), claim_token="q-partial", delivery=Delivery(2, 2))
     final = services.message_repo().get_by_id(message["MessageId"])
     detail = message_detail(final)
     written = _written(final)
@@ -163,20 +147,20 @@ def test_a_superseded_execution_answers_failed_not_executing(services, job, tmp_
 
     monkeypatch.setenv("DEV_FAULT_PLAN_DIR", str(tmp_path))
     created, principal, entity = job
-    message = _enqueue(services, created, principal, entity, _csv(10))
+    message = enqueue_message(services, created, principal, _csv(10), entity)
     (tmp_path / f"processing.{message['MessageId']}").write_text("raise 2", encoding="utf-8")
     worker, runs, repo = services.import_worker(), services.run_repo(), services.message_repo()
     with pytest.raises(RuntimeError):
-        worker.handle(_item(created, message), claim_token="q-super", delivery=Delivery(1, 3))
+        worker.handle(message_item(created, message), claim_token="q-super", delivery=Delivery(1, 3))
     first_run = repo.get_by_id(message["MessageId"])["RunId"]
     with pytest.raises(RuntimeError):
-        worker.handle(_item(created, message), claim_token="q-super", delivery=Delivery(2, 3))
+        worker.handle(message_item(created, message), claim_token="q-super", delivery=Delivery(2, 3))
     active = repo.get_by_id(message["MessageId"])
     old = runs.get_run(first_run)
     assert active["Status"] in statuses.IMPORT_ACTIVE and active["RunId"] != first_run
     assert old["Status"] == statuses.RUN_ERROR and old["SupersededBy"] == active["RunId"]
     assert summary_of(Execution(first_run, created.activity_id, "import", old, [active])) == "Failed"
-    worker.handle(_item(created, message), claim_token="q-super", delivery=Delivery(3, 3))
+    worker.handle(message_item(created, message), claim_token="q-super", delivery=Delivery(3, 3))
     final = repo.get_by_id(message["MessageId"])
     old = runs.get_run(first_run)
     assert final["Status"] == statuses.PROCESSED

@@ -42,6 +42,8 @@ def app_operations() -> set[tuple[str, str]]:
         route = re.sub(r"(^|/)\{[^{}]*\?\}$", "", route)
         # A catch-all `{*path}` is an ordinary path parameter in OpenAPI (its value may hold slashes).
         route = re.sub(r"\{\*+([A-Za-z0-9_]+)\}", r"{\1}", route)
+        # Constraints (`{collection:regex(...)}`, braces inside doubled) are not part of the OpenAPI path.
+        route = re.sub(r"\{([A-Za-z0-9_]+):(?:[^{}]|\{\{|\}\})*\}", r"{\1}", route)
         assert trigger.methods, f"{function.get_function_name()} accepts every method; list them"
         for method in trigger.methods:
             operations.add(("/" + route.strip("/"), str(getattr(method, "value", method)).lower()))

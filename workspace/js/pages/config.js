@@ -45,7 +45,8 @@ export async function configListPage(ctx) {
 }
 
 function listTable(kind, list) {
-  const nameCell = (item) => link(`/workspace/config/${kind}/${enc(item.name)}`, item.name);
+  // A project is keyed by name and operation (an import and an export project may share a name).
+  const nameCell = (item) => link(`/workspace/config/${kind}/${enc(item.name)}${kind === "projects" ? `?operation=${item.operation}` : ""}`, item.name);
   const specs = {
     entities: [["Name", "Label", "Fields", "Keys", "Company-specific"], (e) => [nameCell(e), e.label || "—", num(e.fields.length), e.keys.join(", "), yesNo(e.companySpecific)]],
     formats: [["Name", "Kind", "Delimiter", "Encoding", "Header row"], (f) => [nameCell(f), f.kind, f.delimiter === "\t" ? "tab" : f.delimiter || "—", f.encoding || "—", yesNo(f.headerRow)]],
@@ -62,7 +63,9 @@ export async function configItemPage(ctx) {
   const info = KINDS[kind];
   const isNew = name === "new";
   if (kind === "transforms") return transformPage(ctx, name);
-  const doc = isNew ? TEMPLATES[kind] : await getJson(`/api/manage/${kind}/${enc(name)}`);
+  const operation = kind === "projects" ? new URLSearchParams(window.location.search).get("operation") : null;
+  const selector = operation ? `?operation=${enc(operation)}` : "";
+  const doc = isNew ? TEMPLATES[kind] : await getJson(`/api/manage/${kind}/${enc(name)}${selector}`);
   if (!ctx.isCurrent()) return;
   const title = isNew ? `New ${info.one}` : `${info.label.replace(/s$/, "")}: ${name}`;
   ctx.setTitle(title);
@@ -93,7 +96,7 @@ export async function configItemPage(ctx) {
       return showError(editor, `This is not valid JSON: ${error.message}`);
     }
     try {
-      await sendJson("PUT", `/api/manage/${kind}/${enc(target)}`, body);
+      await sendJson("PUT", `/api/manage/${kind}/${enc(target)}${isNew ? "" : selector}`, body);
       if (isNew) ctx.navigate(`/workspace/config/${kind}/${enc(target)}`);
       else {
         status.textContent = "Saved.";
