@@ -284,6 +284,15 @@ def test_a_partner_exports_a_group_without_a_job_and_only_it_sees_the_execution(
     entity, label = entity_with_rows(api, [{"CODE": "P1", "NAME": "Partner", "AMOUNT": Decimal(1)}])
     name = api.unique("PartnerGroup")
     token = api.make_token(partner)
+    # Managing definition groups takes an application registration (app_access), not a job's policy.
+    refused = api.call("POST", GROUPS, token, json={"Name": name, "OperationType": "Export"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "ApplicationNotAuthorized"
+    registration = {
+        "name": "Partner",
+        "capabilities": ["export", "manageDefinitionGroups"],
+        "legalEntities": ["usmf"],
+    }
+    api.ok("PUT", f"/api/manage/applications/{partner}", json=registration)
     create_group(api, name, "Export", label, token=token)
     execution_id = value(api, "ExportToPackage", token, {"definitionGroupId": name, "legalEntityId": "usmf"})
     assert wait_status(api, token, execution_id) == "Succeeded"

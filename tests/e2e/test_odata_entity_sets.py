@@ -280,6 +280,12 @@ def test_a_partner_reads_and_a_caller_without_a_token_does_not(api, world):
             "authorizationPolicy": [{"applicationId": app, "enabled": True}],
         },
     )
+    # A job's authorization policy does not let an application read data entities: its registration does.
+    on_policy = world.get(usmf(), token=api.make_token(app))
+    assert on_policy.status_code == 403 and on_policy.json()["error"]["code"] == "ApplicationNotAuthorized"
+    assert f"/api/manage/applications/{app}" in on_policy.json()["error"]["message"]
+    body = {"name": "OData reader", "capabilities": ["readDataEntities"], "legalEntities": ["usmf"]}
+    api.ok("PUT", f"/api/manage/applications/{app}", json=body)
     resp = world.get(usmf(), token=api.make_token(app))
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["value"]) == USMF
