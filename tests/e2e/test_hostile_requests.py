@@ -124,6 +124,13 @@ class World:
         self.api = api
         self.activity, self.app, self.entity = api.import_job(simple_entity(), mode="package")
         self.partner = api.make_token(self.app)
+        # Registered, so the definition group and entity set endpoints get as far as the body (app_access).
+        registration = {
+            "name": "Hostile partner",
+            "capabilities": ["import", "export", "manageDefinitionGroups", "readDataEntities"],
+            "legalEntities": ["usmf"],
+        }
+        api.ok("PUT", f"/api/manage/applications/{self.app}", json=registration)
         self.stranger = api.make_token(str(uuid.uuid4()))
         project = api.unique("HostileExp")
         api.ok(
