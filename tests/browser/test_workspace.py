@@ -462,7 +462,9 @@ def test_configuration_entities_transforms_projects_and_formats(page, api, works
     expect(error_of(page, editor)).to_contain_text("NOSUCHFIELD")  # the filter is checked on save
     editor.fill(editor.input_value().replace("NOSUCHFIELD gt 5", "CREDITLIMIT gt 7"))
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    expect(
+        page.locator("#main").get_by_role("status").filter(has_text="Saved.")
+    ).to_be_visible()  # not the announcer
     assert api.ok("GET", f"/api/manage/projects/{project}")["filter"] == "CREDITLIMIT gt 7"
 
     fmt = api.unique("Fmt")
