@@ -12,57 +12,14 @@ import azure.functions as func
 
 from shared.api.http import endpoint
 from shared.api.odata_actions import ACTION_ROUTE, odata_value
-from shared.api.package_api import _body, _service
+from shared.api.package_api import _body, _require, _service, run_export, run_import
 from shared.errors import ValidationError
 
 bp = func.Blueprint()
 
 
-def _require(principal, *capabilities: str) -> None:
-    """app_access decides too (after the endpoint's partner check, which refuses a caller on no job's policy
-    before its body is read, issue 17): the first of `capabilities` the caller has passes; none: 403."""
-    from shared.errors import ForbiddenError
-    from shared.services import app_access
-
-    last = None
-    for capability in capabilities or (app_access.IMPORT, app_access.EXPORT):
-        try:
-            app_access.require(principal, getattr(app_access, capability.upper()))
-            return
-        except ForbiddenError as exc:
-            last = exc
-    raise last  # type: ignore[misc]
-
-
 def _action(name: str):
     return bp.route(route=ACTION_ROUTE + name, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-
-
-def _import(req, principal) -> func.HttpResponse:
-    body = _body(req)
-    execution_id = _service().import_from_package(
-        principal,
-        package_url=body.get("packageurl"),
-        definition_group_id=body.get("definitiongroupid"),
-        execution_id=body.get("executionid"),
-        legal_entity_id=body.get("legalentityid"),
-    )
-    return odata_value(req, execution_id)
-
-
-def _export(req, principal, **options) -> func.HttpResponse:
-    body = _body(req)
-    execution_id = _service().export_to_package(
-        principal,
-        definition_group_id=body.get("definitiongroupid"),
-        package_name=body.get("packagename"),
-        execution_id=body.get("executionid"),
-        legal_entity_id=body.get("legalentityid"),
-        re_execute=body.get("reexecute"),
-        entity_list=body.get("entitylist"),
-        **options,
-    )
-    return odata_value(req, execution_id)
 
 
 def _not_offered(req, code: str, message: str):
@@ -78,28 +35,28 @@ def import_from_package_async(req: func.HttpRequest, principal) -> func.HttpResp
     """ImportFromPackage's body plus overWrite, failOnError, runAsyncWithoutBatch, thresholdToRunInBatch
     (accepted: imports always run queued, as upserts)."""
     _require(principal, "import")
-    return _import(req, principal)
+    return run_import(req, principal)
 
 
 @_action("ExportToPackageAsync")
 @endpoint(auth="partner")
 def export_to_package_async(req: func.HttpRequest, principal) -> func.HttpResponse:
     _require(principal, "export")
-    return _export(req, principal)
+    return run_export(req, principal)
 
 
 @_action("ExportToPackagePreview")
 @endpoint(auth="partner")
 def export_to_package_preview(req: func.HttpRequest, principal) -> func.HttpResponse:
     _require(principal, "export")
-    return _export(req, principal, preview_count=_preview_count(req))
+    return run_export(req, principal, preview_count=_preview_count(req))
 
 
 @_action("ExportToPackagePreviewAsync")
 @endpoint(auth="partner")
 def export_to_package_preview_async(req: func.HttpRequest, principal) -> func.HttpResponse:
     _require(principal, "export")
-    return _export(req, principal, preview_count=_preview_count(req))
+    return run_export(req, principal, preview_count=_preview_count(req))
 
 
 def _preview_count(req):
@@ -113,7 +70,7 @@ def export_to_package_delta(req: func.HttpRequest, principal) -> func.HttpRespon
     """Only what changed since the group's last successful export (its incremental watermark; see
     ResetVersionToken)."""
     _require(principal, "export")
-    return _export(req, principal, delta=True)
+    return run_export(req, principal, delta=True)
 
 
 @_action("ExportFromPackage")
