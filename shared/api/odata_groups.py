@@ -53,17 +53,11 @@ def _groups():
 
 def _may_read(principal) -> None:
     """Reading groups: applications that may manage groups, export or import."""
-    from shared.errors import ForbiddenError
     from shared.services import app_access
 
-    last = None
-    for capability in (app_access.MANAGE_DEFINITION_GROUPS, app_access.EXPORT, app_access.IMPORT):
-        try:
-            app_access.require(principal, capability)
-            return
-        except ForbiddenError as exc:
-            last = exc
-    raise last  # type: ignore[misc]
+    app_access.require_any(
+        principal, app_access.MANAGE_DEFINITION_GROUPS, app_access.EXPORT, app_access.IMPORT
+    )
 
 
 def _may_write(principal) -> None:

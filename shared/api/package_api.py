@@ -34,17 +34,9 @@ def _require(principal, *capabilities: str) -> None:
     """403 before the body is read for a caller without the capability (app_access; after the endpoint's partner
     check, which refuses a caller on no job's policy, issue 17): the first of `capabilities` the caller has
     passes; none given means import or export. The legal entity the body names is checked by the service."""
-    from shared.errors import ForbiddenError
     from shared.services import app_access
 
-    last = None
-    for capability in capabilities or (app_access.IMPORT, app_access.EXPORT):
-        try:
-            app_access.require(principal, getattr(app_access, capability.upper()))
-            return
-        except ForbiddenError as exc:
-            last = exc
-    raise last  # type: ignore[misc]
+    app_access.require_any(principal, *(capabilities or (app_access.IMPORT, app_access.EXPORT)))
 
 
 def run_import(req, principal) -> func.HttpResponse:

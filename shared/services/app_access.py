@@ -142,6 +142,21 @@ def _not_authorized(principal, capability: str) -> ForbiddenError:
     return ForbiddenError(why, code="ApplicationNotAuthorized")
 
 
+def require_any(principal, *capabilities: str) -> None:
+    """`require` for the first of `capabilities` the caller has (every capability when none is given);
+    raises the last refusal when it has none of them."""
+    from shared.errors import ForbiddenError
+
+    last = None
+    for capability in capabilities or CAPABILITIES:
+        try:
+            require(principal, capability)
+            return
+        except ForbiddenError as exc:
+            last = exc
+    raise last  # type: ignore[misc]
+
+
 def allowed_legal_entities(principal) -> set[str] | None:
     """The lower-case legal entity IDs `principal` may read or write with any capability; None means every
     one (an admin, or a registration for `*`). Only configured legal entities are listed."""
