@@ -76,6 +76,11 @@ def fault_totals(proxies: dict[str, FaultProxy]) -> dict[str, int]:
     return totals
 
 
+def _log_lines(host: HostProcess, needle: str, limit: int = 30) -> list[str]:
+    """The host's last `limit` log lines that mention `needle` (a run or message ID), for a failure message."""
+    return [line for line in host.log.splitlines() if needle in line][-limit:]
+
+
 def faults_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {key: after[key] - before.get(key, 0) for key in after}
 
@@ -158,7 +163,7 @@ def test_a_big_import_completes_with_exact_counts_under_resets(faulty, api):
     ),
 )
 def test_an_export_completes_and_concurrent_dequeuers_never_share_under_resets(faulty, api):
-    _, proxies = faulty
+    host, proxies = faulty
     entity = api.unique("Fx")
     api.ok("PUT", f"/api/manage/entities/{entity}", json={**ENTITY, "label": f"Fault export {entity}"})
     project = api.unique("FxP")
@@ -198,10 +203,13 @@ def test_an_export_completes_and_concurrent_dequeuers_never_share_under_resets(f
             if all(r["status"] in ("Ended", "Error") for r in runs):
                 break
             time.sleep(1)
-        # Nothing left Waiting or Executing (the statuses first, so a failure shows them whole).
-        assert all(r["status"] in ("Ended", "Error") for r in runs), (
+        # Nothing left Waiting or Executing (the statuses first, so a failure shows them whole, with what the
+        # host logged about each run left behind).
+        stuck = [r for r in runs if r["status"] not in ("Ended", "Error")]
+        assert not stuck, (
             [(r["status"], r["errors"]) for r in runs],
-            runs,
+            stuck,
+            {r["executionId"]: _log_lines(host, r["executionId"]) for r in stuck},
         )
         failed_to_queue = [r for r in runs if r["status"] == "Error"]
         assert all("could not be queued" in " ".join(r["errors"]) for r in failed_to_queue), failed_to_queue
