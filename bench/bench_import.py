@@ -126,23 +126,29 @@ def end_to_end(conn: str, rows: int, workdir: Path) -> float:
         }
         app = str(uuid.uuid4())
         partner = {"Authorization": "Bearer " + make_token(app, key_dir=keys, tenant_id=tenant, audience=aud)}
+        # Every company a job names must be a configured legal entity (issue 13).
+        requests.put(
+            f"{base}/api/manage/legalEntities/usmf", json={"name": "USMF"}, headers=admin
+        ).raise_for_status()
         requests.put(f"{base}/api/manage/entities/BenchGroups", json=ENTITY, headers=admin).raise_for_status()
         requests.put(
             f"{base}/api/manage/projects/BenchImport",
             json={"operation": "import", "entities": [{"entity": "BenchGroups"}]},
             headers=admin,
         ).raise_for_status()
-        job = requests.post(
-            f"{base}/api/manage/jobs",
-            headers=admin,
-            json={
-                "name": "bench",
-                "project": "BenchImport",
-                "company": "usmf",
-                "processOnArrival": True,
-                "authorizationPolicy": [{"applicationId": app}],
-            },
-        ).json()
+        job = _ok(
+            requests.post(
+                f"{base}/api/manage/jobs",
+                headers=admin,
+                json={
+                    "name": "bench",
+                    "project": "BenchImport",
+                    "company": "usmf",
+                    "processOnArrival": True,
+                    "authorizationPolicy": [{"applicationId": app}],
+                },
+            )
+        )
         body = (HEADER + "".join(csv_rows(rows))).encode()
         start = time.perf_counter()
         resp = requests.post(
@@ -160,9 +166,29 @@ def end_to_end(conn: str, rows: int, workdir: Path) -> float:
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
         assert status == "Processed", status
+        detail = requests.get(f"{base}/api/manage/messages/{message_id}", headers=admin).json()
+        print("  phases (from the message's transitions):", _phases(detail.get("transitions") or []))
         return rows / elapsed
     finally:
         host.stop()
+
+
+def _ok(resp) -> dict:
+    """The reply's JSON; its error (status and body) when it is not a 2xx."""
+    if not resp.ok:
+        raise SystemExit(f"{resp.request.method} {resp.url}: {resp.status_code} {resp.text}")
+    return resp.json()
+
+
+def _phases(transitions: list[dict]) -> str:
+    """Seconds spent in each status before the next one, e.g. "Enqueued 0.41 s, Preprocessing 1.90 s, ..."."""
+    from datetime import datetime
+
+    times = [(t["status"], datetime.fromisoformat(t["at"].replace("Z", "+00:00"))) for t in transitions]
+    return ", ".join(
+        f"{status} {(later - at).total_seconds():.2f} s"
+        for (status, at), (_, later) in zip(times, times[1:], strict=False)
+    )
 
 
 MEMORY_CHILD = r"""

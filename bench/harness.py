@@ -21,6 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 TENANT = "00000000-0000-0000-0000-00000000a11c"
 AUDIENCE = "api://recurring-integrations-local"
+COMPANY = "usmf"  # the legal entity of the benches' jobs
 NEVER = "0 0 0 1 1 *"  # a timer schedule that does not fire during a benchmark
 
 
@@ -90,7 +91,7 @@ class LocalApp:
 
     def job(self, project: str, **fields: Any) -> str:
         """A job of `project` authorizing the partner application; its activity ID."""
-        body = {"name": project, "project": project, "company": "usmf", **fields}
+        body = {"name": project, "project": project, "company": COMPANY, **fields}
         body["authorizationPolicy"] = [{"applicationId": self.app_id}]
         return self.put("/api/manage/jobs", body)["activityId"]
 
@@ -142,6 +143,8 @@ def local_app(
         host = HostProcess(REPO, env, work / "logs", *split, name=name)
         try:
             app.base = host.wait_started(60)
+            # Every company a job names must be a configured legal entity (issue 13).
+            app.put(f"/api/manage/legalEntities/{COMPANY}", {"name": COMPANY.upper()})
             if workers:
                 app.start_workers(workers)
             yield app

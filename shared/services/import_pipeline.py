@@ -9,11 +9,13 @@ process:    upsert the spooled rows in batches, from wherever the spool is posit
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import pickle
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +25,9 @@ from shared.domain.schema import Entity, SourceFormat
 from shared.errors import FormatError
 
 WINDOW_BATCHES = 32  # full Table batches handed to the parallel upsert at once
+# Windows being written while the next is read from the spool: with two, the upsert pool always has a window
+# queued behind the one it is finishing, so it never idles on a window's last batch or on the reading.
+WINDOWS_IN_FLIGHT = 2
 # Rows waiting for a full batch are written early past this many pickled bytes (rows can be up to the
 # readers' record limit, and thousands wait), or once this many rows were replaced by later rows of the
 # same key (each replaced row's line is kept for the error file): memory stays bounded either way.
@@ -190,14 +195,21 @@ def process(
     spool,
     outcome: EntityOutcome,
     *,
-    upsert: Callable[[list[dict]], Any],
+    upsert: Callable[[list[dict]], Any] | None = None,
     errors: ErrorFile,
     after_chunk: Callable[[int], None] | None = None,
     checkpoint_rows: int = 0,
     on_checkpoint: Callable[[int], None] | None = None,
+    start_upsert: Callable[[list[dict]], Callable[[], Any]] | None = None,
 ) -> EntityOutcome:
     """Upserts the spooled rows from the spool's current position; rows the store refuses become rejected
     records. Closes the spool.
+
+    `upsert(rows)` writes rows and gives an UpsertResult (shared/storage/entity_repo.py); or
+    `start_upsert(rows)` starts writing them and gives a function that waits and gives it. With
+    `start_upsert`, up to WINDOWS_IN_FLIGHT windows are written while the next rows are read. A row whose key
+    is in a window still being written waits for that window, so the last row of a key in file order is the
+    one stored; counts, rejections and `after_chunk` follow the windows' order.
 
     Checkpoints: with `checkpoint_rows` > 0, after each that many rows read every waiting row is written
     (part-filled batches too) and `on_checkpoint(offset)` is called: every row before `offset` (bytes of
@@ -217,22 +229,47 @@ def process(
     from shared.storage.entity_repo import BATCH_LIMIT, MODIFIED, store_problem
     from shared.storage.message_repo import now_utc
 
+    if start_upsert is None:
+        if upsert is None:
+            raise TypeError("process() needs upsert or start_upsert")
+
+        def start_upsert(rows: list[dict], write=upsert) -> Callable[[], Any]:
+            result = write(rows)
+            return lambda: result
+
     pending: dict[str, dict[str, _Pending]] = {}  # partition -> row key -> waiting row
     ready: list[list[_Pending]] = []
     held_bytes = 0  # pickled size of the rows in `pending` and `ready`
     replaced = 0  # rows replaced while waiting, since the last write
     calls = 0
     since_checkpoint = 0
+    # Windows being written, oldest first: (wait for it, its entries, their keys), and their pickled bytes.
+    in_flight: deque[tuple[Callable[[], Any], list[_Pending], set[str]]] = deque()
+    in_flight_bytes = 0
 
     def send(batches: list[list[_Pending]]) -> None:
-        nonlocal calls
+        nonlocal held_bytes, in_flight_bytes
         entries = [entry for batch in batches for entry in batch]
         if not entries:
             return
+        size = sum(entry.size for entry in entries)
+        held_bytes -= size
+        # At most WINDOWS_IN_FLIGHT windows at once, and (memory) at most MAX_PENDING_BYTES besides this one.
+        while len(in_flight) >= WINDOWS_IN_FLIGHT or (in_flight and in_flight_bytes > MAX_PENDING_BYTES):
+            settle_oldest()
         stamp = now_utc()  # the write time, not the read time: incremental exports compare with it
         for entry in entries:
             entry.row[MODIFIED] = stamp
-        result = upsert([entry.row for entry in entries])
+        wait = start_upsert([entry.row for entry in entries])
+        keys = {entry.row["PartitionKey"] + "\x00" + entry.row["RowKey"] for entry in entries}
+        in_flight.append((wait, entries, keys))
+        in_flight_bytes += size
+
+    def settle_oldest() -> None:
+        nonlocal calls, in_flight_bytes
+        wait, entries, _ = in_flight.popleft()
+        in_flight_bytes -= sum(entry.size for entry in entries)
+        result = wait()
         refused = {row["PartitionKey"] + "\x00" + row["RowKey"]: reason for row, reason in result.failed}
         for entry in entries:
             row = entry.row
@@ -255,13 +292,22 @@ def process(
         if after_chunk:
             after_chunk(calls)
 
+    def settle_all() -> None:
+        while in_flight:
+            settle_oldest()
+
+    def settle_key(key: str) -> None:
+        """Wait for the windows up to the last one writing `key` (windows settle in order)."""
+        last = max((i for i, (_, _, keys) in enumerate(in_flight) if key in keys), default=-1)
+        for _ in range(last + 1):
+            settle_oldest()
+
     def send_ready() -> None:
-        nonlocal held_bytes, replaced
-        send(ready)
+        nonlocal replaced
         for batch in ready:
             for entry in batch:
-                held_bytes -= entry.size
                 replaced -= len(entry.replaced)
+        send(list(ready))
         ready.clear()
 
     def send_all() -> None:
@@ -269,47 +315,63 @@ def process(
         pending.clear()
         send_ready()
 
-    while True:
-        start = spool.tell()
-        try:
-            # One unpickler per record: each record was pickled with a fresh memo (the pickler's is
-            # cleared after every dump), and MEMOIZE numbers entries from the memo's size, so a
-            # reused unpickler would resolve a record's back-references to an earlier record's objects.
-            line, row = pickle.Unpickler(spool).load()
-        except EOFError:
-            break
-        size = spool.tell() - start
-        problem = store_problem(row)
-        if problem is not None:
-            # Refused now, as the store would refuse it: a later row of its key must not hide that.
-            outcome.rejected += 1
-            values = {k: v for k, v in row.items() if k not in ("PartitionKey", "RowKey")}
-            errors.add(outcome.entity, line, problem, values)
-            continue
-        held_bytes += size
-        partition = pending.setdefault(row["PartitionKey"], {})
-        waiting = partition.get(row["RowKey"])
-        if waiting is not None:
-            # The same key again before the earlier row was written: the later row takes its place.
-            waiting.replaced.append(waiting.line)
-            held_bytes -= waiting.size
-            waiting.line, waiting.row, waiting.size = line, row, size
-            replaced += 1
-        else:
-            partition[row["RowKey"]] = _Pending(line, row, size)
-            if len(partition) >= BATCH_LIMIT:
-                ready.append(list(partition.values()))
-                del pending[row["PartitionKey"]]
-                if len(ready) >= WINDOW_BATCHES:
-                    send_ready()
-        if held_bytes > MAX_PENDING_BYTES or replaced >= MAX_PENDING_REPLACED:
-            send_all()
-        since_checkpoint += 1
-        if checkpoint_rows and since_checkpoint >= checkpoint_rows and on_checkpoint is not None:
-            send_all()
-            since_checkpoint = 0
-            on_checkpoint(spool.tell())
-    send_all()
+    def read_all() -> None:
+        nonlocal held_bytes, replaced, since_checkpoint
+        while True:
+            start = spool.tell()
+            try:
+                # One unpickler per record: each record was pickled with a fresh memo (the pickler's is
+                # cleared after every dump), and MEMOIZE numbers entries from the memo's size, so a
+                # reused unpickler would resolve a record's back-references to an earlier record's objects.
+                line, row = pickle.Unpickler(spool).load()
+            except EOFError:
+                break
+            size = spool.tell() - start
+            problem = store_problem(row)
+            if problem is not None:
+                # Refused now, as the store would refuse it: a later row of its key must not hide that.
+                outcome.rejected += 1
+                values = {k: v for k, v in row.items() if k not in ("PartitionKey", "RowKey")}
+                errors.add(outcome.entity, line, problem, values)
+                continue
+            if in_flight:
+                settle_key(row["PartitionKey"] + "\x00" + row["RowKey"])
+            held_bytes += size
+            partition = pending.setdefault(row["PartitionKey"], {})
+            waiting = partition.get(row["RowKey"])
+            if waiting is not None:
+                # The same key again before the earlier row was written: the later row takes its place.
+                waiting.replaced.append(waiting.line)
+                held_bytes -= waiting.size
+                waiting.line, waiting.row, waiting.size = line, row, size
+                replaced += 1
+            else:
+                partition[row["RowKey"]] = _Pending(line, row, size)
+                if len(partition) >= BATCH_LIMIT:
+                    ready.append(list(partition.values()))
+                    del pending[row["PartitionKey"]]
+                    if len(ready) >= WINDOW_BATCHES:
+                        send_ready()
+            if held_bytes > MAX_PENDING_BYTES or replaced >= MAX_PENDING_REPLACED:
+                send_all()
+            since_checkpoint += 1
+            if checkpoint_rows and since_checkpoint >= checkpoint_rows and on_checkpoint is not None:
+                send_all()
+                settle_all()  # a checkpoint says every row before it is written
+                since_checkpoint = 0
+                on_checkpoint(spool.tell())
+
+    try:
+        read_all()
+        send_all()
+        settle_all()
+    except BaseException:
+        # The windows still being written end first (what they wrote is counted), so nothing is writing once
+        # the failure is reported; their own errors give way to the first one.
+        while in_flight:
+            with contextlib.suppress(Exception):
+                settle_oldest()
+        raise
     spool.close()
     return outcome
 

@@ -329,7 +329,7 @@ class MessageImport:
             process(
                 spool,
                 staged.outcome,
-                upsert=lambda rows: self._entities.upsert_rows(
+                start_upsert=lambda rows: self._entities.start_upsert(
                     entity, rows, on_retry=self._progress.on_retry
                 ),
                 errors=errors,

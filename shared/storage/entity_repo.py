@@ -358,6 +358,18 @@ class EntityRepository:
         """Upserts encoded rows: batches of at most 100 per partition, several batches in flight.
         A batch the service refuses is retried row by row, so one bad row rejects only itself.
         `on_retry(attempt, error)` is told of each transient failure retried (from the pool's threads)."""
+        return self.start_upsert(entity, rows, on_retry=on_retry)()
+
+    def start_upsert(
+        self,
+        entity: Entity,
+        rows: Iterable[dict],
+        *,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ) -> Callable[[], UpsertResult]:
+        """upsert_rows without waiting: the batches are handed to the upsert pool now, and the function
+        returned waits for them and gives their UpsertResult (raising what a batch raised). The import's
+        writer keeps two of these in flight, so the pool never idles while it reads the next rows."""
         table = self.table(entity)
         by_partition: dict[str, dict[str, dict]] = defaultdict(dict)
         for row in rows:
@@ -366,13 +378,24 @@ class EntityRepository:
         for partition_rows in by_partition.values():
             items = list(partition_rows.values())
             batches.extend(items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT))
-        result = UpsertResult()
         futures = [_executor().submit(self._submit, table, batch, on_retry) for batch in batches]
-        for future in futures:
-            written, failed = future.result()
-            result.written += written
-            result.failed.extend(failed)
-        return result
+
+        def wait() -> UpsertResult:
+            result = UpsertResult()
+            error: BaseException | None = None
+            for future in futures:  # every batch ends before an error is raised: none is left running
+                try:
+                    written, failed = future.result()
+                except BaseException as exc:  # noqa: BLE001 - raised below
+                    error = error or exc
+                    continue
+                result.written += written
+                result.failed.extend(failed)
+            if error is not None:
+                raise error
+            return result
+
+        return wait
 
     @staticmethod
     def _submit(table: TableClient, batch: list[dict], on_retry=None) -> tuple[int, list[tuple[dict, str]]]:

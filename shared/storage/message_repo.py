@@ -1,6 +1,9 @@
 """Messages in Table storage: a partition per job with time-ordered row keys, plus an index by message ID
 and a newest-first index per job (what the "Manage messages" grid lists).
 
+The newest-first index rows live in the job's message partition, after every message (their row keys start
+with INDEX_FROM), so a message and its index row are written in one entity-group transaction (one call).
+
 Status changes are compare-and-swap on the row's ETag, so two workers (or a worker and the poison
 handler) never both win the same transition.
 """
@@ -17,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
 from shared.storage.concurrency import replace_if_unchanged, update_if_unchanged
@@ -51,19 +54,24 @@ def ordered_row_key(message_id: str, at: datetime | None = None) -> str:
 
 _NEWEST_MAX = 10**20 - 1
 _MESSAGE_KEY = re.compile(r"^[0-9]{20}-")
-_NEWEST_DONE = ""  # the row key of a job's newest-first index that says its older messages were indexed
-
-
-def newest_partition(job_id: str) -> str:
-    """The index partition listing a job's messages newest first. Table queries return rows in ascending key
-    order only, so the enqueue-ordered message partition cannot be read from its end; this one is."""
-    return f"newest-{job_id}"
+# In a job's message partition, row keys from INDEX_FROM on are its newest-first index, not messages (message
+# row keys start with a digit, which sorts before "~"): every listing of messages stops before it.
+INDEX_FROM = "~"
+_NEWEST_DONE = (
+    INDEX_FROM  # the marker row that says the job's older messages were indexed; before every entry
+)
+_INDEX_END = "~~"  # after every index entry ("~" + digits)
+# Where the previous version kept the newest-first index (a partition of the message-ID index table); its rows
+# are deleted when a job's messages are indexed in their own partition.
+_OLD_NEWEST_PARTITION = "newest-{job_id}"
 
 
 def newest_row_key(row_key: str) -> str:
-    """A message row key's place in the newest-first index: the microseconds inverted, then the message ID."""
+    """A message row key's place in the newest-first index (in the message's own partition): INDEX_FROM, the
+    microseconds inverted, then the message ID. Table queries return rows in ascending key order only, so the
+    enqueue-ordered messages cannot be read from their end; these rows can."""
     micros, _, message_id = row_key.partition("-")
-    return f"{_NEWEST_MAX - int(micros):020d}-{message_id}"
+    return f"{INDEX_FROM}{_NEWEST_MAX - int(micros):020d}-{message_id}"
 
 
 def _decode(row: dict) -> dict:
@@ -87,11 +95,11 @@ def _encode(fields: dict) -> dict:
 
 
 def _newest_row(job_id: str, row_key: str) -> dict:
-    return {
-        "PartitionKey": newest_partition(job_id),
-        "RowKey": newest_row_key(row_key),
-        "MessageRowKey": row_key,
-    }
+    return {"PartitionKey": job_id, "RowKey": newest_row_key(row_key), "MessageRowKey": row_key}
+
+
+def _already_exists(exc: TableTransactionError) -> bool:
+    return getattr(exc, "error_code", None) == "EntityAlreadyExists" or "EntityAlreadyExists" in str(exc)
 
 
 class MessageRepository:
@@ -117,22 +125,20 @@ class MessageRepository:
         *,
         before: Callable[[], Any] | None = None,
     ) -> dict:
-        """Create a message's index rows and then its row; the row as stored (with its ETag).
+        """Create a message's ID index row, then its row with its newest-first index row (one transaction); the
+        row as stored (with its ETag). Three calls in two steps.
 
         `before`: another write that must be stored before the row (enqueue's file), sent at the same time as the
-        index rows (shared/storage/together.py); the row is created only once all of them succeeded."""
+        ID index row (shared/storage/together.py); the row is created only once both succeeded."""
         row_key = ordered_row_key(message_id)
         at = now_utc()
         status = fields.get("Status")
-        # Index first: a lookup that finds an index row without its message answers "not found"
-        # (the client was never told the ID), never a half-written message. The two index rows (and `before`)
-        # do not depend on each other, so they are sent at once.
+        # ID index first: a lookup that finds an index row without its message answers "not found" (the client
+        # was never told the ID), never a half-written message. It and `before` do not depend on each other, so
+        # they are sent at once.
         run_together(
             lambda: self._index.upsert_entity(
                 {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
-            ),
-            lambda: retry_call(
-                lambda: self._index.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message"
             ),
             *([before] if before is not None else []),
         )
@@ -149,10 +155,16 @@ class MessageRepository:
         reply: dict = {}
 
         def create() -> None:
+            # The row and its newest-first index row in one entity-group transaction: both or neither.
             try:
-                reply.update(self._messages.create_entity(_encode(row)) or {})
-            except ResourceExistsError:
-                # An earlier attempt whose reply was lost (a reset after the request) created it.
+                results = self._messages.submit_transaction(
+                    [("create", _encode(row)), ("upsert", _newest_row(job_id, row_key))]
+                )
+                reply.update(results[0] if results else {})
+            except TableTransactionError as exc:
+                # An earlier attempt whose reply was lost (a reset after the request) created both.
+                if not _already_exists(exc):
+                    raise
                 if self._messages.get_entity(job_id, row_key).get("MessageId") != message_id:
                     raise
 
@@ -208,8 +220,8 @@ class MessageRepository:
         select: list[str] | None = None,
     ) -> tuple[list[dict], Any]:
         """One page of a job's messages in enqueue order, with the token for the next page."""
-        query = "PartitionKey eq @job"
-        params: dict[str, Any] = {"job": job_id}
+        query = "PartitionKey eq @job and RowKey lt @index"
+        params: dict[str, Any] = {"job": job_id, "index": INDEX_FROM}
         if statuses:
             parts = []
             for i, status in enumerate(statuses):
@@ -237,26 +249,27 @@ class MessageRepository:
         of the message partition (its rows are in the same time order; rows of the range that the page does not
         name, ties at the same microsecond, are left to their own page). With `statuses`, a page may hold fewer
         than `page_size` messages after `max_index_pages` index pages, and still have a next page. The token is
-        {"PartitionKey": the index partition, "RowKey": the last index row read}."""
-        pk = newest_partition(job_id)
+        {"PartitionKey": the job's partition, "RowKey": the last index row read}."""
+        pk = job_id
         after = _NEWEST_DONE
         if continuation:
-            if not isinstance(continuation, dict) or continuation.get("PartitionKey") != pk:
+            given = continuation if isinstance(continuation, dict) else {}
+            after = str(given.get("RowKey") or "")
+            if given.get("PartitionKey") != pk or not after.startswith(INDEX_FROM):
                 from shared.errors import ValidationError
 
                 raise ValidationError(
                     "the continuation token is not valid; follow nextLink as given",
                     code="InvalidContinuation",
                 )
-            after = str(continuation.get("RowKey") or _NEWEST_DONE)
         else:
             self._index_older_messages(job_id)
         found: list[dict] = []
         for _ in range(max_index_pages):
             want = page_size - len(found)
-            pager = self._index.query_entities(
-                "PartitionKey eq @pk and RowKey gt @after",
-                parameters={"pk": pk, "after": after},
+            pager = self._messages.query_entities(
+                "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end",
+                parameters={"pk": pk, "after": after, "end": _INDEX_END},
                 results_per_page=want,
                 select=["RowKey", "MessageRowKey"],
             ).by_page()
@@ -284,31 +297,54 @@ class MessageRepository:
         return [_decode(by_key[k]) for k in row_keys if k in by_key]
 
     def _index_older_messages(self, job_id: str) -> None:
-        """Index, once per job, messages created before the newest-first index existed; later ones index
-        themselves (create_message). A marker row says it is done; two racing listings both upsert, harmlessly."""
-        pk = newest_partition(job_id)
+        """Index, once per job, messages created before the newest-first index lived in their partition; later
+        ones index themselves (create_message). A marker row says it is done; two racing listings both upsert,
+        harmlessly. Then the previous version's index partition (in the ID index table) is deleted."""
         try:
-            self._index.get_entity(pk, _NEWEST_DONE)
+            self._messages.get_entity(job_id, _NEWEST_DONE)
             return
         except ResourceNotFoundError:
             pass
-        batch: list[tuple[str, dict]] = []
-        for row in self._messages.query_entities(
-            "PartitionKey eq @job", parameters={"job": job_id}, select=["RowKey"]
-        ):
-            if not _MESSAGE_KEY.match(row["RowKey"]):
-                continue
-            batch.append(("upsert", _newest_row(job_id, row["RowKey"])))
-            if len(batch) == 100:  # a Table transaction holds at most 100 operations of one partition
-                ops = batch
-                retry_call(lambda ops=ops: self._index.submit_transaction(ops), what="indexing messages")
-                batch = []
-        if batch:
-            retry_call(lambda: self._index.submit_transaction(batch), what="indexing messages")
+        self._submit_in_batches(
+            self._messages,
+            (
+                ("upsert", _newest_row(job_id, row["RowKey"]))
+                for row in self._messages.query_entities(
+                    "PartitionKey eq @job and RowKey lt @index",
+                    parameters={"job": job_id, "index": INDEX_FROM},
+                    select=["RowKey"],
+                )
+                if _MESSAGE_KEY.match(row["RowKey"])
+            ),
+        )
         retry_call(
-            lambda: self._index.upsert_entity({"PartitionKey": pk, "RowKey": _NEWEST_DONE, "At": now_utc()}),
+            lambda: self._messages.upsert_entity(
+                {"PartitionKey": job_id, "RowKey": _NEWEST_DONE, "At": now_utc()}
+            ),
             what="indexing messages",
         )
+        old = _OLD_NEWEST_PARTITION.format(job_id=job_id)
+        self._submit_in_batches(
+            self._index,
+            (
+                ("delete", {"PartitionKey": old, "RowKey": row["RowKey"]})
+                for row in self._index.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": old}, select=["RowKey"]
+                )
+            ),
+        )
+
+    @staticmethod
+    def _submit_in_batches(table: TableClient, operations: Iterator[tuple[str, dict]]) -> None:
+        """Submit operations of one partition 100 at a time (a Table transaction's limit), each retried."""
+        batch: list[tuple[str, dict]] = []
+        for op in operations:
+            batch.append(op)
+            if len(batch) == 100:
+                ops, batch = batch, []
+                retry_call(lambda ops=ops: table.submit_transaction(ops), what="indexing messages")
+        if batch:
+            retry_call(lambda: table.submit_transaction(batch), what="indexing messages")
 
     def iter_messages(
         self, job_id: str, *, statuses: list[str] | None = None, select: list[str] | None = None

@@ -33,17 +33,45 @@ def run_import(services, entity, data: bytes):
     errors = ErrorFile()
     inp = EntityInput(entity=entity, fmt=BUILTIN_FORMATS["CSV"], open_stream=lambda: io.BytesIO(data))
     outcome, spool = preprocess(inp, encode=lambda r: repo.encode(entity, r, "usmf", now), errors=errors)
-    calls = []
+    calls = Windows()
 
-    def upsert(rows):
-        calls.append(len(rows))
-        return repo.upsert_rows(entity, rows)
+    def start_upsert(rows):
+        calls.started(rows)
+        wait = repo.start_upsert(entity, rows)
 
-    process(spool, outcome, upsert=upsert, errors=errors)
+        def waited():
+            calls.ended(rows)
+            return wait()
+
+        return waited
+
+    process(spool, outcome, start_upsert=start_upsert, errors=errors)
+    assert not calls.writing, "process() returned with windows still being written"
     errors._text.flush()
     errors._raw.seek(0)
     lines = list(csv.reader(io.TextIOWrapper(errors._raw, encoding="utf-8", newline="")))[1:]
     return outcome, lines, calls
+
+
+class Windows(list):
+    """The rows per window process() wrote (a list of counts), checking as they start and end that no key is
+    in two windows written at once (the later row of a key could then be stored first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing: list[set[tuple[str, str]]] = []
+        self.most_at_once = 0
+
+    def started(self, rows) -> None:
+        keys = {(r["PartitionKey"], r["RowKey"]) for r in rows}
+        for other in self.writing:
+            assert not keys & other, f"a key is in two windows written at once: {sorted(keys & other)[:3]}"
+        self.writing.append(keys)
+        self.most_at_once = max(self.most_at_once, len(self.writing))
+        self.append(len(rows))
+
+    def ended(self, rows) -> None:
+        self.writing.remove({(r["PartitionKey"], r["RowKey"]) for r in rows})
 
 
 def stored(services, entity) -> dict[str, dict]:
@@ -69,11 +97,24 @@ def test_keys_repeated_across_windows_keep_file_order(services, entity):
     lines = ["CODE,NAME"]
     for round_ in range(3):
         lines += [f"K{i},r{round_}" for i in range(4000)]
-    outcome, errors, _ = run_import(services, entity, ("\r\n".join(lines) + "\r\n").encode())
+    outcome, errors, windows = run_import(services, entity, ("\r\n".join(lines) + "\r\n").encode())
     assert (outcome.read, outcome.written, outcome.rejected) == (12_000, 12_000, 0)
     assert errors == []
+    # Every repetition's key was in the window before it: windows never overlapped on a key (Windows.started).
+    assert len(windows) >= 3, windows
     names = [row["NAME"] for row in stored(services, entity).values()]
     assert len(names) == 4000 and set(names) == {"r2"}
+
+
+def test_windows_of_distinct_keys_are_written_two_at_a_time(services, entity):
+    """The next window is sent while the last one is written, so the upsert pool never idles on a window's
+    last batch or on reading the spool (issue 14: large imports at the batch-upsert ceiling)."""
+    lines = ["CODE,NAME"] + [f"D{i},n{i}" for i in range(10_000)]
+    outcome, errors, windows = run_import(services, entity, ("\r\n".join(lines) + "\r\n").encode())
+    assert (outcome.read, outcome.written, outcome.rejected) == (10_000, 10_000, 0)
+    assert errors == []
+    assert windows.most_at_once == 2 and sum(windows) == 10_000, windows
+    assert len(stored(services, entity)) == 10_000
 
 
 def test_a_row_the_store_refuses_is_rejected_even_when_a_later_row_replaces_it(services, entity):

@@ -42,13 +42,13 @@ def spies(services, monkeypatch):
 
     monkeypatch.setattr(import_pipeline, "preprocess", preprocess)
     repo = services.entity_repo()
-    real_upsert = repo.upsert_rows
+    real_upsert = repo.start_upsert
 
-    def upsert_rows(entity, rows, **kwargs):
+    def start_upsert(entity, rows, **kwargs):
         seen["upserted"] += len(rows)
         return real_upsert(entity, rows, **kwargs)
 
-    monkeypatch.setattr(repo, "upsert_rows", upsert_rows)
+    monkeypatch.setattr(repo, "start_upsert", start_upsert)
     return seen
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.storage.message_repo import newest_partition, ordered_row_key
+from shared.storage.message_repo import INDEX_FROM, ordered_row_key
 
 pytestmark = [pytest.mark.azurite]
 
@@ -59,7 +59,9 @@ def test_a_status_filter_keeps_the_order_and_skips_the_others(repo):
 
 
 def test_messages_stored_before_the_index_are_indexed_on_first_listing(repo, services):
-    """Rows written as the previous version wrote them: the message and its ID index, no newest-first row."""
+    """Rows written as earlier versions wrote them: the message and its ID index, with no newest-first row
+    (stop 19) or with one in a partition of the ID index table (stop 20). The first listing indexes them in
+    their own partition and deletes the old index partition; the enqueue-ordered listing never sees the index."""
     job_id = str(uuid.uuid4())
     tables = repo._messages, repo._index
     base = datetime.now(UTC) - timedelta(days=3)
@@ -73,16 +75,23 @@ def test_messages_stored_before_the_index_are_indexed_on_first_listing(repo, ser
         tables[1].upsert_entity(
             {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
         )
+        if i % 2:
+            tables[1].upsert_entity(
+                {"PartitionKey": f"newest-{job_id}", "RowKey": f"{i:020d}", "MessageRowKey": row_key}
+            )
         old.append(message_id)
     new = _create(repo, job_id, 2)  # written by this version: indexed at once
     seen, _ = _all_pages(repo, job_id, page_size=40)
     assert seen == new[::-1] + old[::-1]
-    assert (
-        len(
-            list(tables[1].query_entities("PartitionKey eq @pk", parameters={"pk": newest_partition(job_id)}))
-        )
-        == 108
+    rows = list(tables[0].query_entities("PartitionKey eq @pk", parameters={"pk": job_id}))
+    index = [r for r in rows if r["RowKey"].startswith(INDEX_FROM)]
+    assert len(rows) == 107 + 107 + 1  # the messages, their index rows, the marker
+    assert sorted(r["MessageRowKey"] for r in index if "MessageRowKey" in r) == sorted(
+        r["RowKey"] for r in rows if not r["RowKey"].startswith(INDEX_FROM)
     )
+    old_partition = tables[1].query_entities("PartitionKey eq @pk", parameters={"pk": f"newest-{job_id}"})
+    assert list(old_partition) == []
+    assert [m["MessageId"] for m in repo.iter_messages(job_id)] == old + new
 
 
 def test_a_forged_continuation_is_refused(repo):
@@ -92,3 +101,7 @@ def test_a_forged_continuation_is_refused(repo):
         repo.list_newest_first(
             str(uuid.uuid4()), continuation={"PartitionKey": "newest-other", "RowKey": "x"}
         )
+    job_id = str(uuid.uuid4())
+    for forged in ({"PartitionKey": job_id, "RowKey": "00000000000000000001-x"}, "not a token"):
+        with pytest.raises(ValidationError):
+            repo.list_newest_first(job_id, continuation=forged)

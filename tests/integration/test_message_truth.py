@@ -46,9 +46,9 @@ class _SpyEntities:
     def __getattr__(self, name):
         return getattr(self._real, name)
 
-    def upsert_rows(self, entity, rows, **kwargs):
+    def start_upsert(self, entity, rows, **kwargs):
         self._on_upsert()
-        return self._real.upsert_rows(entity, rows, **kwargs)
+        return self._real.start_upsert(entity, rows, **kwargs)
 
 
 def test_written_grows_while_the_message_is_processing(services, job, small_chunks):
