@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The bench's status poll (GetMessageStatus through the same host). Faster polling measures the polls: each
+# costs the host CPU that the import's writing needs (the write is CPU-bound in the SDK), and clients such as
+# RIS poll every few seconds. The end of the import is known to within this.
+POLL_SECONDS = 0.2
 HEADER = "CUSTOMERGROUPID,DESCRIPTION,PAYMENTTERMS,CREDITLIMIT,CREATED\r\n"
 ENTITY = {
     "label": "Bench groups",
@@ -105,6 +110,7 @@ def end_to_end(conn: str, rows: int, workdir: Path) -> float:
     from tests.devhost.hostproc import HostProcess, clean_env
     from tools.devtoken import make_token
 
+    workdir.mkdir(parents=True, exist_ok=True)
     keys = workdir / "keys"
     ensure_local_keys(keys)
     tenant, aud = "00000000-0000-0000-0000-00000000a11c", "api://recurring-integrations-local"
@@ -163,7 +169,7 @@ def end_to_end(conn: str, rows: int, workdir: Path) -> float:
             status = requests.post(action, json={"messageId": message_id}, headers=partner).json()["value"]
             if status in ("Processed", "ProcessedWithErrors", "PreProcessingError", "PostProcessingFailed"):
                 break
-            time.sleep(0.05)
+            time.sleep(POLL_SECONDS)
         elapsed = time.perf_counter() - start
         assert status == "Processed", status
         detail = requests.get(f"{base}/api/manage/messages/{message_id}", headers=admin).json()
@@ -225,16 +231,33 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs; the medians are compared")
     args = parser.parse_args()
     from tools.azurite import start_azurite
 
-    with tempfile.TemporaryDirectory() as tmp, start_azurite(in_memory=True) as azurite:
+    # Each figure on a fresh Azurite (in memory, its tables grow slower as they fill), in alternating order,
+    # and the median of the rounds: one pair on one Azurite varied by ±15 % between runs on this machine.
+    e2e_runs: list[float] = []
+    raw_runs: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        e2e = end_to_end(azurite.connection_string, args.rows, work)
-        raw = raw_ceiling(azurite.connection_string, args.rows)
-        print(f"import end to end (enqueue -> Processed, {args.rows} rows): {e2e:,.0f} rows/s")
-        print(f"raw SDK ceiling (batch upsert, same rows, same Azurite):   {raw:,.0f} rows/s")
-        print(f"ratio: {e2e / raw:.2f} (target >= 0.8)")
+        for round_ in range(args.rounds):
+            order = ("raw", "e2e") if round_ % 2 else ("e2e", "raw")
+            for what in order:
+                with start_azurite(in_memory=True) as azurite:
+                    if what == "e2e":
+                        e2e_runs.append(
+                            end_to_end(azurite.connection_string, args.rows, work / f"e2e{round_}")
+                        )
+                    else:
+                        raw_runs.append(raw_ceiling(azurite.connection_string, args.rows))
+            print(
+                f"  round {round_ + 1}: end to end {e2e_runs[-1]:,.0f} rows/s, raw {raw_runs[-1]:,.0f} rows/s"
+            )
+        e2e, raw = statistics.median(e2e_runs), statistics.median(raw_runs)
+        print(f"import end to end (enqueue -> Processed, {args.rows} rows): {e2e:,.0f} rows/s (median)")
+        print(f"raw SDK ceiling (batch upsert, same rows, fresh Azurite):  {raw:,.0f} rows/s (median)")
+        print(f"ratio: {e2e / raw:.2f} (issue 14's target >= 0.95)")
         small, big = work / "small.csv", work / "big.csv"
         write_csv(small, 2 * 1024 * 1024)
         big_rows = write_csv(big, args.big_mb * 1024 * 1024)

@@ -1,4 +1,4 @@
-"""A TCP proxy that injects storage faults: connection resets and stalled responses, on a seeded schedule.
+r"""A TCP proxy that injects storage faults: connection resets and stalled responses, on a seeded schedule.
 
 Fault tests put one in front of each Azurite service (blob, queue, table), so the app meets the transient
 faults real Azure Storage has (a reset inside `submit_transaction`, a response that never comes) through
@@ -15,7 +15,10 @@ generator:
 - **stall**: the response is held for ``--stall-seconds`` before it is forwarded.
 
 ``--control FILE`` is a JSON object ``{"reset_rate": …, "stall_rate": …, "stall_seconds": …}`` re-read when it
-changes, so a test can turn faults on and off while it runs. ``--stats FILE`` receives
+changes, so a test can turn faults on and off while it runs. It may also hold ``"reset_after": {"pattern": REGEX,
+"count": N}``: the next N requests whose request line matches REGEX (for example ``^(MERGE|PATCH) /\S*/runs\(``)
+are reset after the server acted, whatever the rates say: a fault at one chosen call, for a deterministic test.
+``--stats FILE`` receives
 ``{"requests", "resets_before", "resets_after", "stalls"}`` as they change. The first line on stdout is
 ``Fault proxy listening on 127.0.0.1:<port> -> <target>``.
 """
@@ -48,6 +51,14 @@ class Rates:
 
 
 @dataclass
+class Targeted:
+    """Reset after the server acted, for the next `count` requests whose request line matches `pattern`."""
+
+    pattern: re.Pattern[bytes]
+    count: int
+
+
+@dataclass
 class Stats:
     requests: int = 0
     resets_before: int = 0
@@ -68,6 +79,7 @@ class Proxy:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._control_mtime: float | None = None
+        self._targeted: Targeted | None = None
 
     # --- schedule -------------------------------------------------------------------------------
     def _reload_control(self) -> None:
@@ -89,11 +101,23 @@ class Proxy:
             stall_rate=float(data.get("stall_rate", self.rates.stall_rate)),
             stall_seconds=float(data.get("stall_seconds", self.rates.stall_seconds)),
         )
+        targeted = data.get("reset_after")
+        self._targeted = (
+            Targeted(re.compile(targeted["pattern"].encode()), int(targeted.get("count", 1)))
+            if targeted
+            else None
+        )
 
-    def decide(self) -> str | None:
+    def decide(self, request_line: bytes = b"") -> str | None:
         """The fault for the next request: "reset-before", "reset-after", "stall" or None."""
         self._reload_control()
         self.stats.requests += 1
+        targeted = self._targeted
+        if targeted is not None and targeted.count > 0 and targeted.pattern.search(request_line):
+            targeted.count -= 1
+            self.stats.resets_after += 1
+            self.write_stats()
+            return "reset-after"
         roll = self._random.random()
         if roll < self.rates.reset_rate:
             fault = "reset-before" if self._random.random() < 0.5 else "reset-after"
@@ -138,7 +162,7 @@ class Proxy:
         async def upstream() -> None:
             while data := await client_reader.read(_CHUNK):
                 if _REQUEST_LINE.match(data):
-                    fault = self.decide()
+                    fault = self.decide(data.split(b"\r\n", 1)[0])
                     if fault == "reset-before":
                         raise ConnectionResetError("injected reset before the request")
                     pending.append(fault)

@@ -178,6 +178,14 @@ class _Prefetch:
 # The service ---------------------------------------------------------------------------------------
 
 
+def _storage_unavailable() -> AppError:
+    return AppError(
+        "the export could not be queued because storage did not answer; try again",
+        code="StorageUnavailable",
+        status=503,
+    )
+
+
 class ExportService:
     def __init__(
         self,
@@ -226,14 +234,20 @@ class ExportService:
         """
         run_id = run_id or str(uuid.uuid4())
         legal = (legal_entity or job.legal_entity or "").lower() or None
-        self._runs.create_run(
-            job.activity_id,
-            run_id,
-            trigger=trigger,
-            operation="export",
-            status=statuses.RUN_WAITING,
-            **({"Company": legal} if legal else {}),
-        )
+        try:
+            self._runs.create_run(
+                job.activity_id,
+                run_id,
+                trigger=trigger,
+                operation="export",
+                status=statuses.RUN_WAITING,
+                **({"Company": legal} if legal else {}),
+            )
+        except Exception as exc:
+            # Its row may be stored (a reply lost after the service acted): never leave it Waiting for an item
+            # that was never queued.
+            self._end_unqueued(run_id, f"the run could not be recorded ({describe(exc)}); run it again")
+            raise _storage_unavailable() from exc
         item = work_items.encode(
             kind=work_items.KIND_EXPORT,
             jobId=job.activity_id,
@@ -251,14 +265,19 @@ class ExportService:
         except Exception as exc:
             # Never leave the run Waiting for an item that may not exist; an item that did arrive finds
             # the run ended and does nothing.
-            reason = f"the export could not be queued ({describe(exc)}); run it again"
-            self._runs.end_run(run_id, statuses.RUN_ERROR, Errors=[reason])
-            raise AppError(
-                "the export could not be queued because storage did not answer; try again",
-                code="StorageUnavailable",
-                status=503,
-            ) from exc
+            self._end_unqueued(run_id, f"the export could not be queued ({describe(exc)}); run it again")
+            raise _storage_unavailable() from exc
         return run_id
+
+    def _end_unqueued(self, run_id: str, reason: str) -> None:
+        """End a run that no work item will run, in Error with `reason`. When even that fails, the run stays
+        as far as it got (logged): the poison sweeper's and the operator's views still show it."""
+        try:
+            self._runs.end_run(run_id, statuses.RUN_ERROR, Errors=[reason])
+        except NotFoundError:
+            pass  # nothing was stored
+        except Exception:
+            log.exception("export run %s could not be ended after its start failed: %s", run_id, reason)
 
     # The worker ----------------------------------------------------------------------------------
     def handle(self, item: dict, *, delivery: Delivery | None = None) -> ExportResult | None:

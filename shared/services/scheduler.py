@@ -16,6 +16,7 @@ from shared.domain.config import Job
 from shared.domain.recurrence import latest_due, monitoring_due
 from shared.storage.concurrency import replace_if_unchanged
 from shared.storage.message_repo import now_utc
+from shared.storage.retry import retry_call
 
 log = logging.getLogger(__name__)
 _MAX = 10**20
@@ -95,13 +96,13 @@ class Scheduler:
             if oldest is None or msg["EnqueuedAt"] < oldest:
                 oldest = msg["EnqueuedAt"]
         age = int((now - oldest).total_seconds()) if oldest else 0
-        self._queueload.upsert_entity(
-            {
-                "PartitionKey": job.activity_id,
-                "RowKey": f"{_MAX - int(now.timestamp() * 1_000_000):020d}",
-                "SampledAt": now,
-                "Waiting": waiting,
-                "OldestAgeSeconds": age,
-            }
-        )
+        sample = {
+            "PartitionKey": job.activity_id,
+            "RowKey": f"{_MAX - int(now.timestamp() * 1_000_000):020d}",
+            "SampledAt": now,
+            "Waiting": waiting,
+            "OldestAgeSeconds": age,
+        }
+        # An upsert is a MERGE, which the SDK does not retry after a reset; the same sample again is harmless.
+        retry_call(lambda: self._queueload.upsert_entity(sample), what="sampling the backlog")
         return waiting

@@ -137,8 +137,11 @@ class MessageRepository:
         # was never told the ID), never a half-written message. It and `before` do not depend on each other, so
         # they are sent at once.
         run_together(
-            lambda: self._index.upsert_entity(
-                {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+            lambda: retry_call(
+                lambda: self._index.upsert_entity(
+                    {"PartitionKey": message_id, "RowKey": "", "JobId": job_id, "MessageRowKey": row_key}
+                ),
+                what="indexing a message",
             ),
             *([before] if before is not None else []),
         )

@@ -107,11 +107,17 @@ class RunRepository:
             row.update(_encode({"Trigger": trigger, "Operation": operation, "Status": status, **fields}))
             if status == statuses.RUN_EXECUTING:
                 row["StartedAt"] = at
-            self._runs.upsert_entity(row, mode=UpdateMode.REPLACE)
+            retry_call(lambda: self._runs.upsert_entity(row, mode=UpdateMode.REPLACE), what="recording a run")
             return _decode(row)
         row_key = _newest_first_key(run_id)
-        self._index.upsert_entity(
-            {"PartitionKey": run_id, "RowKey": "", "JobId": job_id, "RunRowKey": row_key}
+        # Upserts (a MERGE, or a PUT) of the same values are idempotent, and the SDK does not retry a MERGE after a
+        # reset (azure-core retries only GET, HEAD, PUT, DELETE, OPTIONS and TRACE): retried here, so a reset
+        # after the service acted does not fail the start of a run whose row is stored.
+        retry_call(
+            lambda: self._index.upsert_entity(
+                {"PartitionKey": run_id, "RowKey": "", "JobId": job_id, "RunRowKey": row_key}
+            ),
+            what="indexing a run",
         )
         row = {
             "PartitionKey": job_id,
@@ -125,7 +131,8 @@ class RunRepository:
             "Messages": [],
             **fields,
         }
-        self._runs.upsert_entity(_encode({k: v for k, v in row.items() if v is not None}))
+        stored = _encode({k: v for k, v in row.items() if v is not None})
+        retry_call(lambda: self._runs.upsert_entity(stored), what="recording a run")
         return row
 
     def _indexed(self, run_id: str) -> tuple[str, str] | None:

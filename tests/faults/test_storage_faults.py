@@ -155,6 +155,45 @@ def test_a_big_import_completes_with_exact_counts_under_resets(faulty, api):
     assert len({r["ID"] for r in records}) == IMPORT_ROWS  # no duplicates
 
 
+def test_a_run_whose_recording_reply_was_lost_still_starts_and_ends(faulty, api):
+    """The run's row is stored but the reply is lost (a reset after the service acted), and the SDK does not
+    retry a MERGE: the write is retried at the call (run_repo.create_run), so the request answers 202 and the
+    run ends, instead of a 500 that left a run Waiting for a work item that was never queued (found by the
+    test below: one of 12 runs stayed Waiting)."""
+    host, proxies = faulty
+    api.ok("PUT", "/api/manage/legalEntities/usmf", json={"name": "USMF"})  # this module's Azurite is its own
+    entity = api.unique("Fr")
+    api.ok("PUT", f"/api/manage/entities/{entity}", json={**ENTITY, "label": f"Fault run {entity}"})
+    project = api.unique("FrP")
+    api.ok(
+        "PUT",
+        f"/api/manage/projects/{project}",
+        json={"operation": "export", "entities": [{"entity": entity}]},
+    )
+    job = api.ok(
+        "POST",
+        "/api/manage/jobs",
+        json={"name": project, "project": project, "company": "usmf", "authorizationPolicy": []},
+    )
+    activity = job["activityId"]
+    table = proxies["table"]
+    before = table.stats()["resets_after"]
+    table.reset_after(r"^(MERGE|PATCH) /\S*/runs\(", count=1)
+    try:
+        resp = api.admin("POST", f"/api/manage/jobs/{activity}/run")
+    finally:
+        table.set(reset_rate=0, stall_rate=0)
+    assert table.stats()["resets_after"] == before + 1, "the reset was not injected"
+    assert resp.status_code == 202, resp.text
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = api.ok("GET", f"/api/manage/jobs/{activity}/runs")["value"]
+        if runs and all(r["status"] in ("Ended", "Error") for r in runs):
+            break
+        time.sleep(0.5)
+    assert [r["status"] for r in runs] == ["Ended"], (runs, _log_lines(host, activity))
+
+
 def test_an_export_completes_and_concurrent_dequeuers_never_share_under_resets(faulty, api):
     host, proxies = faulty
     entity = api.unique("Fx")

@@ -45,6 +45,12 @@ class FaultProxy:
         time.sleep(0.01)  # a new mtime
         self.control.write_text(json.dumps(rates))
 
+    def reset_after(self, pattern: str, count: int = 1) -> None:
+        """Reset the connection after the server acted on the next `count` requests whose request line matches
+        the regex `pattern` (and no other fault)."""
+        time.sleep(0.01)
+        self.control.write_text(json.dumps({"reset_after": {"pattern": pattern, "count": count}}))
+
     def stats(self) -> dict:
         return json.loads(self.stats_path.read_text())
 
