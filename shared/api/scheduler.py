@@ -15,5 +15,5 @@ def scheduler_tick(timer: func.TimerRequest) -> None:
     from shared.services.registry import scheduler
 
     summary = scheduler().tick()
-    if summary["dispatched"] or summary["sampled"]:
+    if any(summary.values()):
         log.info("scheduler: %s", summary)

@@ -89,6 +89,16 @@ class Dispatcher:
         # A duplicate drain finds the job's lease held, or nothing left to drain.
         retry_call(lambda: self._queue.send_message(item), what="queueing a drain")
 
+    def dispatch_stale(self, job: Job) -> int:
+        """Queue again the messages of a process-on-arrival job (not in order) whose dispatch never reached a
+        worker: Enqueued, and never dispatched, or dispatched more than REDISPATCH_AFTER ago (the queue did not
+        answer at enqueue, or the process stopped between the row and its work item). Without a recurrence
+        nothing else would queue them. They run in a run of their own (trigger `retry`). One query of the job's
+        Enqueued messages, plus a compare-and-swap and a send per message queued; returns how many."""
+        if not job.process_on_arrival or job.process_in_order:
+            return 0
+        return self.dispatch_waiting(job, statuses.TRIGGER_RETRY)
+
     def dispatch_waiting(self, job: Job, trigger: str) -> int:
         """Queues every waiting message of an import job; returns how many were queued."""
         waiting = self._messages.iter_messages(

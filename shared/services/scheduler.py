@@ -36,7 +36,7 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> dict[str, int]:
         now = now or now_utc()
         self._config.refresh()  # this instance may not have seen configuration written elsewhere
-        summary = {"dispatched": 0, "sampled": 0}
+        summary = {"dispatched": 0, "sampled": 0, "redispatched": 0}
         for job in self._config.list_jobs():
             if not job.enabled:
                 continue
@@ -45,6 +45,10 @@ class Scheduler:
                     job.activity_id, "processing", latest_due(job.recurrence, now)
                 ):
                     summary["dispatched"] += self.run_job(job, statuses.TRIGGER_RECURRENCE)
+                elif job.process_on_arrival:
+                    # A message whose on-arrival dispatch failed is not lost: queued again here once
+                    # dispatch.REDISPATCH_AFTER passed (Dispatcher.dispatch_stale).
+                    summary["redispatched"] += self._dispatcher.dispatch_stale(job)
                 if job.monitoring and self._claim_due(
                     job.activity_id, "monitoring", monitoring_due(job.monitoring, now)
                 ):

@@ -532,3 +532,86 @@ def test_an_execution_started_again_keeps_one_run_row(services, job):
     mine = [r for r in page if r["RunId"] == run_id]
     assert len(mine) == 1
     assert mine[0]["Status"] == "Executing" and mine[0]["Messages"] == ["m1"] and "EndedAt" not in mine[0]
+
+
+def test_an_on_arrival_message_whose_dispatch_never_reached_a_worker_is_queued_again(services):
+    """The process stopped between the message's row and its work item (or the queue did not answer): the
+    row says dispatched, and no item exists. Without a recurrence, the scheduler's tick queues it again once
+    dispatch.REDISPATCH_AFTER passed, and it is processed; a fresh dispatch is left alone."""
+    from datetime import timedelta
+
+    from shared.services.dispatch import REDISPATCH_AFTER
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    created, _, entity = _on_arrival_job(services)
+    repo = services.message_repo()
+    inbound = get_clients().container(names.CONTAINER_INBOUND)
+    stranded, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    long_ago = datetime.now(UTC) - REDISPATCH_AFTER - timedelta(minutes=1)
+    just_now = datetime.now(UTC)
+    for message_id, dispatched in ((stranded, long_ago), (fresh, just_now)):
+        blob = f"{created.activity_id}/{message_id}"
+        inbound.upload_blob(blob, b"K,V\n7,7\n", overwrite=True)
+        repo.create_message(
+            created.activity_id,
+            message_id,
+            {
+                "Status": statuses.ENQUEUED,
+                "Direction": "import",
+                "Entity": entity,
+                "Company": "usmf",
+                "BlobName": blob,
+                "Mode": "file",
+                "DispatchedAt": dispatched,
+            },
+        )
+    summary = services.scheduler().tick()
+    assert summary["redispatched"] >= 1, summary
+    assert repo.find_by_id(stranded)["DispatchedAt"] > long_ago
+    # Its work item is on the import queue: this test's worker handles it, unless the session's local host
+    # (same Azurite, when an e2e file ran first on this worker) took it; either way it ends Processed.
+    deadline = time.monotonic() + 60
+    while repo.find_by_id(stranded)["Status"] != statuses.PROCESSED:
+        assert time.monotonic() < deadline, repo.find_by_id(stranded)
+        item = _take_item(services, stranded)
+        if item is not None:
+            services.import_worker().handle(item, claim_token="q-stale")
+        else:
+            time.sleep(0.2)
+    left = repo.find_by_id(fresh)  # dispatched just now: not queued again
+    assert left["Status"] == statuses.ENQUEUED and left["DispatchedAt"] == just_now, left
+
+
+def _on_arrival_job(services):
+    from shared.auth.principal import Principal
+
+    config = services.config_service()
+    entity = f"Oa{uuid.uuid4().hex[:8]}"
+    config.upsert_entity(entity, {"keys": ["K"], "fields": [{"name": "K"}, {"name": "V", "type": "int"}]})
+    config.upsert_project(entity, {"operation": "import", "entities": [{"entity": entity}]})
+    app = str(uuid.uuid4())
+    job = config.create_job(
+        {
+            "name": entity,
+            "project": entity,
+            "company": "usmf",
+            "processOnArrival": True,
+            "authorizationPolicy": [{"applicationId": app}],
+        }
+    ).value
+    return job, Principal(app_id=app), entity
+
+
+def _take_item(services, message_id: str) -> dict | None:
+    """The import queue's item for this message (deleted from the queue), or None when it is not there."""
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    queue = get_clients().queue(names.QUEUE_IMPORT)
+    for message in queue.receive_messages(messages_per_page=32, visibility_timeout=1, max_messages=320):
+        item = work_items.decode(message.content)
+        if item.get("messageId") == message_id:
+            queue.delete_message(message)
+            return item
+    return None
