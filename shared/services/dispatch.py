@@ -12,17 +12,22 @@ from shared.storage.retry import retry_call
 
 # A dispatched message that no worker has claimed after this long is dispatched again.
 REDISPATCH_AFTER = timedelta(minutes=10)
+# The partition of the schedule table that lists jobs with package-API imports to watch (Dispatcher.mark_pending).
+PENDING_PARTITION = "pending-dispatch"
 # "Never dispatched" for a row that was marked (a Table MERGE cannot remove a property): long past the cutoff.
 NOT_DISPATCHED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Dispatcher:
-    def __init__(self, messages: MessageRepository, import_queue) -> None:
+    def __init__(self, messages: MessageRepository, import_queue, pending=None) -> None:
+        """`pending`: the schedule table, where jobs with package-API imports are listed (mark_pending)."""
         self._messages = messages
         self._queue = import_queue
+        self._pending = pending
 
-    def dispatch_message(self, job: Job, message: dict, trigger: str) -> bool:
-        """Marks the message dispatched (compare-and-swap) and queues it. False when someone else did."""
+    def dispatch_message(self, job: Job, message: dict, trigger: str, *, run_id: str | None = None) -> bool:
+        """Marks the message dispatched (compare-and-swap) and queues it. False when someone else did.
+        `run_id`: the execution the message runs in (a package-API import keeps its execution ID)."""
         if job.process_in_order:
             self.dispatch_drain(job, trigger)
             return True
@@ -44,6 +49,7 @@ class Dispatcher:
             messageId=message["MessageId"],
             rowKey=message["RowKey"],
             trigger=trigger,
+            runId=run_id,
         )
         # A send is a POST, which the SDK does not retry after a reset; a duplicate item is harmless (the
         # second claim of the message finds it no longer Enqueued).
@@ -98,6 +104,60 @@ class Dispatcher:
         if not job.process_on_arrival or job.process_in_order:
             return 0
         return self.dispatch_waiting(job, statuses.TRIGGER_RETRY)
+
+    def mark_pending(self, job_id: str) -> None:
+        """List the job as one with a package-API import, before its message is stored: whatever happens to the
+        first dispatch (the queue does not answer, the process stops), the scheduler's tick finds the message
+        (dispatch_package_imports). The job may be a definition group's, which is not stored."""
+        if self._pending is None:
+            return
+        row = {"PartitionKey": PENDING_PARTITION, "RowKey": job_id, "MarkedAt": now_utc()}
+        retry_call(lambda: self._pending.upsert_entity(row), what="recording a package import")
+
+    def dispatch_package_imports(self, get_job) -> int:
+        """Queue again every package-API import whose dispatch never reached a worker (Enqueued, never
+        dispatched or dispatched more than REDISPATCH_AFTER ago), in its own execution, for the jobs listed by
+        mark_pending; a job with no such import left is taken off the list. `get_job(activity ID)` gives a job
+        (NotFoundError: deleted). One query of the list, and one of each listed job's Enqueued messages."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        from shared.errors import NotFoundError
+
+        if self._pending is None:
+            return 0
+        queued = 0
+        marks = self._pending.query_entities("PartitionKey eq @pk", parameters={"pk": PENDING_PARTITION})
+        for mark in marks:
+            try:
+                job = get_job(mark["RowKey"])
+            except NotFoundError:
+                job = None
+            waiting = 0
+            if job is not None:
+                for message in self._messages.iter_messages(
+                    job.activity_id,
+                    statuses=[statuses.ENQUEUED],
+                    select=["RowKey", "MessageId", "Status", "Direction", "DispatchedAt", "Trigger", "RunId"],
+                ):
+                    if message.get("Trigger") != statuses.TRIGGER_PACKAGE_API:
+                        continue  # the job's own messages wait for its recurrence or a manual run
+                    waiting += 1
+                    run_id = message.get("RunId")
+                    if self.dispatch_message(job, message, statuses.TRIGGER_PACKAGE_API, run_id=run_id):
+                        queued += 1
+            if waiting == 0:
+                # Unless it was marked again since it was read (a new import): then it stays listed.
+                try:
+                    self._pending.delete_entity(
+                        PENDING_PARTITION,
+                        mark["RowKey"],
+                        etag=mark.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    pass
+        return queued
 
     def dispatch_waiting(self, job: Job, trigger: str) -> int:
         """Queues every waiting message of an import job; returns how many were queued."""

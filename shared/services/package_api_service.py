@@ -44,9 +44,8 @@ from shared.auth.principal import Principal
 from shared.domain import statuses
 from shared.domain.config import NAME_RE, Job
 from shared.errors import AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError
-from shared.services import app_access, execution_access, work_items
+from shared.services import app_access, execution_access
 from shared.storage import names, sas
-from shared.storage.message_repo import now_utc
 
 log = logging.getLogger(__name__)
 
@@ -448,6 +447,8 @@ class PackageApiService:
             if found is not None:
                 return self._same_import(found, blob, exec_id)
         try:
+            # Listed first, so that the scheduler finds the message whatever happens to its first dispatch.
+            self._dispatcher.mark_pending(job.activity_id)
             message = self._messages.create_message(
                 job.activity_id,
                 message_id,
@@ -487,27 +488,7 @@ class PackageApiService:
         return exec_id
 
     def _dispatch(self, job: Job, message: dict, exec_id: str) -> None:
-        if job.process_in_order:
-            self._dispatcher.dispatch_drain(job, statuses.TRIGGER_PACKAGE_API)
-            return
-
-        def change(current: dict) -> dict | None:
-            if current.get("Status") != statuses.ENQUEUED or current.get("DispatchedAt") is not None:
-                return None
-            return {"DispatchedAt": now_utc()}
-
-        if self._messages.update_message(job.activity_id, message["RowKey"], change) is None:
-            return
-        self._import_queue.send_message(
-            work_items.encode(
-                kind=work_items.KIND_MESSAGE,
-                jobId=job.activity_id,
-                messageId=message["MessageId"],
-                rowKey=message["RowKey"],
-                trigger=statuses.TRIGGER_PACKAGE_API,
-                runId=exec_id,
-            )
-        )
+        self._dispatcher.dispatch_message(job, message, statuses.TRIGGER_PACKAGE_API, run_id=exec_id)
 
     # Export ------------------------------------------------------------------------------------
     def export_to_package(

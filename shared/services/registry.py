@@ -71,7 +71,9 @@ def dispatcher():
     def build(clients):
         from shared.services.dispatch import Dispatcher
 
-        return Dispatcher(message_repo(), clients.queue(names.QUEUE_IMPORT))
+        return Dispatcher(
+            message_repo(), clients.queue(names.QUEUE_IMPORT), pending=clients.table(names.TABLE_SCHEDULE)
+        )
 
     return _get("dispatcher", build)
 

@@ -58,6 +58,12 @@ class Scheduler:
                         summary["dispatched"] += self.run_job(job, statuses.TRIGGER_MONITORING)
             except Exception:  # one job's failure must not stop the others
                 log.exception("scheduling job %s failed", job.activity_id)
+        try:
+            # Package-API imports run at once whatever their job's settings, and a definition group's job is not
+            # stored: those whose first dispatch failed are found through the dispatcher's list.
+            summary["redispatched"] += self._dispatcher.dispatch_package_imports(self._config.get_job)
+        except Exception:
+            log.exception("re-dispatching package imports failed")
         return summary
 
     def run_job(self, job: Job, trigger: str) -> int:

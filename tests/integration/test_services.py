@@ -615,3 +615,58 @@ def _take_item(services, message_id: str) -> dict | None:
             queue.delete_message(message)
             return item
     return None
+
+
+def test_a_package_import_whose_first_dispatch_failed_runs_in_its_execution(services, make_import_job):
+    """ImportFromPackage lists its job before storing the message (Dispatcher.mark_pending): a message whose first
+    dispatch never reached a worker is queued by the tick in its own execution, even on a manual job (a package
+    import runs at once) or a definition group's job (not stored); the job's own messages still wait for it to
+    run; the list entry goes once nothing is left."""
+    from shared.services.dispatch import NOT_DISPATCHED, PENDING_PARTITION
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    created, principal, entity = make_import_job("Pk")  # manual: no recurrence, not on arrival
+    own = enqueue(services, created, principal, entity)
+    repo = services.message_repo()
+    inbound = get_clients().container(names.CONTAINER_INBOUND)
+    exec_id, message_id = f"pkg-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    blob = f"{created.activity_id}/{message_id}"
+    inbound.upload_blob(blob, b"K,V\n8,8\n", overwrite=True)
+    services.dispatcher().mark_pending(created.activity_id)
+    repo.create_message(
+        created.activity_id,
+        message_id,
+        {
+            "Status": statuses.ENQUEUED,
+            "Direction": "import",
+            "Entity": entity,
+            "Company": "usmf",
+            "BlobName": blob,
+            "Mode": "file",
+            "RunId": exec_id,
+            "Trigger": statuses.TRIGGER_PACKAGE_API,
+            "DispatchedAt": NOT_DISPATCHED,  # its first dispatch failed
+        },
+    )
+    scheduler = services.scheduler()
+    summary = scheduler.tick()
+    assert summary["redispatched"] >= 1, summary
+    deadline = time.monotonic() + 60
+    while repo.find_by_id(message_id)["Status"] != statuses.PROCESSED:
+        assert time.monotonic() < deadline, repo.find_by_id(message_id)
+        item = _take_item(services, message_id)
+        if item is not None:
+            assert item["runId"] == exec_id and item["trigger"] == statuses.TRIGGER_PACKAGE_API, item
+            services.import_worker().handle(item, claim_token="q-package")
+        else:
+            time.sleep(0.2)
+    assert services.run_repo().get_run(exec_id)["Status"] == "Ended"
+    assert repo.find_by_id(own)["Status"] == statuses.ENQUEUED  # the job's own message waits for a run
+    schedule = get_clients().table(names.TABLE_SCHEDULE)
+    scheduler.tick()  # nothing of the package API left waiting: the job leaves the list
+    listed = schedule.query_entities(
+        "PartitionKey eq @pk and RowKey eq @job",
+        parameters={"pk": PENDING_PARTITION, "job": created.activity_id},
+    )
+    assert list(listed) == []
