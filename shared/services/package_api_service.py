@@ -167,13 +167,12 @@ class Execution:
 
 
 class PackageApiService:
-    def __init__(self, *, clients, config, messages, runs, dispatcher, import_queue, export_service) -> None:
+    def __init__(self, *, clients, config, messages, runs, dispatcher, export_service) -> None:
         self._clients = clients
         self._config = config
         self._messages = messages
         self._runs = runs
         self._dispatcher = dispatcher
-        self._import_queue = import_queue
         self._export = export_service
 
     # Authorization -----------------------------------------------------------------------------

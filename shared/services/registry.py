@@ -163,7 +163,6 @@ def package_api_service():
             messages=message_repo(),
             runs=run_repo(),
             dispatcher=dispatcher(),
-            import_queue=clients.queue(names.QUEUE_IMPORT),
             export_service=export_service(),
         )
 
