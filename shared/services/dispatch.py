@@ -143,9 +143,14 @@ class Dispatcher:
                     if message.get("Trigger") != statuses.TRIGGER_PACKAGE_API:
                         continue  # the job's own messages wait for its recurrence or a manual run
                     waiting += 1
+                    if job.process_in_order:
+                        break  # one drain takes them all, in order
                     run_id = message.get("RunId")
                     if self.dispatch_message(job, message, statuses.TRIGGER_PACKAGE_API, run_id=run_id):
                         queued += 1
+                if waiting and job.process_in_order:
+                    self.dispatch_drain(job, statuses.TRIGGER_PACKAGE_API)
+                    queued += 1
             if waiting == 0:
                 # Unless it was marked again since it was read (a new import): then it stays listed.
                 try:

@@ -534,38 +534,22 @@ def test_an_execution_started_again_keeps_one_run_row(services, job):
     assert mine[0]["Status"] == "Executing" and mine[0]["Messages"] == ["m1"] and "EndedAt" not in mine[0]
 
 
-def test_an_on_arrival_message_whose_dispatch_never_reached_a_worker_is_queued_again(services):
+def test_an_on_arrival_message_whose_dispatch_never_reached_a_worker_is_queued_again(
+    services, make_import_job
+):
     """The process stopped between the message's row and its work item (or the queue did not answer): the
     row says dispatched, and no item exists. Without a recurrence, the scheduler's tick queues it again once
     dispatch.REDISPATCH_AFTER passed, and it is processed; a fresh dispatch is left alone."""
     from datetime import timedelta
 
     from shared.services.dispatch import REDISPATCH_AFTER
-    from shared.storage import names
-    from shared.storage.factory import get_clients
 
-    created, _, entity = _on_arrival_job(services)
+    created, _, entity = make_import_job("Oa", processOnArrival=True)
     repo = services.message_repo()
-    inbound = get_clients().container(names.CONTAINER_INBOUND)
-    stranded, fresh = str(uuid.uuid4()), str(uuid.uuid4())
     long_ago = datetime.now(UTC) - REDISPATCH_AFTER - timedelta(minutes=1)
     just_now = datetime.now(UTC)
-    for message_id, dispatched in ((stranded, long_ago), (fresh, just_now)):
-        blob = f"{created.activity_id}/{message_id}"
-        inbound.upload_blob(blob, b"K,V\n7,7\n", overwrite=True)
-        repo.create_message(
-            created.activity_id,
-            message_id,
-            {
-                "Status": statuses.ENQUEUED,
-                "Direction": "import",
-                "Entity": entity,
-                "Company": "usmf",
-                "BlobName": blob,
-                "Mode": "file",
-                "DispatchedAt": dispatched,
-            },
-        )
+    stranded = _stored_message(services, created, entity, DispatchedAt=long_ago)
+    fresh = _stored_message(services, created, entity, DispatchedAt=just_now)
     summary = services.scheduler().tick()
     assert summary["redispatched"] >= 1, summary
     assert repo.find_by_id(stranded)["DispatchedAt"] > long_ago
@@ -583,24 +567,29 @@ def test_an_on_arrival_message_whose_dispatch_never_reached_a_worker_is_queued_a
     assert left["Status"] == statuses.ENQUEUED and left["DispatchedAt"] == just_now, left
 
 
-def _on_arrival_job(services):
-    from shared.auth.principal import Principal
+def _stored_message(services, job, entity: str, **fields) -> str:
+    """An Enqueued one-row file message of `job` as enqueue stores it (its file, then its row), with `fields`;
+    no work item is queued. Its ID."""
+    from shared.storage import names
+    from shared.storage.factory import get_clients
 
-    config = services.config_service()
-    entity = f"Oa{uuid.uuid4().hex[:8]}"
-    config.upsert_entity(entity, {"keys": ["K"], "fields": [{"name": "K"}, {"name": "V", "type": "int"}]})
-    config.upsert_project(entity, {"operation": "import", "entities": [{"entity": entity}]})
-    app = str(uuid.uuid4())
-    job = config.create_job(
+    message_id = str(uuid.uuid4())
+    blob = f"{job.activity_id}/{message_id}"
+    get_clients().container(names.CONTAINER_INBOUND).upload_blob(blob, b"K,V\n7,7\n", overwrite=True)
+    services.message_repo().create_message(
+        job.activity_id,
+        message_id,
         {
-            "name": entity,
-            "project": entity,
-            "company": "usmf",
-            "processOnArrival": True,
-            "authorizationPolicy": [{"applicationId": app}],
-        }
-    ).value
-    return job, Principal(app_id=app), entity
+            "Status": statuses.ENQUEUED,
+            "Direction": "import",
+            "Entity": entity,
+            "Company": "usmf",
+            "BlobName": blob,
+            "Mode": "file",
+            **fields,
+        },
+    )
+    return message_id
 
 
 def _take_item(services, message_id: str) -> dict | None:
@@ -629,25 +618,15 @@ def test_a_package_import_whose_first_dispatch_failed_runs_in_its_execution(serv
     created, principal, entity = make_import_job("Pk")  # manual: no recurrence, not on arrival
     own = enqueue(services, created, principal, entity)
     repo = services.message_repo()
-    inbound = get_clients().container(names.CONTAINER_INBOUND)
-    exec_id, message_id = f"pkg-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
-    blob = f"{created.activity_id}/{message_id}"
-    inbound.upload_blob(blob, b"K,V\n8,8\n", overwrite=True)
+    exec_id = f"pkg-{uuid.uuid4().hex[:8]}"
     services.dispatcher().mark_pending(created.activity_id)
-    repo.create_message(
-        created.activity_id,
-        message_id,
-        {
-            "Status": statuses.ENQUEUED,
-            "Direction": "import",
-            "Entity": entity,
-            "Company": "usmf",
-            "BlobName": blob,
-            "Mode": "file",
-            "RunId": exec_id,
-            "Trigger": statuses.TRIGGER_PACKAGE_API,
-            "DispatchedAt": NOT_DISPATCHED,  # its first dispatch failed
-        },
+    message_id = _stored_message(
+        services,
+        created,
+        entity,
+        RunId=exec_id,
+        Trigger=statuses.TRIGGER_PACKAGE_API,
+        DispatchedAt=NOT_DISPATCHED,  # its first dispatch failed
     )
     scheduler = services.scheduler()
     summary = scheduler.tick()
