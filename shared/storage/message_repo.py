@@ -57,9 +57,8 @@ _MESSAGE_KEY = re.compile(r"^[0-9]{20}-")
 # In a job's message partition, row keys from INDEX_FROM on are its newest-first index, not messages (message
 # row keys start with a digit, which sorts before "~"): every listing of messages stops before it.
 INDEX_FROM = "~"
-_NEWEST_DONE = (
-    INDEX_FROM  # the marker row that says the job's older messages were indexed; before every entry
-)
+# The marker row that says the job's older messages were indexed; it sorts before every index entry.
+_NEWEST_DONE = INDEX_FROM
 _INDEX_END = "~~"  # after every index entry ("~" + digits)
 # Where the previous version kept the newest-first index (a partition of the message-ID index table); its rows
 # are deleted when a job's messages are indexed in their own partition.
