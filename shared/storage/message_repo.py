@@ -2,7 +2,10 @@
 and a newest-first index per job (what the "Manage messages" grid lists).
 
 The newest-first index rows live in the job's message partition, after every message (their row keys start
-with INDEX_FROM), so a message and its index row are written in one entity-group transaction (one call).
+with INDEX_FROM). Creating a message writes none: the listing that reads the index first writes the rows of the
+messages created since it last looked (list_newest_first), so enqueue costs one insert of the row, not a
+transaction (measured: an entity-group transaction of two rows costs about three times the client CPU of an
+insert, most of it azure-core's multipart handling).
 
 Status changes are compare-and-swap on the row's ETag, so two workers (or a worker and the poison
 handler) never both win the same transition.
@@ -20,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
 from shared.storage.concurrency import replace_if_unchanged, update_if_unchanged
@@ -46,9 +49,11 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
 
 
-def ordered_row_key(message_id: str, at: datetime | None = None) -> str:
-    """Sorts in enqueue order: microseconds since the epoch, zero-padded, then the ID as a tie-break."""
-    micros = int(at.timestamp() * 1_000_000) if at else time.time_ns() // 1000
+def ordered_row_key(message_id: str, at: datetime | None = None, *, micros: int | None = None) -> str:
+    """Sorts in enqueue order: microseconds since the epoch (`at`, `micros` or now), zero-padded, then the ID as a
+    tie-break."""
+    if micros is None:
+        micros = int(at.timestamp() * 1_000_000) if at else time.time_ns() // 1000
     return f"{micros:020d}-{message_id}"
 
 
@@ -57,8 +62,19 @@ _MESSAGE_KEY = re.compile(r"^[0-9]{20}-")
 # In a job's message partition, row keys from INDEX_FROM on are its newest-first index, not messages (message
 # row keys start with a digit, which sorts before "~"): every listing of messages stops before it.
 INDEX_FROM = "~"
-# The marker row that says the job's older messages were indexed; it sorts before every index entry.
+# The marker row of a job's newest-first index; it sorts before every index entry. Its SCAN_FROM field is the row
+# key prefix (microseconds) before which every message is indexed.
 _NEWEST_DONE = INDEX_FROM
+SCAN_FROM = "ScanFrom"
+# A listing indexes the messages from the marker's SCAN_FROM on, then moves it to its own start minus this margin,
+# so that a message whose row key was taken before that start but whose row was stored after the listing's query
+# is still ahead of the mark. It covers LATE_CREATE_SECONDS plus clock skew between processes.
+RESCAN_MARGIN_SECONDS = 120
+# A create whose row is stored more than this long after its row key was taken (retries, a paused process) may be
+# behind a listing's mark: it writes its index row itself.
+LATE_CREATE_SECONDS = 10
+# The marker is rewritten when the mark moves at least this far (or rows were indexed): not on every listing.
+MARK_STEP_SECONDS = 30
 _INDEX_END = "~~"  # after every index entry ("~" + digits)
 # Where the previous version kept the newest-first index (a partition of the message-ID index table); its rows
 # are deleted when a job's messages are indexed in their own partition.
@@ -97,8 +113,8 @@ def _newest_row(job_id: str, row_key: str) -> dict:
     return {"PartitionKey": job_id, "RowKey": newest_row_key(row_key), "MessageRowKey": row_key}
 
 
-def _already_exists(exc: TableTransactionError) -> bool:
-    return getattr(exc, "error_code", None) == "EntityAlreadyExists" or "EntityAlreadyExists" in str(exc)
+def _late(micros: int) -> bool:
+    return time.time_ns() // 1000 - micros > LATE_CREATE_SECONDS * 1_000_000
 
 
 class MessageRepository:
@@ -124,12 +140,15 @@ class MessageRepository:
         *,
         before: Callable[[], Any] | None = None,
     ) -> dict:
-        """Create a message's ID index row, then its row with its newest-first index row (one transaction); the
-        row as stored (with its ETag). Three calls in two steps.
+        """Create a message's ID index row, then its row; the row as stored (with its ETag). Two calls in two
+        steps. Its newest-first index row is written by the next listing (list_newest_first); a row stored more
+        than LATE_CREATE_SECONDS after its row key was taken writes it here (one more call), as a listing may
+        have moved its mark past that key meanwhile.
 
         `before`: another write that must be stored before the row (enqueue's file), sent at the same time as the
         ID index row (shared/storage/together.py); the row is created only once both succeeded."""
-        row_key = ordered_row_key(message_id)
+        micros = time.time_ns() // 1000
+        row_key = ordered_row_key(message_id, micros=micros)
         at = now_utc()
         status = fields.get("Status")
         # ID index first: a lookup that finds an index row without its message answers "not found" (the client
@@ -153,29 +172,34 @@ class MessageRepository:
             "Transitions": [{"status": status, "at": iso(at)}] if status else [],
             **fields,
         }
+        # Already late: the index row goes first, so that no crash leaves the row behind a listing's mark unindexed.
+        indexed = _late(micros)
+        if indexed:
+            self._upsert_newest(job_id, row_key)
 
         reply: dict = {}
 
         def create() -> None:
-            # The row and its newest-first index row in one entity-group transaction: both or neither.
             try:
-                results = self._messages.submit_transaction(
-                    [("create", _encode(row)), ("upsert", _newest_row(job_id, row_key))]
-                )
-                reply.update(results[0] if results else {})
-            except TableTransactionError as exc:
-                # An earlier attempt whose reply was lost (a reset after the request) created both.
-                if not _already_exists(exc):
-                    raise
+                reply.update(self._messages.create_entity(_encode(row)) or {})
+            except ResourceExistsError:
+                # An earlier attempt whose reply was lost (a reset after the request) created it.
                 if self._messages.get_entity(job_id, row_key).get("MessageId") != message_id:
                     raise
 
         retry_call(create, what="creating a message")  # an insert is a POST: the SDK does not retry it
+        if not indexed and _late(micros):
+            self._upsert_newest(job_id, row_key)
         self._remember(message_id, job_id, row_key)
         if not reply.get("etag"):
             return self.get_message(job_id, row_key)
         # The row as stored, without reading it back: what was written, with the ETag of the insert's reply.
         return {**row, "_etag": reply["etag"]}
+
+    def _upsert_newest(self, job_id: str, row_key: str) -> None:
+        retry_call(
+            lambda: self._messages.upsert_entity(_newest_row(job_id, row_key)), what="indexing a message"
+        )
 
     def locate(self, message_id: str) -> tuple[str, str] | None:
         """(job ID, row key) of a message, or None. Remembered per process once found (it never changes)."""
@@ -265,7 +289,7 @@ class MessageRepository:
                     code="InvalidContinuation",
                 )
         else:
-            self._index_older_messages(job_id)
+            self._index_new_messages(job_id)
         found: list[dict] = []
         for _ in range(max_index_pages):
             want = page_size - len(found)
@@ -298,33 +322,68 @@ class MessageRepository:
         by_key = {row["RowKey"]: row for row in self._messages.query_entities(query, parameters=params)}
         return [_decode(by_key[k]) for k in row_keys if k in by_key]
 
-    def _index_older_messages(self, job_id: str) -> None:
-        """Index, once per job, messages created before the newest-first index lived in their partition; later
-        ones index themselves (create_message). A marker row says it is done; two racing listings both upsert,
-        harmlessly. Then the previous version's index partition (in the ID index table) is deleted."""
+    def _index_new_messages(self, job_id: str) -> None:
+        """Write the newest-first index rows of the job's messages created since a listing last looked (creating
+        a message writes none, create_message). The marker row's SCAN_FROM says where to look from: every message
+        with a smaller row key is indexed. Reads the marker, the message keys from there and the index rows of
+        the same span (two queries of keys only), upserts the missing rows (100 per transaction), then moves
+        the mark to this listing's start minus RESCAN_MARGIN_SECONDS (rewritten when rows were added or it
+        moved MARK_STEP_SECONDS). Why the mark is safe: a message stored later than that was created at most
+        LATE_CREATE_SECONDS after its key was taken (later ones index themselves), so its key is still ahead.
+        Two racing listings both upsert the same rows, harmlessly, and either mark is safe.
+
+        Without a marker (a job never listed, or listed by a version that kept the index elsewhere) it looks from
+        the start, then deletes the previous version's index partition (in the ID index table)."""
+        started = time.time_ns() // 1000
         try:
-            self._messages.get_entity(job_id, _NEWEST_DONE)
-            return
+            marker = self._messages.get_entity(job_id, _NEWEST_DONE)
         except ResourceNotFoundError:
-            pass
-        self._submit_in_batches(
-            self._messages,
-            (
-                ("upsert", _newest_row(job_id, row["RowKey"]))
+            marker = None
+        scan_from = str((marker or {}).get(SCAN_FROM) or "")
+        added = 0
+        pages = self._messages.query_entities(
+            "PartitionKey eq @job and RowKey ge @from and RowKey lt @index",
+            parameters={"job": job_id, "from": scan_from, "index": INDEX_FROM},
+            select=["RowKey"],
+            results_per_page=1000,
+        ).by_page()
+        for page in pages:  # a page at a time: a first listing of a large job holds one page of keys
+            keys = [row["RowKey"] for row in page if _MESSAGE_KEY.match(row["RowKey"])]
+            if not keys:
+                continue
+            # The index rows of the page's span: from its newest key's place to its oldest's (any ID at that
+            # microsecond).
+            indexed = {
+                row.get("MessageRowKey")
                 for row in self._messages.query_entities(
-                    "PartitionKey eq @job and RowKey lt @index",
-                    parameters={"job": job_id, "index": INDEX_FROM},
-                    select=["RowKey"],
+                    "PartitionKey eq @job and RowKey ge @lo and RowKey lt @hi",
+                    parameters={
+                        "job": job_id,
+                        "lo": newest_row_key(keys[-1]).partition("-")[0],
+                        "hi": newest_row_key(keys[0]).partition("-")[0] + INDEX_FROM,
+                    },
+                    select=["MessageRowKey"],
                 )
-                if _MESSAGE_KEY.match(row["RowKey"])
-            ),
-        )
-        retry_call(
-            lambda: self._messages.upsert_entity(
-                {"PartitionKey": job_id, "RowKey": _NEWEST_DONE, "At": now_utc()}
-            ),
-            what="indexing messages",
-        )
+            }
+            missing = [key for key in keys if key not in indexed]
+            self._submit_in_batches(self._messages, (("upsert", _newest_row(job_id, key)) for key in missing))
+            added += len(missing)
+        mark = max(started - RESCAN_MARGIN_SECONDS * 1_000_000, 0)
+        moved = mark - int(scan_from or 0) >= MARK_STEP_SECONDS * 1_000_000
+        if marker is None or added or moved:
+            retry_call(
+                lambda: self._messages.upsert_entity(
+                    {
+                        "PartitionKey": job_id,
+                        "RowKey": _NEWEST_DONE,
+                        "At": now_utc(),
+                        SCAN_FROM: f"{mark:020d}",
+                    }
+                ),
+                what="indexing messages",
+            )
+        if marker is not None:
+            return
         old = _OLD_NEWEST_PARTITION.format(job_id=job_id)
         self._submit_in_batches(
             self._index,

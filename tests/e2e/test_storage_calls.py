@@ -26,11 +26,11 @@ VERSION_READ = "table:get config-version"
 
 # (a) One one-row file on a process-on-arrival job, from enqueue to Processed and its run ended.
 ONE_ROW_ON_ARRIVAL = {
-    # enqueue: the file and the index row by message ID (at once), then the row (created dispatched) with its
-    # newest-first index row for the messages grid (one transaction), then the work item
+    # enqueue: the file and the index row by message ID (at once), then the row (created dispatched; its
+    # newest-first index row is written by the grid's next listing), then the work item
     "blob:put inbound": 1,
     "table:upsert messageindex": 1,
-    "table:batch messages": 1,
+    "table:insert messages": 1,
     "queue:send import-work": 1,
     # worker: the claim (a conditional MERGE with the item's ETag), the file, the batch, the terminal MERGE
     # (Processing and Processed with their times, the counts), the folded run's row
@@ -47,7 +47,7 @@ SMALL_EXPORT = {
     "table:get messageindex": 1,
     "table:get runindex": 6,
     "table:get runs": 2,
-    "table:batch messages": 1,  # the message with its newest-first index row
+    "table:insert messages": 1,  # the message (its newest-first index row: the next listing)
     "table:merge runs": 3,
     "table:query ent*": 1,
     "table:upsert messageindex": 1,  # by message ID

@@ -194,6 +194,30 @@ def test_a_run_whose_recording_reply_was_lost_still_starts_and_ends(faulty, api)
     assert [r["status"] for r in runs] == ["Ended"], (runs, _log_lines(host, activity))
 
 
+def test_an_enqueue_whose_row_insert_reply_was_lost_is_accepted_once(faulty, api):
+    """The message row is stored but the insert's reply is lost (a reset after the service acted); the insert is
+    a POST, which the SDK does not retry: create_message retries it, finds the row it stored, and the enqueue
+    answers 200 with the ID. The message is processed once and listed once, newest first."""
+    host, proxies = faulty
+    api.ok("PUT", "/api/manage/legalEntities/usmf", json={"name": "USMF"})  # this module's Azurite is its own
+    entity = api.unique("Fe")
+    api.ok("PUT", f"/api/manage/entities/{entity}", json={**ENTITY, "label": f"Fault enqueue {entity}"})
+    activity, app, _ = api.import_job(ENTITY, entity=entity, processOnArrival=True)
+    table = proxies["table"]
+    before = table.stats()["resets_after"]
+    table.reset_after(r"^POST /\S*/messages[ ?]", count=1)
+    try:
+        resp = api.enqueue(activity, app, b"ID,NAME,AMOUNT\r\nE1,one,1\r\n", entity=entity)
+    finally:
+        table.set(reset_rate=0, stall_rate=0)
+    assert table.stats()["resets_after"] == before + 1, "the reset was not injected"
+    assert resp.status_code == 200, resp.text
+    message_id = resp.json()
+    assert api.wait_terminal(app, message_id, timeout=120) == "Processed"
+    listed = api.ok("GET", f"/api/manage/jobs/{activity}/messages")["value"]
+    assert [m["messageId"] for m in listed] == [message_id], (listed, _log_lines(host, message_id))
+
+
 def test_an_export_completes_and_concurrent_dequeuers_never_share_under_resets(faulty, api):
     host, proxies = faulty
     entity = api.unique("Fx")

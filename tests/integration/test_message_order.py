@@ -80,7 +80,7 @@ def test_messages_stored_before_the_index_are_indexed_on_first_listing(repo, ser
                 {"PartitionKey": f"newest-{job_id}", "RowKey": f"{i:020d}", "MessageRowKey": row_key}
             )
         old.append(message_id)
-    new = _create(repo, job_id, 2)  # written by this version: indexed at once
+    new = _create(repo, job_id, 2)  # written by this version: indexed by the listing too
     seen, _ = _all_pages(repo, job_id, page_size=40)
     assert seen == new[::-1] + old[::-1]
     rows = list(tables[0].query_entities("PartitionKey eq @pk", parameters={"pk": job_id}))
