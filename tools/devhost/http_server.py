@@ -15,13 +15,18 @@ Sources (Azure/azure-functions-host unless said otherwise):
   values joined with "," without empty ones; empty query values dropped; header names lower-cased;
 - ``POST /admin/functions/{name}``: FunctionsController.Invoke with the master key (AuthenticationLevelHandler):
   401 without it, else 202 at once while the function runs in the background;
-- the front end answers for a function that has not responded after 230 s, and the invocation goes on.
+- the front end answers for a function that has not responded after 230 s, and the invocation goes on;
+- invocations run on one pool of worker threads, as the Python worker runs sync functions: `min(32, cpu + 4)`
+  threads, or PYTHON_THREADPOOL_THREAD_COUNT (../shared/HOST.md, "Indexing and processes"); beyond that many at
+  once they wait for a thread. (Before, each had a thread of its own: creating it was about a third of a bare
+  request's time in the host.)
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import socketserver
 import sys
@@ -29,6 +34,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from hmac import compare_digest
@@ -57,6 +63,18 @@ KEY_QUERY = "code"
 # What a client gets when the front end gives up on a function (230 s). Not in the host's source: the docs say
 # 502; users report 500 "The request timed out" (MicrosoftDocs/azure-docs issues #94418 and #112130).
 FRONT_END_TIMEOUT_STATUS = 500
+THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+
+
+def invocation_threads() -> int:
+    """The worker's thread pool size: PYTHON_THREADPOOL_THREAD_COUNT when it is a whole number from 1 on (the
+    worker accepts up to 32767), else `min(32, cpu + 4)`, Python's ThreadPoolExecutor default the worker
+    keeps."""
+    given = (os.environ.get(THREADPOOL_SETTING) or "").strip()
+    if given.isdigit() and 1 <= int(given) <= 32767:
+        return int(given)
+    return min(32, (os.cpu_count() or 1) + 4)
+
 
 # A stand-in for the host's embedded Home.html.
 HOMEPAGE = (
@@ -183,6 +201,7 @@ class DevHttpServer(ThreadingHTTPServer):
         self.stopping = False
         self._inflight = 0
         self._idle = threading.Condition()
+        self._invocations = ThreadPoolExecutor(max_workers=invocation_threads(), thread_name_prefix="invoke")
         super().__init__(address, RequestHandler)
 
     def server_bind(self) -> None:
@@ -205,19 +224,28 @@ class DevHttpServer(ThreadingHTTPServer):
             return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
     def run_in_background(self, name: str, target: Callable[[], Any]) -> threading.Event:
-        """Run ``target`` on a thread of its own, counted as in flight; the event is set when it ends."""
+        """Run ``target`` on the invocation pool, counted as in flight from now (also while it waits for a
+        thread); the event is set when it ends. `name` names the thread while it runs."""
         finished = threading.Event()
         self.begin()
 
         def run() -> None:
+            thread = threading.current_thread()
+            pool_name, thread.name = thread.name, name
             try:
                 target()
             finally:
+                thread.name = pool_name
                 self.end()
                 finished.set()
 
-        threading.Thread(target=run, name=name, daemon=True).start()
+        self._invocations.submit(run)
         return finished
+
+    def server_close(self) -> None:
+        super().server_close()
+        # Invocations still running go on (as abandoned ones do in the real host); none is started after this.
+        self._invocations.shutdown(wait=False, cancel_futures=True)
 
     def is_master_key(self, key: str | None) -> bool:
         return bool(key) and bool(self.settings.master_key) and compare_digest(key, self.settings.master_key)
