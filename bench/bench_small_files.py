@@ -236,6 +236,23 @@ def check_exactly_once(messages: list[dict], rows_per_file: int) -> list[str]:
     return problems
 
 
+def spans(messages: list[dict]) -> str:
+    """Each message's time from Enqueued to its terminal status: p50 and the slowest, with its transitions (a
+    burst's rate is its slowest message's)."""
+
+    def span(m: dict) -> float:
+        at = {t["status"]: parse_at(t["at"]) for t in m["Transitions"]}
+        return max(v for k, v in at.items() if k in TERMINAL) - at["Enqueued"]
+
+    ordered = sorted(messages, key=span)
+    slowest = ordered[-1]
+    steps = ", ".join(f"{t['status']} {t['at'][11:23]}" for t in slowest["Transitions"])
+    return (
+        f"per message, Enqueued -> terminal: p50 {span(ordered[len(ordered) // 2]):.2f} s, slowest "
+        f"{span(slowest):.2f} s ({steps})"
+    )
+
+
 def last_terminal_at(messages: list[dict]) -> float:
     return max(parse_at(t["at"]) for m in messages for t in m["Transitions"] if t["status"] in TERMINAL)
 
@@ -311,7 +328,9 @@ def main() -> int:
             print(f"enqueue reply p50, one-row file, {args.latency_files} enqueues: {ours * 1000:.1f} ms")
             print(f"raw floor p50 (SDK blob upload + row insert + queue send):   {floor * 1000:.1f} ms")
             print(f"ratio: {ours / floor:.2f} (target <= 1.5)")
-            print(f"of which the host's bare HTTP round trip (GET / p50): {hop * 1000:.1f} ms ({hop / floor:.2f})")
+            print(
+                f"of which the host's bare HTTP round trip (GET / p50): {hop * 1000:.1f} ms ({hop / floor:.2f})"
+            )
             wait_terminal(conn, client.job, set(ids), timeout=120)
         if not args.skip_burst:
             burst_client = Client(app, "BenchBurst")
@@ -327,6 +346,7 @@ def main() -> int:
                 f"raw ceiling (SDK, same minimal calls, same concurrency):           {ceiling:,.1f} messages/s"
             )
             print(f"ratio: {rate / ceiling:.2f} (target >= 0.5)")
+            print(spans(messages))
             print(
                 f"exactly once: {len(messages) - len(problems)} of {args.files} Processed once with 1 row written; "
                 f"entity rows {rows} (expected {args.files})"
