@@ -96,14 +96,34 @@ class Dispatcher:
         retry_call(lambda: self._queue.send_message(item), what="queueing a drain")
 
     def dispatch_stale(self, job: Job) -> int:
-        """Queue again the messages of a process-on-arrival job (not in order) whose dispatch never reached a
-        worker: Enqueued, and never dispatched, or dispatched more than REDISPATCH_AFTER ago (the queue did not
-        answer at enqueue, or the process stopped between the row and its work item). Without a recurrence
-        nothing else would queue them. They run in a run of their own (trigger `retry`). One query of the job's
-        Enqueued messages, plus a compare-and-swap and a send per message queued; returns how many."""
-        if not job.process_on_arrival or job.process_in_order:
+        """Queue again the work of a process-on-arrival job whose dispatch never reached a worker (the queue did
+        not answer at enqueue, or the process stopped between the row and its work item). Without a recurrence
+        nothing else would queue it. It runs in a run of its own (trigger `retry`); returns how many items were
+        queued.
+
+        Not in order: the Enqueued messages never dispatched, or dispatched more than REDISPATCH_AFTER ago; one
+        query of the job's Enqueued messages, plus a compare-and-swap and a send per message queued.
+        In order: one drain when the oldest Enqueued message has waited more than REDISPATCH_AFTER (a drain
+        queues itself again after a failure, but not after a failed first send); one query, stopped at the first
+        import message. While a long drain is still working through an old backlog this sends a duplicate drain
+        per tick, which finds the job's lease held and ends (two calls)."""
+        if not job.process_on_arrival:
             return 0
-        return self.dispatch_waiting(job, statuses.TRIGGER_RETRY)
+        if not job.process_in_order:
+            return self.dispatch_waiting(job, statuses.TRIGGER_RETRY)
+        cutoff = now_utc() - REDISPATCH_AFTER
+        waiting = self._messages.iter_messages(
+            job.activity_id, statuses=[statuses.ENQUEUED], select=["RowKey", "Direction", "EnqueuedAt"]
+        )
+        for message in waiting:
+            if message.get("Direction") != "import":
+                continue
+            enqueued = message.get("EnqueuedAt")
+            if enqueued is not None and enqueued > cutoff:
+                return 0  # the oldest is recent: its drain may still be on its way
+            self.dispatch_drain(job, statuses.TRIGGER_RETRY)
+            return 1
+        return 0
 
     def mark_pending(self, job_id: str) -> None:
         """List the job as one with a package-API import, before its message is stored: whatever happens to the

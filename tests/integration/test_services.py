@@ -567,6 +567,52 @@ def test_an_on_arrival_message_whose_dispatch_never_reached_a_worker_is_queued_a
     assert left["Status"] == statuses.ENQUEUED and left["DispatchedAt"] == just_now, left
 
 
+def test_an_in_order_message_whose_drain_never_reached_a_worker_is_drained_by_the_tick(
+    services, make_import_job
+):
+    """An in-order on-arrival job queues a drain, not the message; when that first send failed, the tick queues
+    a drain once the oldest Enqueued message has waited REDISPATCH_AFTER, and the message is processed. A job
+    whose oldest message is fresh gets none."""
+    from datetime import timedelta
+
+    from shared.services.dispatch import REDISPATCH_AFTER
+
+    stale_job, _, entity = make_import_job("Od", processOnArrival=True, processInOrder=True)
+    fresh_job, _, fresh_entity = make_import_job("Of", processOnArrival=True, processInOrder=True)
+    repo = services.message_repo()
+    long_ago = datetime.now(UTC) - REDISPATCH_AFTER - timedelta(minutes=1)
+    stranded = _stored_message(services, stale_job, entity, EnqueuedAt=long_ago)
+    fresh = _stored_message(services, fresh_job, fresh_entity)
+    dispatcher = services.dispatcher()
+    assert dispatcher.dispatch_stale(fresh_job) == 0
+    summary = services.scheduler().tick()
+    assert summary["redispatched"] >= 1, summary
+    deadline = time.monotonic() + 60
+    while repo.find_by_id(stranded)["Status"] != statuses.PROCESSED:
+        assert time.monotonic() < deadline, repo.find_by_id(stranded)
+        item = _take_drain(services, stale_job.activity_id)
+        if item is not None:
+            services.import_worker().handle(item, claim_token="q-drain")
+        else:
+            time.sleep(0.2)
+    assert repo.find_by_id(fresh)["Status"] == statuses.ENQUEUED
+    assert _take_drain(services, fresh_job.activity_id) is None
+
+
+def _take_drain(services, job_id: str) -> dict | None:
+    """The import queue's drain item for this job (deleted from the queue), or None when it is not there."""
+    from shared.storage import names
+    from shared.storage.factory import get_clients
+
+    queue = get_clients().queue(names.QUEUE_IMPORT)
+    for message in queue.receive_messages(messages_per_page=32, visibility_timeout=1, max_messages=320):
+        item = work_items.decode(message.content)
+        if item.get("kind") == work_items.KIND_DRAIN and item.get("jobId") == job_id:
+            queue.delete_message(message)
+            return item
+    return None
+
+
 def _stored_message(services, job, entity: str, **fields) -> str:
     """An Enqueued one-row file message of `job` as enqueue stores it (its file, then its row), with `fields`;
     no work item is queued. Its ID."""
