@@ -161,7 +161,7 @@ def test_a_run_whose_recording_reply_was_lost_still_starts_and_ends(faulty, api)
     run ends, instead of a 500 that left a run Waiting for a work item that was never queued (found by the
     test below: one of 12 runs stayed Waiting)."""
     host, proxies = faulty
-    api.ok("PUT", "/api/manage/legalEntities/usmf", json={"name": "USMF"})  # this module's Azurite is its own
+    api.ensure_legal_entity("usmf")  # this module's Azurite is its own
     entity = api.unique("Fr")
     api.ok("PUT", f"/api/manage/entities/{entity}", json={**ENTITY, "label": f"Fault run {entity}"})
     project = api.unique("FrP")
@@ -176,14 +176,8 @@ def test_a_run_whose_recording_reply_was_lost_still_starts_and_ends(faulty, api)
         json={"name": project, "project": project, "company": "usmf", "authorizationPolicy": []},
     )
     activity = job["activityId"]
-    table = proxies["table"]
-    before = table.stats()["resets_after"]
-    table.reset_after(r"^(MERGE|PATCH) /\S*/runs\(", count=1)
-    try:
+    with proxies["table"].reset_after(r"^(MERGE|PATCH) /\S*/runs\("):
         resp = api.admin("POST", f"/api/manage/jobs/{activity}/run")
-    finally:
-        table.set(reset_rate=0, stall_rate=0)
-    assert table.stats()["resets_after"] == before + 1, "the reset was not injected"
     assert resp.status_code == 202, resp.text
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -199,18 +193,9 @@ def test_an_enqueue_whose_row_insert_reply_was_lost_is_accepted_once(faulty, api
     a POST, which the SDK does not retry: create_message retries it, finds the row it stored, and the enqueue
     answers 200 with the ID. The message is processed once and listed once, newest first."""
     host, proxies = faulty
-    api.ok("PUT", "/api/manage/legalEntities/usmf", json={"name": "USMF"})  # this module's Azurite is its own
-    entity = api.unique("Fe")
-    api.ok("PUT", f"/api/manage/entities/{entity}", json={**ENTITY, "label": f"Fault enqueue {entity}"})
-    activity, app, _ = api.import_job(ENTITY, entity=entity, processOnArrival=True)
-    table = proxies["table"]
-    before = table.stats()["resets_after"]
-    table.reset_after(r"^POST /\S*/messages[ ?]", count=1)
-    try:
+    activity, app, entity = api.import_job(ENTITY, processOnArrival=True)  # its legal entity too
+    with proxies["table"].reset_after(r"^POST /\S*/messages[ ?]"):
         resp = api.enqueue(activity, app, b"ID,NAME,AMOUNT\r\nE1,one,1\r\n", entity=entity)
-    finally:
-        table.set(reset_rate=0, stall_rate=0)
-    assert table.stats()["resets_after"] == before + 1, "the reset was not injected"
     assert resp.status_code == 200, resp.text
     message_id = resp.json()
     assert api.wait_terminal(app, message_id, timeout=120) == "Processed"

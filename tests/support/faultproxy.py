@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +47,19 @@ class FaultProxy:
         time.sleep(0.01)  # a new mtime
         self.control.write_text(json.dumps(rates))
 
-    def reset_after(self, pattern: str, count: int = 1) -> None:
-        """Reset the connection after the server acted on the next `count` requests whose request line matches
-        the regex `pattern` (and no other fault)."""
-        time.sleep(0.01)
+    @contextlib.contextmanager
+    def reset_after(self, pattern: str, count: int = 1) -> Iterator[None]:
+        """While the block runs, reset the connection after the server acted on the next `count` requests whose
+        request line matches the regex `pattern` (and no other fault); then no fault at all. Fails when fewer
+        than `count` resets were injected (the pattern did not match what the app sent)."""
+        before = self.stats()["resets_after"]
+        time.sleep(0.01)  # a new mtime
         self.control.write_text(json.dumps({"reset_after": {"pattern": pattern, "count": count}}))
+        try:
+            yield
+        finally:
+            self.set(reset_rate=0, stall_rate=0)
+        assert self.stats()["resets_after"] == before + count, f"no reset was injected for {pattern!r}"
 
     def stats(self) -> dict:
         return json.loads(self.stats_path.read_text())
