@@ -88,6 +88,31 @@ def running_in_azure() -> bool:
     return bool(get("WEBSITE_INSTANCE_ID"))
 
 
+def import_writer_processes() -> int:
+    """IMPORT_WRITER_PROCESSES: processes that write a large import's batches besides the app's own
+    (shared/storage/writer_processes.py); 0 writes in the app's process. Default: the CPUs this process may
+    use, when there are two or more, at most 4 (one process writing is bound by one core: issue 14). At most 16;
+    a value that is not a whole number writes in the app's process, with a warning in the log."""
+    value = get("IMPORT_WRITER_PROCESSES")
+    if value is not None:
+        try:
+            return min(max(0, int(value)), 16)
+        except ValueError:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "IMPORT_WRITER_PROCESSES must be a whole number, not %r: large imports are written in the "
+                "app's process",
+                value,
+            )
+            return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 4) if cpus >= 2 else 0
+
+
 def xslt_limits() -> tuple[int, float, int, int]:
     """XSLT bounds (shared/formats/xslt.py): (XSLT_MEMORY_MB, default 512: a worker process's address
     space; XSLT_TIMEOUT_SECONDS, default 300: wall clock, then the worker is killed; XSLT_MAX_OUTPUT_MB,

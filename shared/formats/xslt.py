@@ -186,15 +186,9 @@ class _Worker:
 
 
 def _context() -> Any:
-    import multiprocessing
+    from shared.processes import forkserver_context
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        # Imported once in the server, so each fork starts with lxml and the worker loaded. No
-        # effect if the server already runs; children then import them themselves.
-        ctx.set_forkserver_preload(["lxml.etree", "shared.formats.xslt_worker"])
-    return ctx
+    return forkserver_context()
 
 
 class _Pool:

@@ -20,8 +20,9 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 
+from shared import settings
 from shared.domain.schema import Entity, Field
-from shared.storage import names
+from shared.storage import names, writer_processes
 from shared.storage.retry import retry_call
 
 BATCH_LIMIT = 100  # Table transactions take at most 100 operations, all in one partition
@@ -34,7 +35,8 @@ _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
 
-def _executor() -> ThreadPoolExecutor:
+def executor() -> ThreadPoolExecutor:
+    """The process's upsert threads (shared by every import in it)."""
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -327,6 +329,30 @@ def store_problem(row: dict) -> str | None:
     return None
 
 
+def submit_batch(table: TableClient, batch: list[dict], on_retry=None) -> tuple[int, list[tuple[dict, str]]]:
+    """Upserts one batch (one partition, at most 100 rows): (rows written, [(row, reason)] the service refused).
+    A batch the service refuses is retried row by row, so one bad row rejects only itself."""
+    ops = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
+    try:
+        # A batch is a POST, which the SDK does not retry after a reset (shared/storage/retry.py);
+        # a batch of upserts is idempotent, so it is retried here, not by restarting the file.
+        retry_call(lambda: table.submit_transaction(ops), what="a batch upsert", on_retry=on_retry)
+        return len(batch), []
+    except TableTransactionError:
+        pass
+    written, failed = 0, []
+    for row in batch:
+        try:
+            table.upsert_entity(row, mode=UpdateMode.REPLACE)
+            written += 1
+        except HttpResponseError as exc:
+            if exc.status_code and 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
+                failed.append((row, f"the entity store refused the record: {exc.message}"))
+            else:
+                raise
+    return written, failed
+
+
 class UpsertResult:
     def __init__(self) -> None:
         self.written = 0
@@ -378,14 +404,23 @@ class EntityRepository:
         for partition_rows in by_partition.values():
             items = list(partition_rows.values())
             batches.extend(items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT))
-        futures = [_executor().submit(self._submit, table, batch, on_retry) for batch in batches]
+        parts = None
+        if sum(len(batch) for batch in batches) >= writer_processes.MIN_ROWS:
+            parts = writer_processes.start_window(
+                self._clients, table, batches, on_retry, settings.import_writer_processes()
+            )
+        if parts is None:
+            futures = [executor().submit(submit_batch, table, batch, on_retry) for batch in batches]
+            results = [future.result for future in futures]
+        else:
+            results = [part.result for part in parts]
 
         def wait() -> UpsertResult:
             result = UpsertResult()
             error: BaseException | None = None
-            for future in futures:  # every batch ends before an error is raised: none is left running
+            for get in results:  # every batch ends before an error is raised: none is left running
                 try:
-                    written, failed = future.result()
+                    written, failed = get()
                 except BaseException as exc:  # noqa: BLE001 - raised below
                     error = error or exc
                     continue
@@ -396,28 +431,6 @@ class EntityRepository:
             return result
 
         return wait
-
-    @staticmethod
-    def _submit(table: TableClient, batch: list[dict], on_retry=None) -> tuple[int, list[tuple[dict, str]]]:
-        ops = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
-        try:
-            # A batch is a POST, which the SDK does not retry after a reset (shared/storage/retry.py);
-            # a batch of upserts is idempotent, so it is retried here, not by restarting the file.
-            retry_call(lambda: table.submit_transaction(ops), what="a batch upsert", on_retry=on_retry)
-            return len(batch), []
-        except TableTransactionError:
-            pass
-        written, failed = 0, []
-        for row in batch:
-            try:
-                table.upsert_entity(row, mode=UpdateMode.REPLACE)
-                written += 1
-            except HttpResponseError as exc:
-                if exc.status_code and 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
-                    failed.append((row, f"the entity store refused the record: {exc.message}"))
-                else:
-                    raise
-        return written, failed
 
     def count_rows(self, entity: Entity, cap: int) -> int:
         """How many records the entity's table holds, counting at most `cap` (a scan of row keys only,

@@ -36,6 +36,10 @@ class StorageClients:
         self.credential = credential
         self._ensured: set[tuple[str, str]] = set()
         self._ensure_lock = threading.Lock()
+        # The settings these clients were built from, which another process can build them from again.
+        self._settings: dict[str, str] | None = (
+            {names.SETTING_STORAGE: connection_string} if connection_string else None
+        )
 
     @classmethod
     def from_connection_string(cls, connection_string: str) -> StorageClients:
@@ -63,7 +67,25 @@ class StorageClients:
             raise RuntimeError(
                 f"storage is not configured: set {prefix} (a connection string) or {prefix}__accountName"
             )
-        return cls(blob_url=blob, queue_url=queue, table_url=table, credential=_credential(env, prefix))
+        clients = cls(blob_url=blob, queue_url=queue, table_url=table, credential=_credential(env, prefix))
+        clients._settings = {
+            f"{names.SETTING_STORAGE}__{key[len(prefix) + 2 :]}": value
+            for key, value in env.items()
+            if key.startswith(f"{prefix}__") and value
+        }
+        return clients
+
+    def process_settings(self) -> dict[str, str] | None:
+        """Settings from which another process builds the same clients (`from_settings`), with the call log's
+        settings (shared/storage/call_log.py) when it is on; None for clients built around a credential object,
+        which cannot be passed on. Used by the import's writer processes (shared/storage/writer_processes.py)."""
+        if self._settings is None:
+            return None
+        out = dict(self._settings)
+        for name in ("DEV_STORAGE_CALL_LOG", "AUTH_MODE", "WEBSITE_INSTANCE_ID"):
+            if os.environ.get(name):
+                out[name] = os.environ[name]
+        return out
 
     # Service clients -------------------------------------------------------------------------
     @cached_property

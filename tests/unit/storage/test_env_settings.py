@@ -76,3 +76,39 @@ def test_with_a_proxy_the_clients_trust_the_environment(monkeypatch, tmp_path):
     transport = clients.table_service._client._client._pipeline._transport
     transport.open()
     assert transport.session.trust_env is True
+
+
+# The settings a writer process builds the same clients from (shared/storage/writer_processes.py).
+def test_process_settings_of_a_connection_string_rebuild_the_same_clients(monkeypatch):
+    monkeypatch.delenv("DEV_STORAGE_CALL_LOG", raising=False)
+    settings = StorageClients.from_connection_string(CONN).process_settings()
+    assert settings["AzureWebJobsStorage"] == CONN
+    again = StorageClients.from_settings(
+        {k: v for k, v in settings.items() if k.startswith("AzureWebJobsStorage")}
+    )
+    assert again.connection_string == CONN
+
+
+def test_process_settings_of_managed_identity_carry_the_account_and_identity_not_a_secret(monkeypatch):
+    monkeypatch.delenv("DEV_STORAGE_CALL_LOG", raising=False)
+    env = {
+        "AzureWebJobsStorage__accountName": "contoso",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+        "UNRELATED": "x",
+    }
+    settings = StorageClients.from_settings(env).process_settings()
+    assert {k: v for k, v in settings.items() if k.startswith("AzureWebJobsStorage")} == {
+        k: v for k, v in env.items() if k.startswith("AzureWebJobsStorage")
+    }
+    again = StorageClients.from_settings(settings)
+    assert again.uses_identity and again.table_service.url.startswith(
+        "https://contoso.table.core.windows.net"
+    )
+
+
+def test_clients_around_a_credential_object_cannot_be_rebuilt_elsewhere():
+    clients = StorageClients(
+        blob_url="https://a", queue_url="https://b", table_url="https://c", credential=object()
+    )
+    assert clients.process_settings() is None
