@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,7 +20,7 @@ from .app_loader import (
     index_functions,
     load_app,
 )
-from .http_server import DevHttpServer, Router
+from .http_server import DevHttpServer, Router, invocation_threads
 from .queue_runner import DEFAULT_LEASE_SECONDS, QueuePoller, manual_message
 from .selection import select_functions
 from .settings import HostConfig, HttpSettings, apply_settings, load_host_config, load_http_settings
@@ -66,6 +67,7 @@ class DevHost:
         self._server: DevHttpServer | None = None
         self._serve_thread: threading.Thread | None = None
         self._pollers: list[QueuePoller] = []
+        self._invocations: ThreadPoolExecutor | None = None
         self._timers: list[TimerRunner] = []
 
     @property
@@ -92,13 +94,26 @@ class DevHost:
             connection_string(queue_function.connection)  # fail now, not in a poller thread
         tz = host_timezone()
         self._timers = [TimerRunner(f, self._stop, tz, storage=storage_for(f)) for f in self.index.timer]
+        # One pool for every invocation of HTTP and queue functions, as the Python worker runs sync functions
+        # (HOST.md): long imports hold threads that HTTP requests then wait for, as in Azure.
+        self._invocations = ThreadPoolExecutor(max_workers=invocation_threads(), thread_name_prefix="invoke")
         self._pollers = [
-            QueuePoller(f, self.config.queues, self._stop, lease_seconds=self.queue_lease_seconds)
+            QueuePoller(
+                f,
+                self.config.queues,
+                self._stop,
+                lease_seconds=self.queue_lease_seconds,
+                invocations=self._invocations,
+            )
             for f in self.index.queue
         ]
 
         self._server = DevHttpServer(
-            (self.host, self.port), Router(self.index.http), self._admin_invoke, self.http_settings
+            (self.host, self.port),
+            Router(self.index.http),
+            self._admin_invoke,
+            self.http_settings,
+            invocations=self._invocations,
         )
         self.port = self._server.server_address[1]
         self._serve_thread = threading.Thread(
@@ -159,6 +174,9 @@ class DevHost:
             clean &= poller.join(max(0.0, deadline - time.monotonic()))
         for timer in self._timers:
             clean &= timer.join(max(0.0, deadline - time.monotonic()))
+        if self._invocations is not None:
+            # Invocations still running go on (abandoned, as in the real host); none is started after this.
+            self._invocations.shutdown(wait=False, cancel_futures=True)
         if not clean:
             log.warning(
                 "some invocations were still running after %.0fs; abandoning them", self.shutdown_grace

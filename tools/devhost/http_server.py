@@ -191,7 +191,10 @@ class DevHttpServer(ThreadingHTTPServer):
         router: Router,
         admin_invoke: AdminInvoke | None = None,
         settings: HttpSettings | None = None,
+        invocations: ThreadPoolExecutor | None = None,
     ) -> None:
+        """`invocations`: the worker's thread pool, shared with the host's queue functions (DevHost passes
+        it); without one the server has its own, which it shuts down on close."""
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.router = router
@@ -201,7 +204,10 @@ class DevHttpServer(ThreadingHTTPServer):
         self.stopping = False
         self._inflight = 0
         self._idle = threading.Condition()
-        self._invocations = ThreadPoolExecutor(max_workers=invocation_threads(), thread_name_prefix="invoke")
+        self._owns_invocations = invocations is None
+        self._invocations = invocations or ThreadPoolExecutor(
+            max_workers=invocation_threads(), thread_name_prefix="invoke"
+        )
         super().__init__(address, RequestHandler)
 
     def server_bind(self) -> None:
@@ -245,7 +251,8 @@ class DevHttpServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         # Invocations still running go on (as abandoned ones do in the real host); none is started after this.
-        self._invocations.shutdown(wait=False, cancel_futures=True)
+        if self._owns_invocations:
+            self._invocations.shutdown(wait=False, cancel_futures=True)
 
     def is_master_key(self, key: str | None) -> bool:
         return bool(key) and bool(self.settings.master_key) and compare_digest(key, self.settings.master_key)

@@ -128,7 +128,11 @@ class QueuePoller:
         stop: threading.Event,
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        invocations: ThreadPoolExecutor | None = None,
     ) -> None:
+        """`invocations`: the worker's thread pool, which the real Python worker shares between every sync
+        function (HOST.md; DevHost passes the one its HTTP server uses). Without one the poller invokes on
+        threads of its own. Host-side work (poisoning a message without invoking) never takes a worker thread."""
         self.function = function
         self.settings = settings
         self._stop = stop
@@ -147,6 +151,7 @@ class QueuePoller:
         self._executor = ThreadPoolExecutor(
             max_workers=self.capacity, thread_name_prefix=f"queue-{function.name}"
         )
+        self._invocations = invocations or self._executor
         self._thread = threading.Thread(target=self._run, name=f"poll-{function.name}", daemon=True)
         self._last_error: tuple[str, float] | None = None
         self._missing_reported = False
@@ -280,7 +285,8 @@ class QueuePoller:
         lease = _Lease(message.id, message.pop_receipt, time.monotonic() + self.lease_seconds / 2)
         with self._cond:
             self._leases[message.id] = lease
-        self._executor.submit(self._process, message, lease, body)
+        # Received messages wait here for a worker thread with their leases renewed, as in the real host.
+        self._invocations.submit(self._process, message, lease, body)
 
     def _process(self, message: Any, lease: _Lease, body: bytes) -> None:
         started = time.perf_counter()
