@@ -359,6 +359,24 @@ class UpsertResult:
         self.failed: list[tuple[dict, str]] = []  # (row, reason)
 
 
+def collect(results: Iterable[Callable[[], tuple[int, list[tuple[dict, str]]]]]) -> UpsertResult:
+    """The UpsertResult of batches or parts being written, each waited for by calling it (giving rows written
+    and [(row, reason)] refused). Every one ends before the first error is raised, so none is left running."""
+    result = UpsertResult()
+    error: BaseException | None = None
+    for get in results:
+        try:
+            written, failed = get()
+        except BaseException as exc:  # noqa: BLE001 - raised below
+            error = error or exc
+            continue
+        result.written += written
+        result.failed.extend(failed)
+    if error is not None:
+        raise error
+    return result
+
+
 class EntityRepository:
     def __init__(self, clients, *, buckets: int = 16) -> None:
         self._clients = clients
@@ -415,22 +433,7 @@ class EntityRepository:
         else:
             results = [part.result for part in parts]
 
-        def wait() -> UpsertResult:
-            result = UpsertResult()
-            error: BaseException | None = None
-            for get in results:  # every batch ends before an error is raised: none is left running
-                try:
-                    written, failed = get()
-                except BaseException as exc:  # noqa: BLE001 - raised below
-                    error = error or exc
-                    continue
-                result.written += written
-                result.failed.extend(failed)
-            if error is not None:
-                raise error
-            return result
-
-        return wait
+        return lambda: collect(results)
 
     def count_rows(self, entity: Entity, cap: int) -> int:
         """How many records the entity's table holds, counting at most `cap` (a scan of row keys only,

@@ -148,7 +148,7 @@ def _write_part(settings: dict[str, str], table_name: str, batches: list[list[di
     refused, [(attempt, error_info)] retried, error_info of the first error or None). Every batch ends before
     the part does."""
     global _writer_threads
-    from shared.storage.entity_repo import submit_batch
+    from shared.storage.entity_repo import collect, submit_batch
 
     retries: list[tuple[int, tuple]] = []
 
@@ -162,16 +162,12 @@ def _write_part(settings: dict[str, str], table_name: str, batches: list[list[di
     if _writer_threads is None:
         _writer_threads = ThreadPoolExecutor(THREADS_PER_WRITER, thread_name_prefix="writer")
     futures = [_writer_threads.submit(submit_batch, table, batch, on_retry) for batch in batches]
-    written, refused, first_error = 0, [], None
-    for future in futures:
-        try:
-            done, failed = future.result()
-        except Exception as exc:  # noqa: BLE001 - described to the app's process below
-            first_error = first_error or error_info(exc)
-            continue
-        written += done
-        refused.extend((row["PartitionKey"], row["RowKey"], reason) for row, reason in failed)
-    return written, refused, retries, first_error
+    try:
+        result = collect(future.result for future in futures)
+    except Exception as exc:  # noqa: BLE001 - described to the app's process
+        return 0, [], retries, error_info(exc)
+    refused = [(row["PartitionKey"], row["RowKey"], reason) for row, reason in result.failed]
+    return result.written, refused, retries, None
 
 
 # --- the app's process side ----------------------------------------------------------------------------------
@@ -270,23 +266,11 @@ class _Part:
         return written, [(rows[(pk, rk)], reason) for pk, rk, reason in refused]
 
     def _write_here(self) -> tuple[int, list[tuple[dict, str]]]:
-        from shared.storage.entity_repo import executor, submit_batch
+        from shared.storage.entity_repo import collect, executor, submit_batch
 
-        futures = [
-            executor().submit(submit_batch, self._table, batch, self._on_retry) for batch in self._batches
-        ]
-        written, failed, error = 0, [], None
-        for future in futures:
-            try:
-                done, refused = future.result()
-            except BaseException as exc:  # noqa: BLE001 - raised below, once every batch ended
-                error = error or exc
-                continue
-            written += done
-            failed.extend(refused)
-        if error is not None:
-            raise error
-        return written, failed
+        batches = [executor().submit(submit_batch, self._table, b, self._on_retry) for b in self._batches]
+        result = collect(future.result for future in batches)
+        return result.written, result.failed
 
 
 def start_window(
