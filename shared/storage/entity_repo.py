@@ -392,6 +392,11 @@ class EntityRepository:
     def encode(self, entity: Entity, record: dict, company: str | None, modified: datetime) -> dict:
         return encode_record(entity, record, company, self._buckets, modified)
 
+    def prepare_writers(self) -> None:
+        """Start the writer processes now, without waiting for them (shared/storage/writer_processes.py): an
+        import calls this once it has staged enough rows to use them, so they start while it stages the rest."""
+        writer_processes.warm(self._clients, settings.import_writer_processes())
+
     def upsert_rows(
         self,
         entity: Entity,

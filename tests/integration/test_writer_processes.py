@@ -276,3 +276,42 @@ def test_writers_end_when_the_apps_process_is_killed_while_they_write(app_env, t
         proxy.set(stall_rate=0)
         if parent.poll() is None:
             parent.kill()
+
+
+def test_prepare_writers_starts_them_for_the_first_window_without_waiting(app_env, entity):
+    repo = EntityRepository(StorageClients.from_connection_string(app_env["AzureWebJobsStorage"]))
+    started = writer_processes.started
+    repo.prepare_writers()
+    repo.prepare_writers()  # once is enough: the second call adds nothing
+    assert writer_processes.started == started + 1
+    deadline = time.monotonic() + 30
+    while len(writer_processes.writer_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    warmed = writer_processes.writer_pids()
+    assert len(warmed) == 2
+    log = CallLog()
+    assert repo.upsert_rows(entity, encoded(repo, entity, 3000)).written == 3000
+    assert writer_processes.started == started + 1 and writer_processes.writer_pids() == warmed
+    assert set(log.batches_by_pid()) == set(warmed)
+
+
+@pytest.mark.parametrize(
+    ("rows", "prepared"), [(writer_processes.MIN_ROWS, 1), (writer_processes.MIN_ROWS - 1, 0)]
+)
+def test_an_import_starts_the_writers_while_it_stages_once_it_is_large_enough(
+    services, make_import_job, monkeypatch, rows, prepared
+):
+    from shared.domain import statuses
+    from shared.queue_limits import Delivery
+    from tests.support.work import enqueue_message, message_item
+
+    calls: list[int] = []
+    repo = services.entity_repo()
+    monkeypatch.setattr(repo, "prepare_writers", lambda: calls.append(len(calls)))
+    job, principal, name = make_import_job("Ww")
+    body = ("K,V\n" + "".join(f"k{i},{i}\n" for i in range(rows))).encode()
+    message = enqueue_message(services, job, principal, body, name)
+    services.import_worker().handle(message_item(job, message), claim_token="q-warm", delivery=Delivery(1, 3))
+    final = services.message_repo().get_by_id(message["MessageId"])
+    assert final["Status"] == statuses.PROCESSED and final["Counts"][name]["written"] == rows
+    assert len(calls) == prepared
