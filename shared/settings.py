@@ -91,7 +91,8 @@ def running_in_azure() -> bool:
 def import_writer_processes() -> int:
     """IMPORT_WRITER_PROCESSES: processes that write a large import's batches besides the app's own
     (shared/storage/writer_processes.py); 0 writes in the app's process. Default: the CPUs this process may
-    use, when there are two or more, at most 4 (one process writing is bound by one core: issue 14). At most 16;
+    use (the affinity mask, within the container's CPU quota), when there are two or more, at most 4 (one process
+    writing is bound by one core: issue 14). At most 16;
     a value that is not a whole number writes in the app's process, with a warning in the log."""
     value = get("IMPORT_WRITER_PROCESSES")
     if value is not None:
@@ -110,7 +111,32 @@ def import_writer_processes() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, quota)
     return min(cpus, 4) if cpus >= 2 else 0
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs a container's CPU quota allows, rounded up (cgroup v2 `cpu.max` "<quota> <period>", or v1
+    `cpu/cpu.cfs_quota_us` and `cpu.cfs_period_us`); None without a quota. The affinity mask shows the host's CPUs
+    even when the container may use fewer."""
+    import math
+
+    try:
+        with open(os.path.join(root, "cpu.max"), encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us"), encoding="ascii") as f:
+            quota_us = int(f.read().strip())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us"), encoding="ascii") as f:
+            period_us = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 else max(1, math.ceil(quota_us / period_us))
 
 
 def xslt_limits() -> tuple[int, float, int, int]:

@@ -57,9 +57,13 @@ _writer_threads: ThreadPoolExecutor | None = None
 
 
 def _init_writer() -> None:
-    """A writer's start: end this process as soon as the app's process ends."""
+    """A writer's start: end this process as soon as the app's process ends, and not on Ctrl-C (the terminal's
+    SIGINT reaches the whole process group: the app's process decides when its writers end)."""
     import multiprocessing
+    import signal
     from multiprocessing.connection import wait
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     parent = multiprocessing.parent_process()
     if parent is None or parent.sentinel is None:
@@ -212,28 +216,32 @@ def warm(clients: Any, processes: int) -> None:
     settings = clients.process_settings() if processes >= 1 else None
     if settings is None:
         return
-    from concurrent.futures.process import BrokenProcessPool
-
-    pool = _executor(processes)
-    with _lock:
-        if _warmed is pool:
-            return
-        _warmed = pool
+    pool = None
     try:
+        pool = _executor(processes)
+        with _lock:
+            if _warmed is pool:
+                return
+            _warmed = pool
         for _ in range(processes):
-            pool.submit(
-                _warm_writer, settings
-            )  # a failure here shows again, and is handled, at the first part
-    except (BrokenProcessPool, RuntimeError):
-        _discard(pool)
+            # Its failure, if any, shows again at the first part, which handles it.
+            pool.submit(_warm_writer, settings)
+    except Exception:  # noqa: BLE001 - starting early only saves time: it must never fail the import
+        log.warning("the writer processes could not be started early", exc_info=True)
+        if pool is not None:
+            _discard(pool)
 
 
 def _discard(pool: Any) -> None:
-    """Forget a broken pool (the next window starts a new one)."""
-    global _pool
+    """Forget a broken pool (the next window starts a new one). Its parts not started yet are cancelled (one may
+    be the work item of a submit that failed to start its process, which must not run later): their windows write
+    them in the app's process (`_Part.result`)."""
+    global _pool, _warmed
     with _lock:
         if _pool is pool:
             _pool = None
+        if _warmed is pool:
+            _warmed = None
     pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -269,6 +277,7 @@ class _Part:
 
     def result(self) -> tuple[int, list[tuple[dict, str]]]:
         """(rows written, [(row, reason)] refused); raises what the writer raised (rebuilt)."""
+        from concurrent.futures import CancelledError
         from concurrent.futures.process import BrokenProcessPool
 
         from shared.storage.retry import describe
@@ -277,9 +286,11 @@ class _Part:
             if self._future is None:
                 raise BrokenProcessPool("the writer pool could not start")
             written, refused, retries, first_error = self._future.result()
-        except BrokenProcessPool as exc:
-            log.warning("a writer process ended; its part of the window is written in this process: %s", exc)
-            _discard(self._pool)
+        except (BrokenProcessPool, CancelledError) as exc:
+            # Died, or never started (its pool was discarded first): nothing of it is running now.
+            log.warning("a writer process ended; its part of the window is written in this process: %r", exc)
+            if self._pool is not None:
+                _discard(self._pool)
             ended = WriterProcessEnded(
                 f"a writer process ended before it answered ({exc}); its rows are written again"
             )
@@ -322,20 +333,21 @@ def start_window(
     settings = clients.process_settings()
     if settings is None:
         return None
-    from concurrent.futures.process import BrokenProcessPool
-
     parts = min(processes, len(batches))
     shares = [batches[i::parts] for i in range(parts)]
     out = []
     for share in shares:
         pool = future = None
-        for _ in range(2):  # a pool found broken at submit is replaced once
-            pool = _executor(processes)
+        for _ in range(2):  # a pool found broken (or shut down) at submit is replaced once
             try:
+                pool = _executor(processes)
                 future = pool.submit(_write_part, settings, table.table_name, share)
                 break
-            except (BrokenProcessPool, RuntimeError):
-                _discard(pool)
+            except Exception:  # noqa: BLE001 - BrokenProcessPool, or the fork failing (OSError, EOFError)
+                log.warning("a part could not be handed to the writer processes", exc_info=True)
+                if pool is not None:
+                    _discard(pool)
                 future = None
+        # Without a future the part is written in the app's process when its window is waited for.
         out.append(_Part(pool, future, table, share, on_retry))
     return out

@@ -315,3 +315,34 @@ def test_an_import_starts_the_writers_while_it_stages_once_it_is_large_enough(
     final = services.message_repo().get_by_id(message["MessageId"])
     assert final["Status"] == statuses.PROCESSED and final["Counts"][name]["written"] == rows
     assert len(calls) == prepared
+
+
+def test_a_writer_that_cannot_be_started_leaves_the_window_to_the_apps_process(app_env, entity, monkeypatch):
+    """The fork failing (memory or process limits: OSError, or EOFError from the forkserver) never fails the
+    import: warming up is skipped, and the window is written here."""
+
+    def cannot_start(size):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(writer_processes, "_executor", cannot_start)
+    repo = EntityRepository(StorageClients.from_connection_string(app_env["AzureWebJobsStorage"]))
+    repo.prepare_writers()  # does not raise
+    log = CallLog()
+    result = repo.upsert_rows(entity, encoded(repo, entity, 3000))
+    assert (result.written, result.failed) == (3000, [])
+    assert set(log.batches_by_pid()) == {os.getpid()}
+    assert len(stored(repo, entity)) == 3000
+
+
+def test_writers_ignore_ctrl_c(app_env, entity):
+    """The terminal's SIGINT reaches the whole process group; the app's process decides when writers end."""
+    repo = EntityRepository(StorageClients.from_connection_string(app_env["AzureWebJobsStorage"]))
+    repo.upsert_rows(entity, encoded(repo, entity, 1500))
+    pids = writer_processes.writer_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)
+    time.sleep(0.5)  # a writer that did not ignore it would be gone by now
+    log = CallLog()
+    assert repo.upsert_rows(entity, encoded(repo, entity, 3000)).written == 3000
+    assert writer_processes.writer_pids() == pids
+    assert set(log.batches_by_pid()) == set(pids)

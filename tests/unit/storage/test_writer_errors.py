@@ -93,4 +93,30 @@ def test_the_writer_count_setting(monkeypatch):
 def test_the_default_writer_count_follows_the_cpus(monkeypatch, cpus, expected):
     monkeypatch.delenv("IMPORT_WRITER_PROCESSES", raising=False)
     monkeypatch.setattr(settings.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: None)
     assert settings.import_writer_processes() == expected
+
+
+def test_a_containers_cpu_quota_caps_the_default(monkeypatch):
+    monkeypatch.delenv("IMPORT_WRITER_PROCESSES", raising=False)
+    monkeypatch.setattr(settings.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: 1)
+    assert settings.import_writer_processes() == 0  # one CPU's worth: written in the app's process
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+        ({}, None),
+    ],
+)
+def test_the_cgroup_cpu_quota(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert settings.cgroup_cpu_quota(str(tmp_path)) == expected
