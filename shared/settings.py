@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 DEFAULT_ADMIN_ROLE = "Integrations.Admin"
@@ -92,8 +93,8 @@ def import_writer_processes() -> int:
     """IMPORT_WRITER_PROCESSES: processes that write a large import's batches besides the app's own
     (shared/storage/writer_processes.py); 0 writes in the app's process. Default: the CPUs this process may
     use (the affinity mask, within the container's CPU quota), when there are two or more, at most 4 (one process
-    writing is bound by one core: issue 14). At most 16;
-    a value that is not a whole number writes in the app's process, with a warning in the log."""
+    writing is bound by one core: issue 14). At most 16; a value that is not a whole number writes in the app's
+    process, with a warning in the log."""
     value = get("IMPORT_WRITER_PROCESSES")
     if value is not None:
         try:
@@ -107,14 +108,20 @@ def import_writer_processes() -> int:
                 value,
             )
             return 0
+    cpus = usable_cpus()
+    return min(cpus, 4) if cpus >= 2 else 0
+
+
+@functools.cache
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, within the container's CPU quota. Read once per process
+    (it is asked for every large window of an import)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     quota = cgroup_cpu_quota()
-    if quota is not None:
-        cpus = min(cpus, quota)
-    return min(cpus, 4) if cpus >= 2 else 0
+    return min(cpus, quota) if quota is not None else cpus
 
 
 def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:

@@ -35,17 +35,14 @@ from shared.services import fault_points
 from shared.services.import_checkpoint import Checkpoint, CheckpointStore, EntityCheckpoint
 from shared.services.import_pipeline import EntityInput, EntityOutcome, ErrorFile, modified_now
 from shared.services.import_plan import ImportPlan, StagedEntity
+from shared.storage import writer_processes
 from shared.storage.message_repo import EARLIER_TRANSITIONS, STATUS_AT, iso, now_utc
-from shared.storage.writer_processes import MIN_ROWS as WRITER_MIN_ROWS
 
 log = logging.getLogger(__name__)
 
 # During Processing a message's Counts are written back at most this often (one MERGE), so `written`
 # grows while a big file is written without multiplying storage calls per chunk.
 PROGRESS_SECONDS = 5.0
-# Staged rows after which the writer processes are started, so they are ready for the first window: the size
-# from which a window goes to them.
-WRITER_WARM_ROWS = WRITER_MIN_ROWS
 
 
 class MessageImport:
@@ -272,8 +269,8 @@ class MessageImport:
             def encode(record, e=inp.entity):
                 nonlocal staged
                 staged += 1
-                if staged == WRITER_WARM_ROWS:
-                    # Large enough for the writer processes: they start while the rest is staged.
+                if staged == writer_processes.MIN_ROWS:
+                    # Large enough for a window of the writer processes: they start while the rest is staged.
                     self._entities.prepare_writers()
                 return self._entities.encode(e, record, self._company, modified)
 

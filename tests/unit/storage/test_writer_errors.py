@@ -21,6 +21,14 @@ from shared.storage.retry import describe, is_transient
 from shared.storage.writer_processes import error_info, rebuild_error
 
 
+@pytest.fixture
+def fresh_cpu_count():
+    """The CPU count is read once per process (settings.usable_cpus): read it again around the test."""
+    settings.usable_cpus.cache_clear()
+    yield
+    settings.usable_cpus.cache_clear()
+
+
 def round_trip(error: BaseException) -> BaseException:
     return rebuild_error(pickle.loads(pickle.dumps(error_info(error))))
 
@@ -90,14 +98,14 @@ def test_the_writer_count_setting(monkeypatch):
 
 
 @pytest.mark.parametrize(("cpus", "expected"), [(1, 0), (2, 2), (3, 3), (8, 4)])
-def test_the_default_writer_count_follows_the_cpus(monkeypatch, cpus, expected):
+def test_the_default_writer_count_follows_the_cpus(monkeypatch, fresh_cpu_count, cpus, expected):
     monkeypatch.delenv("IMPORT_WRITER_PROCESSES", raising=False)
     monkeypatch.setattr(settings.os, "sched_getaffinity", lambda pid: set(range(cpus)))
     monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: None)
     assert settings.import_writer_processes() == expected
 
 
-def test_a_containers_cpu_quota_caps_the_default(monkeypatch):
+def test_a_containers_cpu_quota_caps_the_default(monkeypatch, fresh_cpu_count):
     monkeypatch.delenv("IMPORT_WRITER_PROCESSES", raising=False)
     monkeypatch.setattr(settings.os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: 1)
